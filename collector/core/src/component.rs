@@ -1,0 +1,183 @@
+//! The three component kinds and the contract between them and the pipeline.
+//!
+//! * A [`Receiver`] turns wire input into [`Item`]s and hands them to a [`Consumer`]; the
+//!   consumer's answer (accepted, or a [`Refusal`]) is what the receiver tells its client.
+//! * A [`Processor`] transforms items on the ingest path, before they are spooled.
+//! * An [`Exporter`] turns a [`Batch`] read from the spool into requests and sends each one.
+//!   Retries, backoff, concurrency, batching and cursor bookkeeping are the pipeline's shared
+//!   machinery; an exporter only says what a response means ([`SendOutcome`]).
+
+use crate::item::{Item, Signal};
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why the pipeline did not accept an item. Receivers map it to their protocol's status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Temporarily full (queue, spool bytes, disk). The client should retry after the delay:
+    /// HTTP 429 + `Retry-After`, gRPC `RESOURCE_EXHAUSTED` + `RetryInfo`.
+    Backpressure {
+        reason: &'static str,
+        retry_after: Duration,
+    },
+    /// Sluice cannot take data right now (stopping, storage failing): HTTP 503 / `UNAVAILABLE`.
+    Unavailable {
+        reason: &'static str,
+        message: String,
+    },
+    /// No pipeline takes this signal from this receiver: HTTP 404 / `UNIMPLEMENTED`.
+    NoPipeline(Signal),
+    /// The item itself is bad (a processor refused it): HTTP 400 / `INVALID_ARGUMENT`.
+    Invalid(String),
+}
+
+impl Refusal {
+    /// Short label used as the `reason` of refusal counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Backpressure { reason, .. } => reason,
+            Refusal::Unavailable { reason, .. } => reason,
+            Refusal::NoPipeline(_) => "no_pipeline",
+            Refusal::Invalid(_) => "invalid",
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Backpressure { .. } | Refusal::Unavailable { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Backpressure {
+                reason,
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "pipeline is full ({reason}); retry after {}s",
+                    retry_after.as_secs().max(1)
+                )
+            }
+            Refusal::Unavailable { reason, message } => {
+                write!(f, "unavailable ({reason}): {message}")
+            }
+            Refusal::NoPipeline(signal) => {
+                write!(f, "no pipeline accepts {signal} from this receiver")
+            }
+            Refusal::Invalid(msg) => write!(f, "invalid data: {msg}"),
+        }
+    }
+}
+
+/// Where a receiver delivers items. `consume` resolves once the item is durable at the
+/// pipeline's configured level; only then may the receiver acknowledge its client.
+pub trait Consumer: Send + Sync + 'static {
+    fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>>;
+
+    /// Signals for which at least one pipeline is wired to this receiver.
+    fn accepts(&self, signal: Signal) -> bool;
+}
+
+/// Everything a running receiver gets from the pipeline.
+#[derive(Clone)]
+pub struct ReceiverContext {
+    /// `<kind>.<name>`, e.g. `receivers.otlp`; the `component_id` label of its metrics.
+    pub component_id: Arc<str>,
+    pub consumer: Arc<dyn Consumer>,
+    /// Turns true when the receiver must stop accepting new work and return.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl ReceiverContext {
+    /// Resolves when shutdown has been requested.
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        // An error means the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A receiver built from config. Building binds its listeners (so address clashes fail at
+/// start, with the config key); `run` serves until shutdown.
+pub trait Receiver: Send + 'static {
+    /// Addresses this receiver listens on, for readiness and clash checks.
+    fn listen_addrs(&self) -> Vec<std::net::SocketAddr>;
+
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Transforms items on the ingest path (before the spool). Returning `Ok(None)` drops the item
+/// deliberately (the processor counts why); `Err` refuses it back to the client.
+pub trait Processor: Send + Sync + 'static {
+    fn process(&self, item: Item) -> Result<Option<Item>, Refusal>;
+}
+
+/// Items of one signal and one tenant, read from the spool, that an exporter sends together.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub signal: Signal,
+    pub tenant: Option<Arc<str>>,
+    pub items: Vec<Item>,
+}
+
+impl Batch {
+    pub fn item_count(&self) -> u64 {
+        self.items.iter().map(|i| u64::from(i.count)).sum()
+    }
+
+    pub fn byte_size(&self) -> usize {
+        self.items.iter().map(|i| i.payload.len()).sum()
+    }
+}
+
+/// What sending one request achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    /// The backend took everything.
+    Sent,
+    /// The backend took the request but refused `rejected` items for good (OTLP partial
+    /// success). Counted and logged; never retried.
+    PartiallyRejected { rejected: u64, message: String },
+    /// Try again later (network error, 429, 5xx, retryable gRPC codes). `retry_after` is the
+    /// backend's minimum delay (`Retry-After`, `RetryInfo`), if it gave one.
+    Retryable {
+        reason: &'static str,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// The backend refused the request for good (400, other 4xx, permanent gRPC codes).
+    /// Counted with `reason`, logged once per distinct reason, and the data is skipped.
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// An exporter: converts batches to requests and sends them.
+pub trait Exporter: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+
+    /// True when batches must reach the backend in spool order (remote-write series order,
+    /// Loki stream order): the pipeline then keeps one batch in flight for this exporter.
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    /// Converts a batch into zero or more requests. Items that cannot be converted are counted
+    /// by the exporter (with a reason) and left out; they are never retried.
+    fn build_requests(&self, batch: &Batch) -> Vec<Self::Request>;
+
+    /// Items (spans, points, records, samples, entries) carried by a request, for metrics.
+    fn request_items(&self, request: &Self::Request) -> u64;
+
+    /// Sends one request once. The pipeline retries according to the outcome.
+    fn send(&self, request: &Self::Request) -> impl Future<Output = SendOutcome> + Send;
+}

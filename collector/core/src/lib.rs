@@ -1,0 +1,18 @@
+//! Core types shared by every Sluice component.
+//!
+//! A pipeline carries [`Item`]s: one OTLP `Export*ServiceRequest` each, kept in its protobuf
+//! encoding so that components which do not need the decoded form never pay for decoding.
+//! Receivers hand items to a [`component::Consumer`]; exporters receive [`component::Batch`]es
+//! from the pipeline's spool and turn them into requests.
+
+pub mod component;
+pub mod config;
+pub mod item;
+pub mod retry;
+pub mod telemetry;
+
+pub use component::{
+    Batch, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal, SendOutcome,
+};
+pub use config::{ByteSize, DurationStr};
+pub use item::{Item, Signal};

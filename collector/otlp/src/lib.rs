@@ -1,0 +1,1 @@
+//! OTLP wire helpers: validating protobuf walker, item counting, JSON conversion

@@ -1,0 +1,1 @@
+//! Durable segment spool with per-exporter cursors

@@ -1,0 +1,1 @@
+//! The sluice binary: config, pipeline wiring, admin server

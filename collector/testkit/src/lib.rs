@@ -1,0 +1,1 @@
+//! Protocol-faithful test backends (OTLP, Loki, Tempo) for Sluice's tests

@@ -1,0 +1,1 @@
+//! OTLP exporter (Tempo) and debug exporter

@@ -1,0 +1,1 @@
+//! Prometheus remote-write exporter with OTLP translation

@@ -1,0 +1,1 @@
+//! Ingest-path processors: batch settings, attributes, redaction

@@ -1,0 +1,1 @@
+//! AWF workflow events: SSE client, push endpoint, conversion, simulator

@@ -1,0 +1,1 @@
+//! The watcher: alert webhooks, investigation, remediation, approvals
