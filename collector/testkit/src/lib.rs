@@ -1,1 +1,5 @@
-//! Protocol-faithful test backends (OTLP, Loki, Tempo) for Sluice's tests
+//! Protocol-faithful test backends for Sluice's tests. Each decodes what Sluice sends exactly as
+//! the real backend would and lets tests assert on it.
+
+pub mod loki;
+pub mod otlp;

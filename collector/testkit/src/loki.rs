@@ -1,0 +1,1 @@
+//! Loki push test backend (protobuf+snappy and JSON) that decodes and records streams.

@@ -1,0 +1,1 @@
+//! OTLP test backend (gRPC + HTTP) that decodes and records what it receives.
