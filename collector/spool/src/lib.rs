@@ -1,1 +1,882 @@
-//! Durable segment spool with per-exporter cursors
+//! The spool: a write-ahead log per pipeline that makes "acknowledged" mean "kept".
+//!
+//! Receivers [`Spool::append`] items; the returned ticket resolves once the item is durable at
+//! the configured [`Fsync`] level, and only then do they answer their client. One writer thread
+//! batches concurrent appends into one write (and one fsync: group commit). Each exporter reads
+//! through its own [`SpoolReader`] cursor: a caught-up reader is served from an in-memory tail,
+//! a lagging one from the segment files. A segment is deleted once every cursor has passed it;
+//! nothing else ever deletes spooled data.
+//!
+//! Durability levels (what an acknowledged item survives):
+//! * `always`: written and `fdatasync`ed before the ack — survives kill -9 and power loss.
+//! * `interval`: written to the OS before the ack, fsynced every `fsync_interval` — survives
+//!   kill -9 and restarts; power loss can lose the last interval.
+//! * `none`: acknowledged when queued for the writer — a crash loses what is still queued.
+
+mod cursor;
+mod record;
+mod segment;
+
+pub use cursor::CursorState;
+pub use record::{Record, encoded_len};
+
+use parking_lot::Mutex;
+use segment::{ReadStep, SegmentMeta, SegmentReader};
+use serde::{Deserialize, Serialize};
+use sluice_core::{ByteSize, DurationStr, Item, Refusal};
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, oneshot};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    Always,
+    #[default]
+    Interval,
+    None,
+}
+
+/// `[pipelines.spool]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// When an acknowledged item is on disk; see the crate docs.
+    pub fsync: Fsync,
+    /// How often `interval` fsyncs.
+    pub fsync_interval: DurationStr,
+    /// Most bytes the spool holds; beyond it receivers get retryable refusals.
+    pub max_bytes: ByteSize,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: ByteSize,
+    /// Appends waiting for the writer; beyond it receivers get retryable refusals.
+    pub queue_capacity: usize,
+    /// Recent records kept in memory so caught-up exporters never touch the disk.
+    pub memory_bytes: ByteSize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            fsync: Fsync::Interval,
+            fsync_interval: DurationStr::from_millis(200),
+            max_bytes: ByteSize::gib(1),
+            segment_bytes: ByteSize::mib(64),
+            queue_capacity: 8192,
+            memory_bytes: ByteSize::mib(64),
+        }
+    }
+}
+
+impl SpoolConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes.0 < 4096 {
+            return Err("segment_bytes must be at least 4KiB".into());
+        }
+        if self.max_bytes.0 < self.segment_bytes.0 {
+            return Err(format!(
+                "max_bytes ({}) must be at least segment_bytes ({})",
+                self.max_bytes, self.segment_bytes
+            ));
+        }
+        if self.queue_capacity == 0 {
+            return Err("queue_capacity must be at least 1".into());
+        }
+        if self.fsync == Fsync::Interval && self.fsync_interval.0.is_zero() {
+            return Err("fsync_interval must be greater than 0 with fsync = \"interval\"".into());
+        }
+        Ok(())
+    }
+}
+
+/// Retry-After given to clients refused because the spool is full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Most appends, and bytes, the writer folds into one write.
+const MAX_GROUP_APPENDS: usize = 4096;
+const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+struct Pending {
+    item: Item,
+    ack: Option<oneshot::Sender<Result<u64, Refusal>>>,
+}
+
+struct Tail {
+    /// Sequence number of `records[0]`.
+    first_seq: u64,
+    records: VecDeque<Record>,
+    bytes: usize,
+}
+
+struct State {
+    segments: Vec<SegmentMeta>,
+    tail: Tail,
+}
+
+struct Shared {
+    name: String,
+    dir: PathBuf,
+    cursor_dir: PathBuf,
+    config: SpoolConfig,
+    queue: crossbeam_queue::ArrayQueue<Pending>,
+    state: Mutex<State>,
+    /// One past the newest record readers may see.
+    published: AtomicU64,
+    readers_notify: Notify,
+    disk_bytes: AtomicU64,
+    queued_bytes: AtomicU64,
+    /// Set after a write failed for lack of space; appends are refused until it passes.
+    disk_full_until_ms: AtomicU64,
+    closed: AtomicBool,
+    cursors: Mutex<HashMap<String, CursorState>>,
+    /// Where each reader started when the spool opened: records below it were spooled before
+    /// this process started (replayed).
+    replay_end: u64,
+    writer: Mutex<Option<thread::JoinHandle<()>>>,
+    writer_thread: Mutex<Option<thread::Thread>>,
+}
+
+/// A pipeline's spool. Cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+}
+
+/// What opening found on disk.
+#[derive(Debug, Default, Clone)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub records: u64,
+    pub corrupt_records: u64,
+    pub truncated_bytes: u64,
+    pub cursors_recovered: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` for the given exporters: validates every segment,
+    /// truncates a torn tail, loads cursors (a missing or damaged one starts at the oldest
+    /// record), and removes cursors of exporters no longer configured so they stop holding data.
+    pub fn open(
+        name: &str,
+        dir: &Path,
+        config: SpoolConfig,
+        exporters: &[String],
+    ) -> io::Result<(Spool, OpenReport)> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let cursor_dir = dir.join("cursors");
+        fs::create_dir_all(&cursor_dir)?;
+        let mut report = OpenReport::default();
+        let mut segments = Vec::new();
+        let mut next_seq = 0u64;
+        let mut disk_bytes = 0u64;
+        for (first_seq, path) in segment::list(dir)? {
+            let rec = segment::recover(&path)?;
+            report.records += rec.records;
+            report.corrupt_records += rec.corrupt_records;
+            report.truncated_bytes += rec.truncated_bytes;
+            if rec.corrupt_records > 0 || rec.truncated_bytes > 0 {
+                tracing::warn!(spool = name, segment = %path.display(), corrupt = rec.corrupt_records,
+                    truncated_bytes = rec.truncated_bytes, "spool segment was damaged; skipped what could not be read");
+            }
+            let seg_next = rec
+                .last_seq
+                .map(|s| s + 1)
+                .unwrap_or(first_seq)
+                .max(first_seq);
+            next_seq = next_seq.max(seg_next);
+            disk_bytes += rec.len;
+            segments.push(SegmentMeta {
+                first_seq,
+                path,
+                len: rec.len,
+                next_seq: seg_next,
+            });
+        }
+        metrics::counter!("sluice_spool_corrupt_records_total", "pipeline" => name.to_owned())
+            .increment(report.corrupt_records);
+        report.segments = segments.len();
+        let oldest = segments.first().map(|s| s.first_seq);
+
+        let mut cursors = HashMap::new();
+        for exporter in exporters {
+            let state = match cursor::load(&cursor_dir, exporter) {
+                cursor::Loaded::Found(s) => s,
+                cursor::Loaded::Missing => CursorState::default(),
+                cursor::Loaded::Damaged(why) => {
+                    tracing::warn!(spool = name, exporter, reason = %why, "cursor damaged; replaying from the oldest record");
+                    report.cursors_recovered.push(exporter.clone());
+                    CursorState::default()
+                }
+            };
+            next_seq = next_seq.max(state.committed);
+            cursors.insert(exporter.clone(), state);
+        }
+        // A cursor before the oldest segment points at data already delivered and deleted.
+        let floor = oldest.unwrap_or(next_seq);
+        for state in cursors.values_mut() {
+            state.committed = state.committed.max(floor).min(next_seq);
+        }
+        for stale in cursor::list(&cursor_dir) {
+            if !exporters.contains(&stale) {
+                tracing::info!(
+                    spool = name,
+                    exporter = stale,
+                    "exporter no longer configured; its cursor no longer holds spooled data"
+                );
+                cursor::remove(&cursor_dir, &stale)?;
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            cursor_dir,
+            queue: crossbeam_queue::ArrayQueue::new(config.queue_capacity),
+            state: Mutex::new(State {
+                segments,
+                tail: Tail {
+                    first_seq: next_seq,
+                    records: VecDeque::new(),
+                    bytes: 0,
+                },
+            }),
+            published: AtomicU64::new(next_seq),
+            readers_notify: Notify::new(),
+            disk_bytes: AtomicU64::new(disk_bytes),
+            queued_bytes: AtomicU64::new(0),
+            disk_full_until_ms: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            cursors: Mutex::new(cursors),
+            replay_end: next_seq,
+            writer: Mutex::new(None),
+            writer_thread: Mutex::new(None),
+            config,
+        });
+        let writer_shared = shared.clone();
+        let handle = thread::Builder::new()
+            .name(format!("spool-{name}"))
+            .spawn(move || Writer::new(writer_shared, next_seq).run())?;
+        *shared.writer_thread.lock() = Some(handle.thread().clone());
+        *shared.writer.lock() = Some(handle);
+        let spool = Spool { shared };
+        spool.publish_gauges();
+        spool.gc();
+        Ok((spool, report))
+    }
+
+    /// Queues an item. `Err` is an immediate refusal (full, stopping); the ticket resolves when
+    /// the item is durable at the configured level.
+    pub fn append(&self, item: Item) -> Result<AppendTicket, Refusal> {
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Refusal::Unavailable {
+                reason: "stopping",
+                message: "sluice is shutting down".into(),
+            });
+        }
+        if s.disk_full_until_ms.load(Ordering::Relaxed) > now_ms() {
+            return Err(Refusal::Backpressure {
+                reason: "disk_full",
+                retry_after: FULL_RETRY_AFTER,
+            });
+        }
+        let size = encoded_len(&item) as u64;
+        let used = s.disk_bytes.load(Ordering::Relaxed) + s.queued_bytes.load(Ordering::Relaxed);
+        if used + size > s.config.max_bytes.0 {
+            return Err(Refusal::Backpressure {
+                reason: "spool_full",
+                retry_after: FULL_RETRY_AFTER,
+            });
+        }
+        let (ack, rx) = if s.config.fsync == Fsync::None {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        s.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if s.queue.push(Pending { item, ack }).is_err() {
+            s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return Err(Refusal::Backpressure {
+                reason: "queue_full",
+                retry_after: FULL_RETRY_AFTER,
+            });
+        }
+        self.wake_writer();
+        Ok(AppendTicket { rx })
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = self.shared.writer_thread.lock().as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// A reader for `exporter`, which must have been named at open.
+    pub fn reader(&self, exporter: &str) -> Option<SpoolReader> {
+        let state = *self.shared.cursors.lock().get(exporter)?;
+        Some(SpoolReader {
+            shared: self.shared.clone(),
+            name: exporter.to_owned(),
+            pos: state.committed,
+            dispatched_before: state.dispatched,
+            disk: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Bytes on disk plus bytes queued for the writer.
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.disk_bytes.load(Ordering::Relaxed)
+            + self.shared.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// One past the newest readable record.
+    pub fn published(&self) -> u64 {
+        self.shared.published.load(Ordering::Acquire)
+    }
+
+    pub fn cursor(&self, exporter: &str) -> Option<CursorState> {
+        self.shared.cursors.lock().get(exporter).copied()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.shared.state.lock().segments.len()
+    }
+
+    /// Stops intake, writes what is queued, fsyncs and persists cursors. Spooled data stays for
+    /// the next start.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.wake_writer();
+        if let Some(handle) = self.shared.writer.lock().take() {
+            let _ = handle.join();
+        }
+        self.persist_cursors();
+        self.shared.readers_notify.notify_waiters();
+    }
+
+    fn persist_cursors(&self) {
+        let cursors = self.shared.cursors.lock().clone();
+        for (name, state) in cursors {
+            if let Err(e) = cursor::store(&self.shared.cursor_dir, &name, state) {
+                tracing::warn!(spool = %self.shared.name, exporter = name, error = %e, "could not persist cursor");
+            }
+        }
+    }
+
+    /// Deletes segments every cursor has passed. The newest segment is always kept.
+    fn gc(&self) {
+        let s = &self.shared;
+        let min_committed = match s.cursors.lock().values().map(|c| c.committed).min() {
+            Some(m) => m,
+            None => return,
+        };
+        let mut state = s.state.lock();
+        while state.segments.len() > 1 && state.segments[0].next_seq <= min_committed {
+            let seg = state.segments.remove(0);
+            match fs::remove_file(&seg.path) {
+                Ok(()) => {
+                    s.disk_bytes.fetch_sub(seg.len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(spool = %s.name, segment = %seg.path.display(), error = %e, "could not delete delivered segment");
+                    state.segments.insert(0, seg);
+                    break;
+                }
+            }
+        }
+        drop(state);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let s = &self.shared;
+        metrics::gauge!("sluice_spool_bytes", "pipeline" => s.name.clone())
+            .set(s.disk_bytes.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("sluice_spool_segments", "pipeline" => s.name.clone())
+            .set(s.state.lock().segments.len() as f64);
+    }
+}
+
+/// Resolves when an appended item is durable; carries its sequence number when known.
+pub struct AppendTicket {
+    rx: Option<oneshot::Receiver<Result<u64, Refusal>>>,
+}
+
+impl Future for AppendTicket {
+    type Output = Result<(), Refusal>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.rx.as_mut() {
+            None => Poll::Ready(Ok(())),
+            Some(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(result)) => Poll::Ready(result.map(|_| ())),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(Refusal::Unavailable {
+                    reason: "spool_stopped",
+                    message: "the spool writer stopped before the data was written".into(),
+                })),
+            },
+        }
+    }
+}
+
+/// An exporter's view of the spool.
+pub struct SpoolReader {
+    shared: Arc<Shared>,
+    name: String,
+    /// Next sequence number to hand out.
+    pos: u64,
+    /// How far this exporter had read before the last stop: re-reads below it may be duplicates.
+    dispatched_before: u64,
+    disk: Option<SegmentReader>,
+}
+
+impl SpoolReader {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Next sequence number this reader will return.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn has_more(&self) -> bool {
+        self.pos < self.shared.published.load(Ordering::Acquire)
+    }
+
+    /// Resolves when there is something to read or the spool is closed.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.shared.readers_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.has_more() || self.shared.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads up to `max_items` records / `max_bytes` payload bytes (at least one record if any
+    /// is available) without waiting.
+    pub fn read(&mut self, max_items: usize, max_bytes: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        let published = self.shared.published.load(Ordering::Acquire);
+        if self.pos >= published {
+            return out;
+        }
+        let from_memory = {
+            let state = self.shared.state.lock();
+            if self.pos >= state.tail.first_seq {
+                let start = (self.pos - state.tail.first_seq) as usize;
+                let mut bytes = 0usize;
+                for r in state.tail.records.iter().skip(start) {
+                    if !out.is_empty()
+                        && (out.len() >= max_items || bytes + r.item.payload.len() > max_bytes)
+                    {
+                        break;
+                    }
+                    bytes += r.item.payload.len();
+                    out.push(r.clone());
+                }
+                true
+            } else {
+                false
+            }
+        };
+        if !from_memory {
+            self.read_disk(&mut out, max_items, max_bytes);
+        }
+        if let Some(last) = out.last() {
+            self.pos = last.seq + 1;
+        }
+        self.count_replays(&out);
+        out
+    }
+
+    fn count_replays(&self, records: &[Record]) {
+        let replay_end = self.shared.replay_end;
+        let replayed = records
+            .iter()
+            .filter(|r| r.seq < replay_end)
+            .map(|r| u64::from(r.item.count))
+            .sum::<u64>();
+        if replayed > 0 {
+            let labels = [
+                ("pipeline", self.shared.name.clone()),
+                ("exporter", self.name.clone()),
+            ];
+            metrics::counter!("sluice_spool_replayed_items_total", &labels).increment(replayed);
+            let redelivered = records
+                .iter()
+                .filter(|r| r.seq < self.dispatched_before)
+                .map(|r| u64::from(r.item.count))
+                .sum::<u64>();
+            metrics::counter!("sluice_spool_redelivered_items_total", &labels)
+                .increment(redelivered);
+        }
+    }
+
+    fn read_disk(&mut self, out: &mut Vec<Record>, max_items: usize, max_bytes: usize) {
+        let mut bytes = 0usize;
+        loop {
+            // Find the segment holding `pos`, reusing the open reader when it still fits.
+            let (meta, tail_first) = {
+                let state = self.shared.state.lock();
+                let idx = state.segments.partition_point(|s| s.first_seq <= self.pos);
+                let meta = if idx == 0 {
+                    // Before the oldest segment: those records were delivered and deleted.
+                    match state.segments.first() {
+                        Some(first) => {
+                            self.pos = first.first_seq;
+                            first.clone()
+                        }
+                        None => {
+                            self.pos = self.pos.max(state.tail.first_seq);
+                            return;
+                        }
+                    }
+                } else {
+                    state.segments[idx - 1].clone()
+                };
+                (meta, state.tail.first_seq)
+            };
+            if self.pos >= tail_first {
+                return; // caught up with memory: the next read serves from there
+            }
+            if self.disk.as_ref().map(|d| d.first_seq) != Some(meta.first_seq) {
+                match SegmentReader::open(&meta) {
+                    Ok(r) => self.disk = Some(r),
+                    Err(e) => {
+                        tracing::error!(spool = %self.shared.name, segment = %meta.path.display(), error = %e, "cannot open segment; skipping it");
+                        self.pos = meta.next_seq.max(self.pos + 1);
+                        self.disk = None;
+                        continue;
+                    }
+                }
+            }
+            let Some(reader) = self.disk.as_mut() else {
+                return;
+            };
+            loop {
+                if !out.is_empty() && out.len() >= max_items {
+                    return;
+                }
+                match reader.next(meta.len) {
+                    Ok(ReadStep::Record(r)) => {
+                        if r.seq < self.pos {
+                            continue;
+                        }
+                        if !out.is_empty() && bytes + r.item.payload.len() > max_bytes {
+                            reader.unread();
+                            return;
+                        }
+                        bytes += r.item.payload.len();
+                        self.pos = r.seq + 1;
+                        out.push(r);
+                    }
+                    Ok(ReadStep::Corrupt) => {
+                        metrics::counter!("sluice_spool_corrupt_records_total", "pipeline" => self.shared.name.clone()).increment(1);
+                    }
+                    Ok(ReadStep::End) => break,
+                    Err(e) => {
+                        tracing::error!(spool = %self.shared.name, segment = %meta.path.display(), error = %e, "segment read failed; skipping the rest of it");
+                        break;
+                    }
+                }
+            }
+            // End of this segment: everything it held is behind us.
+            self.pos = self.pos.max(meta.next_seq);
+            self.disk = None;
+            if !out.is_empty() {
+                return;
+            }
+            if self.pos >= self.shared.published.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Marks everything below `upto` as delivered (or dropped for good), persists the cursor
+    /// and deletes segments no cursor needs any more.
+    pub fn commit(&self, upto: u64) {
+        let state = {
+            let mut cursors = self.shared.cursors.lock();
+            let Some(c) = cursors.get_mut(&self.name) else {
+                return;
+            };
+            if upto <= c.committed {
+                return;
+            }
+            c.committed = upto;
+            c.dispatched = c.dispatched.max(self.pos);
+            *c
+        };
+        if let Err(e) = cursor::store(&self.shared.cursor_dir, &self.name, state) {
+            tracing::warn!(spool = %self.shared.name, exporter = %self.name, error = %e, "could not persist cursor; a restart may resend some data");
+        }
+        Spool {
+            shared: self.shared.clone(),
+        }
+        .gc();
+    }
+
+    /// Closed and fully read: nothing more will ever come.
+    pub fn is_finished(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) && !self.has_more()
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    file: Option<File>,
+    buf: Vec<u8>,
+    dirty: bool,
+    last_sync: Instant,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, next_seq: u64) -> Writer {
+        Writer {
+            shared,
+            next_seq,
+            file: None,
+            buf: Vec::with_capacity(1 << 20),
+            dirty: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut group = Vec::new();
+        loop {
+            let mut bytes = 0usize;
+            while group.len() < MAX_GROUP_APPENDS && bytes < MAX_GROUP_BYTES {
+                match self.shared.queue.pop() {
+                    Some(p) => {
+                        bytes += encoded_len(&p.item);
+                        group.push(p);
+                    }
+                    None => break,
+                }
+            }
+            if !group.is_empty() {
+                self.write_group(&mut group);
+                continue;
+            }
+            if self.dirty && self.shared.config.fsync == Fsync::Interval {
+                let interval = self.shared.config.fsync_interval.0;
+                if self.last_sync.elapsed() >= interval {
+                    self.sync();
+                }
+            }
+            if self.shared.closed.load(Ordering::Acquire) && self.shared.queue.is_empty() {
+                if self.dirty {
+                    self.sync();
+                }
+                return;
+            }
+            thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(f) = self.file.as_ref() {
+            let start = Instant::now();
+            if let Err(e) = f.sync_data() {
+                tracing::error!(spool = %self.shared.name, error = %e, "fsync failed");
+            }
+            metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => self.shared.name.clone())
+                .record(start.elapsed().as_secs_f64());
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+    }
+
+    /// Opens the newest segment for appending, or starts a new one when it is full.
+    fn ensure_segment(&mut self) -> io::Result<()> {
+        let seg_bytes = self.shared.config.segment_bytes.0;
+        let (need_new, last_path) = {
+            let state = self.shared.state.lock();
+            match state.segments.last() {
+                Some(last) if last.len < seg_bytes => (false, Some(last.path.clone())),
+                _ => (true, None),
+            }
+        };
+        if !need_new {
+            if self.file.is_none() {
+                if let Some(path) = last_path {
+                    self.file = Some(OpenOptions::new().append(true).open(path)?);
+                }
+            }
+            return Ok(());
+        }
+        if self.dirty && self.shared.config.fsync != Fsync::None {
+            self.sync();
+        }
+        let path = segment::segment_path(&self.shared.dir, self.next_seq);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if self.shared.config.fsync == Fsync::Always {
+            File::open(&self.shared.dir)?.sync_all()?;
+        }
+        self.file = Some(file);
+        self.shared.state.lock().segments.push(SegmentMeta {
+            first_seq: self.next_seq,
+            path,
+            len: 0,
+            next_seq: self.next_seq,
+        });
+        Ok(())
+    }
+
+    fn write_group(&mut self, group: &mut Vec<Pending>) {
+        let shared = self.shared.clone();
+        let queued: u64 = group.iter().map(|p| encoded_len(&p.item) as u64).sum();
+        let result = self.ensure_segment().and_then(|()| {
+            self.buf.clear();
+            let now = now_ms();
+            for (i, p) in group.iter().enumerate() {
+                record::encode_into(&mut self.buf, self.next_seq + i as u64, now, &p.item);
+            }
+            let file = self.file.as_mut().ok_or_else(|| io::Error::other("no open segment"))?;
+            let before = file.metadata()?.len();
+            if let Err(e) = file.write_all(&self.buf) {
+                // Cut whatever part of the group reached the file so no half record or
+                // unacknowledged record stays behind.
+                let _ = file.set_len(before);
+                return Err(e);
+            }
+            if shared.config.fsync == Fsync::Always {
+                let start = Instant::now();
+                if let Err(e) = file.sync_data() {
+                    let _ = file.set_len(before);
+                    return Err(e);
+                }
+                metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => shared.name.clone())
+                    .record(start.elapsed().as_secs_f64());
+                self.last_sync = Instant::now();
+            } else {
+                self.dirty = true;
+            }
+            Ok(now)
+        });
+        shared.queued_bytes.fetch_sub(queued, Ordering::Relaxed);
+        match result {
+            Ok(now) => {
+                let first = self.next_seq;
+                self.next_seq += group.len() as u64;
+                let written = self.buf.len() as u64;
+                shared.disk_bytes.fetch_add(written, Ordering::Relaxed);
+                let items: u64 = group.iter().map(|p| u64::from(p.item.count)).sum();
+                {
+                    let mut state = shared.state.lock();
+                    if let Some(last) = state.segments.last_mut() {
+                        last.len += written;
+                        last.next_seq = self.next_seq;
+                    }
+                    let cap = shared.config.memory_bytes.as_usize();
+                    let tail = &mut state.tail;
+                    for (i, p) in group.iter().enumerate() {
+                        tail.bytes += p.item.payload.len();
+                        tail.records.push_back(Record {
+                            seq: first + i as u64,
+                            appended_ms: now,
+                            item: p.item.clone(),
+                        });
+                    }
+                    while tail.bytes > cap {
+                        match tail.records.pop_front() {
+                            Some(r) => {
+                                tail.bytes -= r.item.payload.len();
+                                tail.first_seq = r.seq + 1;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                shared.published.store(self.next_seq, Ordering::Release);
+                shared.readers_notify.notify_waiters();
+                metrics::counter!("sluice_spool_appended_items_total", "pipeline" => shared.name.clone()).increment(items);
+                for (i, p) in group.drain(..).enumerate() {
+                    if let Some(ack) = p.ack {
+                        let _ = ack.send(Ok(first + i as u64));
+                    }
+                }
+                metrics::gauge!("sluice_spool_bytes", "pipeline" => shared.name.clone())
+                    .set(shared.disk_bytes.load(Ordering::Relaxed) as f64);
+            }
+            Err(e) => {
+                let out_of_space = e.raw_os_error() == Some(libc::ENOSPC)
+                    || e.kind() == io::ErrorKind::StorageFull;
+                let refusal = if out_of_space {
+                    shared.disk_full_until_ms.store(
+                        now_ms() + FULL_RETRY_AFTER.as_millis() as u64,
+                        Ordering::Relaxed,
+                    );
+                    Refusal::Backpressure {
+                        reason: "disk_full",
+                        retry_after: FULL_RETRY_AFTER,
+                    }
+                } else {
+                    Refusal::Unavailable {
+                        reason: "storage_error",
+                        message: format!("spool write failed: {e}"),
+                    }
+                };
+                tracing::error!(spool = %shared.name, error = %e, appends = group.len(), "spool write failed; refusing these appends");
+                // A reopened file handle avoids writing after a failed append position.
+                self.file = None;
+                let mut lost = 0u64;
+                for p in group.drain(..) {
+                    match p.ack {
+                        Some(ack) => {
+                            let _ = ack.send(Err(refusal.clone()));
+                        }
+                        // fsync = "none" acknowledged at enqueue: this is a real loss; count it.
+                        None => lost += u64::from(p.item.count),
+                    }
+                }
+                if lost > 0 {
+                    metrics::counter!("sluice_spool_dropped_items_total", "pipeline" => shared.name.clone(), "reason" => refusal.reason())
+                        .increment(lost);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! Per-exporter cursors, one small file each, replaced atomically (write + rename).
+//!
+//! `committed` is the first sequence number not yet delivered; `dispatched` is how far the
+//! exporter had read when the cursor was last written, so after a crash the records between
+//! the two are known to be possible duplicates. A missing or damaged file means "start from the
+//! oldest record": duplicates, never loss.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CursorState {
+    pub committed: u64,
+    pub dispatched: u64,
+}
+
+/// Exporter names come from config keys; keep file names to a safe alphabet.
+pub fn cursor_path(dir: &Path, name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '~'
+            }
+        })
+        .collect();
+    dir.join(format!("{safe}.cursor"))
+}
+
+pub enum Loaded {
+    Found(CursorState),
+    Missing,
+    Damaged(String),
+}
+
+pub fn load(dir: &Path, name: &str) -> Loaded {
+    let path = cursor_path(dir, name);
+    match fs::read(&path) {
+        Ok(bytes) => decode(&bytes).map(Loaded::Found).unwrap_or_else(|| {
+            Loaded::Damaged(format!(
+                "{}: {} bytes, bad length or checksum",
+                path.display(),
+                bytes.len()
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded::Missing,
+        Err(e) => Loaded::Damaged(format!("{}: {e}", path.display())),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<CursorState> {
+    if bytes.len() != 20 {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+    if crc32c::crc32c(&bytes[..16]) != crc {
+        return None;
+    }
+    Some(CursorState {
+        committed: u64::from_le_bytes(bytes[0..8].try_into().ok()?),
+        dispatched: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
+    })
+}
+
+pub fn store(dir: &Path, name: &str, state: CursorState) -> io::Result<()> {
+    let mut bytes = [0u8; 20];
+    bytes[0..8].copy_from_slice(&state.committed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&state.dispatched.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..16]);
+    bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+    let path = cursor_path(dir, name);
+    let tmp = path.with_extension("cursor.tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    drop(f);
+    fs::rename(&tmp, &path)
+}
+
+pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
+    match fs::remove_file(cursor_path(dir, name)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Names of all exporters with a cursor file in `dir`.
+pub fn list(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".cursor"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_load_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load(dir.path(), "tempo"), Loaded::Missing));
+        let s = CursorState {
+            committed: 7,
+            dispatched: 9,
+        };
+        store(dir.path(), "tempo", s).unwrap();
+        assert!(matches!(load(dir.path(), "tempo"), Loaded::Found(x) if x == s));
+        fs::write(cursor_path(dir.path(), "tempo"), b"garbage").unwrap();
+        assert!(matches!(load(dir.path(), "tempo"), Loaded::Damaged(_)));
+        assert_eq!(list(dir.path()), vec!["tempo".to_string()]);
+    }
+}

@@ -1,0 +1,296 @@
+use super::*;
+use bytes::Bytes;
+use sluice_core::Signal;
+
+fn item(n: u32) -> Item {
+    Item::new(
+        Signal::Traces,
+        Bytes::from(format!("payload-{n:08}").into_bytes()),
+        n,
+    )
+}
+
+fn cfg(fsync: Fsync) -> SpoolConfig {
+    SpoolConfig {
+        fsync,
+        segment_bytes: ByteSize(4096),
+        ..Default::default()
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn append_all(spool: &Spool, range: std::ops::Range<u32>) {
+    for n in range {
+        spool
+            .append(item(n))
+            .expect("accepted")
+            .await
+            .expect("durable");
+    }
+}
+
+fn read_all(reader: &mut SpoolReader) -> Vec<u32> {
+    let mut got = Vec::new();
+    loop {
+        let batch = reader.read(7, 1 << 20);
+        if batch.is_empty() {
+            return got;
+        }
+        got.extend(batch.iter().map(|r| r.item.count));
+    }
+}
+
+#[tokio::test]
+async fn append_read_commit_and_segments_rotate_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a", "b"])).unwrap();
+    append_all(&spool, 0..500).await;
+    assert!(spool.segment_count() > 3, "small segments must rotate");
+    let mut a = spool.reader("a").unwrap();
+    let mut b = spool.reader("b").unwrap();
+    assert_eq!(read_all(&mut a), (0..500).collect::<Vec<_>>());
+    a.commit(a.position());
+    let segments = spool.segment_count();
+    assert!(
+        segments > 3,
+        "b has not read anything: nothing may be deleted"
+    );
+    assert_eq!(read_all(&mut b), (0..500).collect::<Vec<_>>());
+    b.commit(b.position());
+    assert_eq!(
+        spool.segment_count(),
+        1,
+        "all delivered: only the newest segment is kept"
+    );
+    spool.close();
+}
+
+#[tokio::test]
+async fn restart_replays_exactly_what_was_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) =
+            Spool::open("p", dir.path(), cfg(Fsync::Interval), &names(&["a"])).unwrap();
+        append_all(&spool, 0..300).await;
+        let mut a = spool.reader("a").unwrap();
+        let first = a.read(120, 1 << 20);
+        assert_eq!(first.len(), 120);
+        a.commit(first.last().unwrap().seq + 1);
+        spool.close();
+    }
+    let (spool, report) =
+        Spool::open("p", dir.path(), cfg(Fsync::Interval), &names(&["a"])).unwrap();
+    assert_eq!(report.corrupt_records, 0);
+    let mut a = spool.reader("a").unwrap();
+    assert_eq!(read_all(&mut a), (120..300).collect::<Vec<_>>());
+    // New appends continue the sequence after the recovered ones.
+    append_all(&spool, 300..310).await;
+    assert_eq!(read_all(&mut a), (300..310).collect::<Vec<_>>());
+    spool.close();
+}
+
+#[tokio::test]
+async fn lagging_reader_reads_from_disk_then_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        memory_bytes: ByteSize(200),
+        ..cfg(Fsync::None)
+    };
+    let (spool, _) = Spool::open("p", dir.path(), config, &names(&["a"])).unwrap();
+    append_all(&spool, 0..1000).await;
+    // fsync = none acks at enqueue: wait until the writer has published everything.
+    while spool.published() < 1000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut a = spool.reader("a").unwrap();
+    assert_eq!(read_all(&mut a), (0..1000).collect::<Vec<_>>());
+    spool.close();
+}
+
+#[tokio::test]
+async fn full_spool_refuses_with_backpressure_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        max_bytes: ByteSize(8192),
+        segment_bytes: ByteSize(4096),
+        ..Default::default()
+    };
+    let (spool, _) = Spool::open("p", dir.path(), config, &names(&["a"])).unwrap();
+    let mut accepted = 0u32;
+    let refusal = loop {
+        match spool.append(item(accepted)) {
+            Ok(t) => {
+                t.await.unwrap();
+                accepted += 1;
+            }
+            Err(r) => break r,
+        }
+    };
+    assert!(
+        matches!(
+            refusal,
+            Refusal::Backpressure {
+                reason: "spool_full",
+                ..
+            }
+        ),
+        "{refusal:?}"
+    );
+    let mut a = spool.reader("a").unwrap();
+    let got = read_all(&mut a);
+    assert_eq!(
+        got,
+        (0..accepted).collect::<Vec<_>>(),
+        "everything acknowledged is readable"
+    );
+    a.commit(a.position());
+    spool
+        .append(item(accepted))
+        .expect("space is back once the exporter caught up")
+        .await
+        .unwrap();
+    spool.close();
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_and_corrupt_middle_record_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        segment_bytes: ByteSize::mib(1),
+        ..cfg(Fsync::Always)
+    };
+    {
+        let (spool, _) = Spool::open("p", dir.path(), config.clone(), &names(&["a"])).unwrap();
+        append_all(&spool, 0..10).await;
+        spool.close();
+    }
+    let (_, seg) = segment::list(dir.path()).unwrap().pop().unwrap();
+    let mut data = fs::read(&seg).unwrap();
+    let rec_len = data.len() / 10;
+    // Flip a payload byte of record 3 and append half a record (a torn write).
+    data[3 * rec_len + rec_len - 1] ^= 0x01;
+    let torn = data[..rec_len / 2].to_vec();
+    data.extend_from_slice(&torn);
+    fs::write(&seg, &data).unwrap();
+
+    let (spool, report) = Spool::open("p", dir.path(), config, &names(&["a"])).unwrap();
+    assert_eq!(report.corrupt_records, 1);
+    assert_eq!(report.truncated_bytes, (rec_len / 2) as u64);
+    let mut a = spool.reader("a").unwrap();
+    let expect: Vec<u32> = (0..10).filter(|n| *n != 3).collect();
+    assert_eq!(read_all(&mut a), expect);
+    append_all(&spool, 10..12).await;
+    assert_eq!(
+        read_all(&mut a),
+        vec![10, 11],
+        "appends after a truncated tail are readable"
+    );
+    spool.close();
+}
+
+#[tokio::test]
+async fn damaged_or_missing_cursor_replays_from_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) =
+            Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a", "b"])).unwrap();
+        append_all(&spool, 0..50).await;
+        let mut a = spool.reader("a").unwrap();
+        let mut b = spool.reader("b").unwrap();
+        read_all(&mut a);
+        a.commit(a.position());
+        b.read(10, 1 << 20);
+        b.commit(10);
+        spool.close();
+    }
+    fs::write(
+        cursor::cursor_path(&dir.path().join("cursors"), "a"),
+        b"\x01\x02",
+    )
+    .unwrap();
+    fs::remove_file(cursor::cursor_path(&dir.path().join("cursors"), "b")).unwrap();
+    let (spool, report) =
+        Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a", "b"])).unwrap();
+    assert_eq!(report.cursors_recovered, vec!["a".to_string()]);
+    let oldest = segment::list(dir.path()).unwrap()[0].0 as u32;
+    for name in ["a", "b"] {
+        let mut r = spool.reader(name).unwrap();
+        let got = read_all(&mut r);
+        assert_eq!(
+            got,
+            (oldest..50).collect::<Vec<_>>(),
+            "{name} replays from the oldest segment"
+        );
+    }
+    spool.close();
+}
+
+#[tokio::test]
+async fn removed_exporter_stops_holding_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) =
+            Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a", "gone"])).unwrap();
+        append_all(&spool, 0..200).await;
+        let mut a = spool.reader("a").unwrap();
+        read_all(&mut a);
+        a.commit(a.position());
+        assert!(spool.segment_count() > 1);
+        spool.close();
+    }
+    let (spool, _) = Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a"])).unwrap();
+    assert_eq!(spool.segment_count(), 1);
+    spool.close();
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_fsyncs_and_all_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        segment_bytes: ByteSize::mib(1),
+        ..cfg(Fsync::Always)
+    };
+    let (spool, _) = Spool::open("p", dir.path(), config, &names(&["a"])).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8u32 {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            append_all(&spool, t * 100..t * 100 + 100).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut a = spool.reader("a").unwrap();
+    let mut got = read_all(&mut a);
+    got.sort();
+    assert_eq!(got, (0..800).collect::<Vec<_>>());
+    spool.close();
+}
+
+#[tokio::test]
+async fn reader_wait_wakes_on_append_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open("p", dir.path(), cfg(Fsync::Interval), &names(&["a"])).unwrap();
+    let mut a = spool.reader("a").unwrap();
+    let waiter = tokio::spawn(async move {
+        a.wait().await;
+        a.read(10, 1 << 20).len()
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    spool.append(item(1)).unwrap().await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    let a2 = spool.reader("a").unwrap();
+    spool.close();
+    assert!(!a2.is_finished() || !a2.has_more());
+    assert!(spool.append(item(2)).is_err(), "closed spool refuses");
+}
