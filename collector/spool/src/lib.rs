@@ -731,10 +731,10 @@ impl Writer {
             }
         };
         if !need_new {
-            if self.file.is_none() {
-                if let Some(path) = last_path {
-                    self.file = Some(OpenOptions::new().append(true).open(path)?);
-                }
+            if self.file.is_none()
+                && let Some(path) = last_path
+            {
+                self.file = Some(OpenOptions::new().append(true).open(path)?);
             }
             return Ok(());
         }
