@@ -1,1 +1,11 @@
-//! AWF workflow events: SSE client, push endpoint, conversion, simulator
+//! AWF workflow events: SSE client, push endpoint, conversion to OTLP, and a simulator of the
+//! AWF API.
+//!
+//! * [`event`] — the `WorkflowEvent` model (lenient JSON parsing).
+//! * [`sse`] — an incremental WHATWG Server-Sent Events parser.
+//! * [`convert`] — events → OTLP spans, cumulative metrics and log records.
+//! * [`receiver`] — the `type = "awf"` receiver component.
+//! * [`sim`] — the AWF simulator behind `sluice awf-sim`.
+
+pub mod event;
+pub mod time;
