@@ -1,0 +1,279 @@
+//! OTLP/gRPC transport: unary `Export` calls with the payload bytes passed through untouched.
+
+use super::config::{Compression, Config};
+use super::{OtlpRequest, partial_success_outcome, request_headers, tls};
+use bytes::{Buf, BufMut, Bytes};
+use sluice_core::{SendOutcome, Signal};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+fn method_path(signal: Signal) -> ::http::uri::PathAndQuery {
+    ::http::uri::PathAndQuery::from_static(match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    })
+}
+
+/// Passes already-encoded messages through, in both directions.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+pub(super) struct GrpcSender {
+    component_id: Arc<str>,
+    channel: Channel,
+    gzip: bool,
+    timeout: Duration,
+    headers: ::http::HeaderMap,
+}
+
+impl GrpcSender {
+    pub(super) fn new(
+        config: &Config,
+        headers: ::http::HeaderMap,
+        component_id: Arc<str>,
+    ) -> anyhow::Result<GrpcSender> {
+        // The lazy channel spawns its worker immediately, which needs a runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            anyhow::bail!("the gRPC OTLP exporter must be built inside a Tokio runtime");
+        }
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", config.endpoint))?
+            .connect_timeout(config.timeout.get())
+            .tcp_nodelay(true)
+            // Notice dead connections (a restarted backend) without waiting for a request.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        if config.endpoint.starts_with("https://") {
+            let tls_settings = config.tls.clone().unwrap_or_default();
+            let mut client_tls = ClientTlsConfig::new();
+            if let Some(name) = &tls_settings.server_name {
+                client_tls = client_tls.domain_name(name.clone());
+            }
+            if let Some(id) = tls::load_identity(&tls_settings)? {
+                client_tls = client_tls.identity(Identity::from_pem(id.cert_pem, id.key_pem));
+            }
+            // tonic passes `domain_name` to the verifier itself, so no name override here.
+            endpoint = endpoint
+                .tls_config_with_verifier(client_tls, tls::verifier(&tls_settings, false)?)
+                .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+        }
+        Ok(GrpcSender {
+            component_id,
+            channel: endpoint.connect_lazy(),
+            gzip: config.compression == Compression::Gzip,
+            timeout: config.timeout.get(),
+            headers,
+        })
+    }
+
+    pub(super) async fn send(&self, request: &OtlpRequest) -> SendOutcome {
+        let headers = match request_headers(&self.headers, request.tenant.as_deref()) {
+            Ok(h) => h,
+            Err(outcome) => return outcome,
+        };
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        if self.gzip {
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        if let Err(e) = grpc.ready().await {
+            return SendOutcome::Retryable {
+                reason: "connect",
+                retry_after: None,
+                message: format!("gRPC channel not ready: {e}"),
+            };
+        }
+        let mut call = tonic::Request::from_parts(
+            MetadataMap::from_headers(headers),
+            Default::default(),
+            request.body.clone(),
+        );
+        // Sent as `grpc-timeout` so the server can give up when we do.
+        call.set_timeout(self.timeout);
+        match grpc
+            .unary::<Bytes, Bytes, _>(call, method_path(request.signal), RawCodec)
+            .await
+        {
+            Ok(response) => {
+                partial_success_outcome(&self.component_id, request.signal, response.get_ref())
+            }
+            Err(status) => classify_status(&status),
+        }
+    }
+}
+
+/// Short `reason` label for a gRPC code.
+fn code_reason(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// True when the status was made by the client (connection, TLS, HTTP/2 failure) rather than
+/// sent by the server: tonic keeps the underlying error as the status' source.
+fn local_failure(status: &Status) -> Option<&'static str> {
+    let mut source = std::error::Error::source(status);
+    let mut reason = None;
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return Some("connect");
+        }
+        reason = Some("transport");
+        source = err.source();
+    }
+    reason
+}
+
+/// OTLP/gRPC retry rules (protocols.md §1.3): the listed transient codes are retried,
+/// `RESOURCE_EXHAUSTED` only when the server sent `RetryInfo`, every other code is final.
+pub(super) fn classify_status(status: &Status) -> SendOutcome {
+    let message = if status.message().is_empty() {
+        status.code().description().to_owned()
+    } else {
+        status.message().to_owned()
+    };
+    if let Some(reason) = local_failure(status) {
+        return SendOutcome::Retryable {
+            reason,
+            retry_after: None,
+            message,
+        };
+    }
+    let retry_info = status.get_details_retry_info();
+    let retry_after = retry_info.as_ref().and_then(|r| r.retry_delay);
+    let retryable = match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        Code::ResourceExhausted => retry_info.is_some(),
+        _ => false,
+    };
+    let reason = code_reason(status.code());
+    if retryable {
+        SendOutcome::Retryable {
+            reason,
+            retry_after,
+            message,
+        }
+    } else {
+        SendOutcome::Rejected { reason, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails;
+
+    #[test]
+    fn retryable_codes() {
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            assert!(
+                matches!(
+                    classify_status(&Status::new(code, "x")),
+                    SendOutcome::Retryable { retry_after: None, .. }
+                ),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Internal,
+            Code::Unimplemented,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+        ] {
+            assert!(
+                matches!(
+                    classify_status(&Status::new(code, "x")),
+                    SendOutcome::Rejected { .. }
+                ),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_with_retry_info() {
+        let status = Status::with_error_details(
+            Code::ResourceExhausted,
+            "RATE_LIMITED",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(5))),
+        );
+        assert_eq!(
+            classify_status(&status),
+            SendOutcome::Retryable {
+                reason: "resource_exhausted",
+                retry_after: Some(Duration::from_secs(5)),
+                message: "RATE_LIMITED".into()
+            }
+        );
+    }
+}

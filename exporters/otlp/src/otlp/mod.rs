@@ -1,0 +1,307 @@
+//! OTLP exporter (`type = "otlp"`): forwards items to Tempo or any OTLP backend over gRPC or
+//! HTTP/protobuf without decoding them.
+//!
+//! Items already hold encoded `Export*ServiceRequest`s, and concatenating encodings of one
+//! message type yields one valid message holding all of them, so a request body is just the
+//! items' payloads back to back (split to respect `max_request_size`). Responses are classified
+//! per the OTLP spec: see [`grpc::classify_status`] and [`http::classify_response`].
+
+mod config;
+mod grpc;
+mod http;
+mod tls;
+
+pub use config::{Compression, Config, Protocol, TlsConfig};
+
+use bytes::{Bytes, BytesMut};
+use sluice_core::telemetry::exporter_dropped;
+use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TYPE_NAME: &str = "otlp";
+pub const SIGNALS: &[Signal] = &Signal::ALL;
+
+/// One request: the concatenated payloads of consecutive items of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpRequest {
+    pub signal: Signal,
+    /// Sent as `X-Scope-OrgID`, replacing a static header of that name.
+    pub tenant: Option<Arc<str>>,
+    /// Uncompressed `Export*ServiceRequest` encoding.
+    pub body: Bytes,
+    /// Spans, data points or log records in `body`.
+    pub items: u64,
+}
+
+enum Transport {
+    Grpc(grpc::GrpcSender),
+    Http(http::HttpSender),
+}
+
+pub struct OtlpExporter {
+    component_id: Arc<str>,
+    max_request_size: usize,
+    timeout: Duration,
+    transport: Transport,
+}
+
+/// Builds the exporter and its client (which connects lazily, so a backend that is down does
+/// not fail the build). gRPC needs to be built inside a Tokio runtime.
+pub fn build(config: &Config, component_id: &str) -> anyhow::Result<OtlpExporter> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
+    let headers = static_headers(config)?;
+    let id: Arc<str> = component_id.into();
+    let transport = match config.protocol {
+        Protocol::Grpc => Transport::Grpc(grpc::GrpcSender::new(config, headers, id.clone())?),
+        Protocol::Http => Transport::Http(http::HttpSender::new(config, headers, id.clone())?),
+    };
+    Ok(OtlpExporter {
+        component_id: id,
+        max_request_size: config.max_request_size.as_usize(),
+        timeout: config.timeout.get(),
+        transport,
+    })
+}
+
+fn static_headers(config: &Config) -> anyhow::Result<::http::HeaderMap> {
+    let mut map = ::http::HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = ::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| anyhow::anyhow!("headers: {name:?} is not a valid header name"))?;
+        let value = ::http::HeaderValue::from_str(value)
+            .map_err(|_| anyhow::anyhow!("headers.{name}: invalid header value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The headers of one request: static ones plus the batch's tenant.
+fn request_headers(
+    statics: &::http::HeaderMap,
+    tenant: Option<&str>,
+) -> Result<::http::HeaderMap, SendOutcome> {
+    let mut headers = statics.clone();
+    if let Some(tenant) = tenant {
+        let value = ::http::HeaderValue::from_str(tenant).map_err(|_| SendOutcome::Rejected {
+            reason: "invalid_tenant",
+            message: format!("tenant {tenant:?} cannot be sent as X-Scope-OrgID"),
+        })?;
+        headers.insert("x-scope-orgid", value);
+    }
+    Ok(headers)
+}
+
+/// Groups consecutive payloads into bodies of at most `cap` bytes; a payload larger than `cap`
+/// on its own becomes a body of its own. Returns (body, item count) pairs in item order.
+fn concat_payloads<'a>(items: impl Iterator<Item = &'a Item>, cap: usize) -> Vec<(Bytes, u64)> {
+    let mut out = Vec::new();
+    let mut group: Vec<&Item> = Vec::new();
+    let mut group_len = 0usize;
+    let flush = |group: &mut Vec<&Item>, group_len: &mut usize, out: &mut Vec<(Bytes, u64)>| {
+        let count = group.iter().map(|i| u64::from(i.count)).sum();
+        let body = match group.as_slice() {
+            [] => return,
+            // One payload: no copy.
+            [only] => only.payload.clone(),
+            many => {
+                let mut buf = BytesMut::with_capacity(*group_len);
+                for item in many {
+                    buf.extend_from_slice(&item.payload);
+                }
+                buf.freeze()
+            }
+        };
+        out.push((body, count));
+        group.clear();
+        *group_len = 0;
+    };
+    for item in items {
+        let len = item.payload.len();
+        if !group.is_empty() && group_len.saturating_add(len) > cap {
+            flush(&mut group, &mut group_len, &mut out);
+        }
+        group.push(item);
+        group_len += len;
+    }
+    flush(&mut group, &mut group_len, &mut out);
+    out
+}
+
+impl OtlpExporter {
+    fn timed_out(&self) -> SendOutcome {
+        SendOutcome::Retryable {
+            reason: "timeout",
+            retry_after: None,
+            message: format!("no answer within {:?}", self.timeout),
+        }
+    }
+}
+
+impl Exporter for OtlpExporter {
+    type Request = OtlpRequest;
+
+    fn build_requests(&self, batch: &Batch) -> Vec<OtlpRequest> {
+        let (matching, foreign): (Vec<&Item>, Vec<&Item>) =
+            batch.items.iter().partition(|i| i.signal == batch.signal);
+        // Concatenating payloads of another signal would corrupt the request; the pipeline
+        // never builds such batches, but count it rather than send garbage.
+        for item in foreign {
+            exporter_dropped(
+                &self.component_id,
+                item.signal,
+                "signal_mismatch",
+                u64::from(item.count),
+            );
+        }
+        concat_payloads(matching.into_iter(), self.max_request_size)
+            .into_iter()
+            // An empty body carries nothing; there is no point in sending it.
+            .filter(|(body, count)| !body.is_empty() || *count > 0)
+            .map(|(body, items)| OtlpRequest {
+                signal: batch.signal,
+                tenant: batch.tenant.clone(),
+                body,
+                items,
+            })
+            .collect()
+    }
+
+    fn request_items(&self, request: &OtlpRequest) -> u64 {
+        request.items
+    }
+
+    async fn send(&self, request: &OtlpRequest) -> SendOutcome {
+        let attempt = async {
+            match &self.transport {
+                Transport::Grpc(sender) => sender.send(request).await,
+                Transport::Http(sender) => sender.send(request).await,
+            }
+        };
+        let outcome = tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| self.timed_out());
+        if let SendOutcome::PartiallyRejected { rejected, message } = &outcome {
+            tracing::warn!(
+                component_id = %self.component_id,
+                signal = %request.signal,
+                rejected,
+                "backend rejected part of a request: {message}"
+            );
+        }
+        outcome
+    }
+}
+
+/// Reads `partial_success` from an `Export*ServiceResponse` body. A message with zero rejected
+/// items is a warning from the backend: logged, and the request counts as sent.
+fn partial_success_outcome(component_id: &str, signal: Signal, body: &[u8]) -> SendOutcome {
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
+        trace::v1::ExportTraceServiceResponse,
+    };
+    use prost::Message;
+    let decoded = match signal {
+        Signal::Traces => ExportTraceServiceResponse::decode(body)
+            .map(|r| r.partial_success.map(|p| (p.rejected_spans, p.error_message))),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
+            .map(|r| r.partial_success.map(|p| (p.rejected_data_points, p.error_message))),
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .map(|r| r.partial_success.map(|p| (p.rejected_log_records, p.error_message))),
+    };
+    match decoded {
+        Ok(Some((rejected, message))) if rejected > 0 => SendOutcome::PartiallyRejected {
+            rejected: rejected.unsigned_abs(),
+            message,
+        },
+        Ok(Some((_, message))) if !message.is_empty() => {
+            tracing::warn!(component_id, %signal, "backend warning: {message}");
+            SendOutcome::Sent
+        }
+        Ok(_) => SendOutcome::Sent,
+        Err(e) => {
+            // The backend said OK; the data is in. An unreadable body does not change that.
+            tracing::debug!(component_id, %signal, "undecodable success response: {e}");
+            SendOutcome::Sent
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(len: usize, count: u32) -> Item {
+        Item::new(Signal::Traces, Bytes::from(vec![b'x'; len]), count)
+    }
+
+    #[test]
+    fn concatenation_respects_cap_and_keeps_order() {
+        let items = [item(4, 1), item(4, 2), item(4, 3), item(20, 4), item(1, 5)];
+        let groups = concat_payloads(items.iter(), 10);
+        let shape: Vec<(usize, u64)> = groups.iter().map(|(b, c)| (b.len(), *c)).collect();
+        assert_eq!(shape, vec![(8, 3), (4, 3), (20, 4), (1, 5)]);
+        let all = concat_payloads(items.iter(), 1000);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0.len(), 33);
+        assert_eq!(all[0].1, 15);
+        assert!(concat_payloads([].iter(), 10).is_empty());
+    }
+
+    #[test]
+    fn single_item_is_not_copied() {
+        let it = item(8, 1);
+        let groups = concat_payloads(std::iter::once(&it), 4);
+        assert_eq!(groups[0].0.as_ptr(), it.payload.as_ptr());
+    }
+
+    #[test]
+    fn tenant_replaces_static_header() {
+        let mut statics = ::http::HeaderMap::new();
+        statics.insert("x-scope-orgid", "static".parse().unwrap());
+        statics.insert("authorization", "Bearer x".parse().unwrap());
+        let h = request_headers(&statics, Some("tenant-b")).unwrap();
+        assert_eq!(h.get_all("x-scope-orgid").iter().count(), 1);
+        assert_eq!(h["x-scope-orgid"], "tenant-b");
+        assert_eq!(h["authorization"], "Bearer x");
+        assert_eq!(request_headers(&statics, None).unwrap()["x-scope-orgid"], "static");
+        assert!(matches!(
+            request_headers(&statics, Some("bad\ntenant")),
+            Err(SendOutcome::Rejected { reason: "invalid_tenant", .. })
+        ));
+    }
+
+    #[test]
+    fn partial_success_parsing() {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        use prost::Message;
+        let body = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            partial_success_outcome("c", Signal::Traces, &body),
+            SendOutcome::PartiallyRejected {
+                rejected: 3,
+                message: "too old".into()
+            }
+        );
+        let warning = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 0,
+                error_message: "slow down".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(partial_success_outcome("c", Signal::Traces, &warning), SendOutcome::Sent);
+        assert_eq!(partial_success_outcome("c", Signal::Traces, b""), SendOutcome::Sent);
+        assert_eq!(partial_success_outcome("c", Signal::Traces, b"\xff\xff"), SendOutcome::Sent);
+    }
+}
