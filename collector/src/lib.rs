@@ -1,1 +1,14 @@
-//! The sluice binary: config, pipeline wiring, admin server
+//! The Sluice collector: configuration, pipeline wiring, admin server and the process around
+//! them. The `sluice` binary is a thin CLI over this library, which tests drive directly too.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod loadgen;
+pub mod pipeline;
+pub mod registry;
+pub mod storage;
+pub mod topology;
+
+/// `configs/dev.toml`, built in so `sluice run` works with no file and no backends.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../configs/dev.toml");

@@ -1,0 +1,162 @@
+//! The running process: the current configuration and topology, readiness, reloads, shutdown.
+
+use crate::config::{self, Config};
+use crate::topology::Topology;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The default shipped inside the binary (`configs/dev.toml`), for `sluice run` with no file.
+    Embedded {
+        name: &'static str,
+        text: &'static str,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, config::ConfigError> {
+        match self {
+            ConfigSource::File(p) => config::load_file(p),
+            ConfigSource::Embedded { name, text } => {
+                config::parse(Path::new(name), text, &|v| std::env::var(v).ok())
+            }
+        }
+    }
+}
+
+pub struct App {
+    source: ConfigSource,
+    storage: PathBuf,
+    /// How long a stop may take to deliver what is spooled before leaving it for the next start.
+    pub shutdown_timeout: Duration,
+    current: Mutex<Option<(Config, Topology)>>,
+    ready: AtomicBool,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl App {
+    pub fn new(
+        source: ConfigSource,
+        storage: PathBuf,
+        shutdown_timeout: Duration,
+        metrics: Option<PrometheusHandle>,
+    ) -> App {
+        App {
+            source,
+            storage,
+            shutdown_timeout,
+            current: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Loads the configuration and starts it. An error here ends the process.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let config = self.source.load().map_err(|e| {
+            record_load(false);
+            anyhow::anyhow!("{e}")
+        })?;
+        let topology = Topology::start(&config, &self.storage)?;
+        record_load(true);
+        tracing::info!(config = %config.source.display(), listeners = ?topology.listen_addrs, "sluice started");
+        *self.current.lock().await = Some((config, topology));
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Swaps in the configuration as it is now on disk. A bad file keeps the old one running.
+    pub async fn reload(&self) -> Result<(), String> {
+        let new = match self.source.load() {
+            Ok(c) => c,
+            Err(e) => {
+                record_load(false);
+                tracing::error!(error = %e, "reload refused; keeping the running config");
+                return Err(e.to_string());
+            }
+        };
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|(c, _)| c.text == new.text) {
+            record_load(true);
+            return Ok(());
+        }
+        self.ready.store(false, Ordering::Release);
+        let old = current.take();
+        let old_config = old.as_ref().map(|(c, _)| c.clone());
+        if let Some((_, topology)) = old {
+            // Undelivered data stays in the spools and the new topology picks it up.
+            topology.stop(Duration::from_secs(5)).await;
+        }
+        match Topology::start(&new, &self.storage) {
+            Ok(t) => {
+                *current = Some((new, t));
+                self.ready.store(true, Ordering::Release);
+                record_load(true);
+                tracing::info!("config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                record_load(false);
+                let msg = format!("new config could not start: {e:#}; restored the previous one");
+                tracing::error!("{msg}");
+                if let Some(c) = old_config {
+                    match Topology::start(&c, &self.storage) {
+                        Ok(t) => {
+                            *current = Some((c, t));
+                            self.ready.store(true, Ordering::Release);
+                        }
+                        Err(e2) => {
+                            tracing::error!(error = %e2, "previous config could not be restarted either")
+                        }
+                    }
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    pub async fn unhealthy(&self) -> Vec<String> {
+        match self.current.lock().await.as_ref() {
+            Some((_, t)) => t.healthy(),
+            None => vec!["pipeline".to_string()],
+        }
+    }
+
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .as_ref()
+            .map(|h| h.render())
+            .unwrap_or_default()
+    }
+
+    /// Stops intake and drains within `shutdown_timeout`.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        if let Some((_, t)) = self.current.lock().await.take() {
+            t.stop(self.shutdown_timeout).await;
+        }
+    }
+}
+
+fn record_load(ok: bool) {
+    metrics::gauge!("sluice_config_last_load_successful").set(if ok { 1.0 } else { 0.0 });
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        metrics::gauge!("sluice_config_last_load_success_timestamp_seconds").set(now);
+    } else {
+        metrics::counter!("sluice_config_load_failures_total").increment(1);
+    }
+}

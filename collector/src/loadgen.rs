@@ -1,0 +1,315 @@
+//! `sluice loadgen`: sends OTLP traces over gRPC or HTTP at a given rate, request size and
+//! concurrency, and reports accepted spans/s, latency percentiles and errors.
+//!
+//! Requests are encoded once up front and sent as raw bytes, so the generator spends its CPU
+//! on the network, not on protobuf encoding: on a shared 2-core box that matters.
+
+use bytes::{Buf, BufMut, Bytes};
+use hdrhistogram::Histogram;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadgenArgs {
+    /// `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for HTTP.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "http"])]
+    pub protocol: String,
+    /// Target spans per second over all connections; 0 sends as fast as answers come back.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 500)]
+    pub spans_per_request: usize,
+    /// Requests in flight at once (one connection each).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[arg(long, default_value = "10s", value_parser = sluice_core::config::parse_duration)]
+    pub duration: Duration,
+    /// String attributes on each span (~390 bytes/span with the default 8).
+    #[arg(long, default_value_t = 8)]
+    pub attributes: usize,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a run achieved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub protocol: String,
+    pub seconds: f64,
+    pub requests_ok: u64,
+    pub spans_accepted: u64,
+    pub spans_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Builds a realistic traces request: one resource, one scope, `spans` spans with attributes.
+pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceServiceRequest {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+    };
+    let spans = (0..spans)
+        .map(|i| {
+            let n = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&n.to_be_bytes());
+            trace_id[8..].copy_from_slice(&seed.to_be_bytes());
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: n.wrapping_add(1).to_be_bytes().to_vec(),
+                name: format!("awf.step {}", i % 17),
+                kind: 2,
+                start_time_unix_nano: now,
+                end_time_unix_nano: now + 1_500_000,
+                attributes: (0..attributes)
+                    .map(|a| kv(&format!("attr.key{a}"), format!("value-{}-{a}", n % 1000)))
+                    .collect(),
+                status: Some(Status {
+                    code: 1,
+                    message: String::new(),
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "loadgen".into()),
+                    kv("service.instance.id", format!("lg-{seed}")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "sluice-loadgen".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Passes request bytes through untouched and ignores the (empty) response body.
+#[derive(Clone, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+enum Client {
+    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
+    Http(reqwest::Client, String),
+}
+
+impl Client {
+    async fn send(&mut self, body: Bytes) -> Result<(), String> {
+        match self {
+            Client::Grpc(g) => {
+                g.ready().await.map_err(|e| format!("connect: {e}"))?;
+                let path = http::uri::PathAndQuery::from_static(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                );
+                g.unary(tonic::Request::new(body), path, RawCodec)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("grpc {:?}", s.code()))
+            }
+            Client::Http(c, url) => {
+                let resp = c
+                    .post(url.as_str())
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        if e.is_connect() {
+                            "connect".to_string()
+                        } else {
+                            "http transport".to_string()
+                        }
+                    })?;
+                let status = resp.status();
+                let _ = resp.bytes().await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("http {}", status.as_u16()))
+                }
+            }
+        }
+    }
+}
+
+async fn connect(args: &LoadgenArgs) -> anyhow::Result<Client> {
+    Ok(if args.protocol == "grpc" {
+        let channel =
+            tonic::transport::Endpoint::from_shared(args.endpoint.clone())?.connect_lazy();
+        Client::Grpc(tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20))
+    } else {
+        let url = format!("{}/v1/traces", args.endpoint.trim_end_matches('/'));
+        Client::Http(
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?,
+            url,
+        )
+    })
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..16)
+            .map(|s| {
+                Bytes::from(
+                    build_request(args.spans_per_request, args.attributes, s).encode_to_vec(),
+                )
+            })
+            .collect(),
+    );
+    let per_worker_interval = if args.rate == 0 {
+        None
+    } else {
+        let requests_per_sec = args.rate as f64 / args.spans_per_request as f64;
+        Some(Duration::from_secs_f64(
+            args.concurrency as f64 / requests_per_sec,
+        ))
+    };
+    let started = Instant::now();
+    let end = started + args.duration;
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let mut client = connect(&args).await?;
+        let bodies = bodies.clone();
+        let spans = args.spans_per_request as u64;
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("static histogram bounds");
+            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut ok = 0u64;
+            // Stagger workers so paced sends do not arrive in bursts.
+            let mut next = Instant::now()
+                + per_worker_interval
+                    .map(|i| i.mul_f64(w as f64 / 8.0))
+                    .unwrap_or_default();
+            let mut i = w;
+            while Instant::now() < end {
+                if let Some(interval) = per_worker_interval {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+                    next += interval;
+                }
+                let body = bodies[i % bodies.len()].clone();
+                i += 1;
+                let t = Instant::now();
+                match client.send(body).await {
+                    Ok(()) => {
+                        ok += 1;
+                        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                    Err(e) => {
+                        *errors.entry(e).or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            (ok * spans, ok, hist, errors)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = BTreeMap::new();
+    let (mut spans, mut requests) = (0u64, 0u64);
+    for w in workers {
+        let (s, r, h, e) = w.await?;
+        spans += s;
+        requests += r;
+        hist.add(&h)?;
+        for (k, v) in e {
+            *errors.entry(k).or_default() += v;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        protocol: args.protocol.clone(),
+        seconds,
+        requests_ok: requests,
+        spans_accepted: spans,
+        spans_per_second: spans as f64 / seconds,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: hist.max() as f64 / 1000.0,
+        errors,
+    })
+}
+
+pub fn print(report: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        println!(
+            "{}: {:.0} spans/s accepted ({} spans, {} requests in {:.1}s); latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; errors {:?}",
+            report.protocol,
+            report.spans_per_second,
+            report.spans_accepted,
+            report.requests_ok,
+            report.seconds,
+            report.p50_ms,
+            report.p99_ms,
+            report.p999_ms,
+            report.max_ms,
+            report.errors
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! `sluice`: run a pipeline file, validate one, or use the bundled tools.
+
+use clap::{Parser, Subcommand};
+use sluice::app::{App, ConfigSource};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Telemetry collector: OTLP and AWF events in, Mimir/Loki/Tempo out, nothing lost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Pipeline file (TOML). Without one, the built-in default (configs/dev.toml) runs.
+    file: Option<PathBuf>,
+    /// Same as the positional FILE.
+    #[arg(long = "config", conflicts_with = "file")]
+    config: Option<PathBuf>,
+    /// Admin HTTP server (/-/ready, /-/healthy, /-/reload, /metrics).
+    #[arg(
+        long = "server.http.listen-addr",
+        default_value = "127.0.0.1:12345",
+        env = "SLUICE_HTTP_LISTEN_ADDR"
+    )]
+    listen_addr: SocketAddr,
+    /// Where spools live. Data acknowledged to clients stays here until delivered.
+    #[arg(
+        long = "storage.path",
+        default_value = "data-sluice",
+        env = "SLUICE_STORAGE_PATH"
+    )]
+    storage_path: PathBuf,
+    /// How long SIGTERM may spend delivering spooled data before leaving it for the next start.
+    #[arg(long = "shutdown.timeout", default_value = "30s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// Log filter: error, warn, info, debug, trace, or per-module directives.
+    #[arg(long = "log.level", default_value = "info", env = "SLUICE_LOG")]
+    level: String,
+    /// `text` or `json`.
+    #[arg(long = "log.format", default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipelines of a config file.
+    Run(RunArgs),
+    /// Check a config file without starting anything; exits non-zero with file:line: key: reason.
+    Validate { file: PathBuf },
+    /// Send OTLP traces at a given rate and report throughput and latency.
+    Loadgen(sluice::loadgen::LoadgenArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    sluice_core::config::parse_duration(s)
+}
+
+fn init_logging(log: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level).unwrap_or_else(|e| {
+        eprintln!("invalid --log.level {:?} ({e}); using info", log.level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file } => match sluice::config::load_file(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} receivers, {} processors, {} exporters, {} pipelines)",
+                    file.display(),
+                    c.receivers.len(),
+                    c.processors.len(),
+                    c.exporters.len(),
+                    c.pipelines.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Loadgen(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(sluice::loadgen::run(args.clone())) {
+                Ok(report) => {
+                    sluice::loadgen::print(&report, args.json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run(args) => {
+            init_logging(&args.log);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("sluice: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const SECONDS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    const ITEMS: &[f64] = &[
+        1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 50000.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("seconds".into()), SECONDS)?
+        .set_buckets_for_metric(Matcher::Suffix("items".into()), ITEMS)?
+        .install_recorder()?;
+    metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let source = match args.config.or(args.file) {
+        Some(p) => ConfigSource::File(p),
+        None => ConfigSource::Embedded {
+            name: "<built-in configs/dev.toml>",
+            text: sluice::EMBEDDED_DEFAULT,
+        },
+    };
+    let _lock = sluice::storage::lock(&args.storage_path)?;
+    let metrics = install_metrics()?;
+    let app = Arc::new(App::new(
+        source,
+        args.storage_path.clone(),
+        args.shutdown_timeout,
+        Some(metrics),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--server.http.listen-addr {}: {e}", args.listen_addr))?;
+    let admin = sluice::admin::router(app.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, admin).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tracing::info!(addr = %args.listen_addr, "admin server listening");
+
+    app.start().await?;
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                let _ = app.reload().await;
+            }
+        }
+    }
+    tracing::info!(deadline = ?app.shutdown_timeout, "stopping: intake closed, draining spooled data");
+    app.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Running pipelines: the ingest router receivers deliver to, and the shared exporter driver
+//! that batches spooled records, sends them with retries and moves the exporter's cursor.
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use sluice_core::retry::{Backoff, RetryConfig};
+use sluice_core::telemetry;
+use sluice_core::{Batch, Consumer, Exporter, Item, Processor, Refusal, SendOutcome, Signal};
+use sluice_processors::batch::Config as BatchConfig;
+use sluice_spool::{AppendTicket, Record, Spool, SpoolReader};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The ingest side of one pipeline: its processors, then its spool.
+pub struct PipelineIngest {
+    pub name: Arc<str>,
+    pub processors: Vec<(Arc<str>, Arc<dyn Processor>)>,
+    pub spool: Spool,
+}
+
+impl PipelineIngest {
+    fn ingest(&self, mut item: Item) -> Result<Option<AppendTicket>, Refusal> {
+        for (_, p) in &self.processors {
+            match p.process(item)? {
+                Some(next) => item = next,
+                None => return Ok(None),
+            }
+        }
+        self.spool.append(item).map(Some)
+    }
+}
+
+/// What a receiver delivers to: every pipeline that takes the item's signal from it.
+pub struct Router {
+    by_signal: [Vec<Arc<PipelineIngest>>; 3],
+}
+
+fn signal_index(s: Signal) -> usize {
+    match s {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+impl Router {
+    pub fn new(routes: Vec<(Signal, Arc<PipelineIngest>)>) -> Router {
+        let mut by_signal: [Vec<Arc<PipelineIngest>>; 3] = Default::default();
+        for (signal, p) in routes {
+            by_signal[signal_index(signal)].push(p);
+        }
+        Router { by_signal }
+    }
+}
+
+impl Consumer for Router {
+    fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>> {
+        let targets = &self.by_signal[signal_index(item.signal)];
+        match targets.len() {
+            0 => Box::pin(std::future::ready(Err(Refusal::NoPipeline(item.signal)))),
+            1 => match targets[0].ingest(item) {
+                Ok(Some(ticket)) => Box::pin(ticket),
+                Ok(None) => Box::pin(std::future::ready(Ok(()))),
+                Err(r) => Box::pin(std::future::ready(Err(r))),
+            },
+            _ => {
+                // Fan-out: every pipeline must hold the item before the client hears "ok".
+                let mut tickets = Vec::with_capacity(targets.len());
+                for t in targets {
+                    match t.ingest(item.clone()) {
+                        Ok(Some(ticket)) => tickets.push(ticket),
+                        Ok(None) => {}
+                        Err(r) => return Box::pin(std::future::ready(Err(r))),
+                    }
+                }
+                Box::pin(async move {
+                    for t in futures::future::join_all(tickets).await {
+                        t?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    fn accepts(&self, signal: Signal) -> bool {
+        !self.by_signal[signal_index(signal)].is_empty()
+    }
+}
+
+/// Settings of one exporter's driver.
+#[derive(Clone)]
+pub struct DriverSettings {
+    /// `exporters.<name>`.
+    pub component_id: Arc<str>,
+    pub pipeline: Arc<str>,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct DriverCtx<E> {
+    exporter: Arc<E>,
+    settings: DriverSettings,
+    /// Rejection reasons already logged at warn level (logged once each, then counted only).
+    logged_reasons: parking_lot::Mutex<HashSet<&'static str>>,
+}
+
+impl<E: Exporter> DriverCtx<E> {
+    fn log_once(&self, reason: &'static str, message: &str, items: u64) {
+        let first = self.logged_reasons.lock().insert(reason);
+        if first {
+            tracing::warn!(exporter = %self.settings.component_id, pipeline = %self.settings.pipeline, reason, items,
+                backend_message = message, "backend refused data for good; dropping it (further refusals with this reason are only counted)");
+        } else {
+            tracing::debug!(exporter = %self.settings.component_id, reason, items, backend_message = message, "backend refused data");
+        }
+    }
+
+    fn labels(&self, signal: Signal) -> [(&'static str, String); 3] {
+        [
+            ("component_id", self.settings.component_id.to_string()),
+            ("pipeline", self.settings.pipeline.to_string()),
+            ("signal", signal.as_str().to_string()),
+        ]
+    }
+
+    fn drop_items(&self, signal: Signal, reason: &'static str, n: u64) {
+        if n > 0 {
+            telemetry::exporter_dropped(&self.settings.component_id, signal, reason, n);
+        }
+    }
+}
+
+/// Runs one exporter until its spool is closed and everything readable was handled, or until
+/// the task is aborted (shutdown deadline): in-flight data then simply stays in the spool.
+pub async fn run_driver<E: Exporter>(
+    exporter: Arc<E>,
+    mut reader: SpoolReader,
+    settings: DriverSettings,
+) {
+    let max_in_flight = if exporter.ordered() {
+        1
+    } else {
+        settings.batch.max_in_flight.max(1)
+    };
+    let batch = settings.batch.clone();
+    let ctx = Arc::new(DriverCtx {
+        exporter,
+        settings,
+        logged_reasons: Default::default(),
+    });
+    let age_gauge = metrics::gauge!("sluice_exporter_oldest_undelivered_age_seconds",
+        "component_id" => ctx.settings.component_id.to_string(), "pipeline" => ctx.settings.pipeline.to_string());
+
+    let mut in_flight = FuturesUnordered::new();
+    // Delivered ranges [start, end) not yet contiguous with the committed cursor.
+    let mut done: BTreeMap<u64, u64> = BTreeMap::new();
+    // Oldest append time of each in-flight range, for the age gauge.
+    let mut outstanding: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut committed = reader.position();
+    let mut pending: Vec<Record> = Vec::new();
+    let mut pending_start = reader.position();
+    let mut pending_items = 0u64;
+    let mut pending_bytes = 0usize;
+    let mut pending_since: Option<Instant> = None;
+    let max_items = batch.max_items();
+    let max_bytes = batch.send_batch_max_bytes.as_usize();
+
+    loop {
+        if in_flight.len() < max_in_flight && pending_items < max_items && pending_bytes < max_bytes
+        {
+            if pending.is_empty() {
+                pending_start = reader.position();
+            }
+            let room_items = usize::try_from(max_items - pending_items).unwrap_or(usize::MAX);
+            // Records are whole requests: a count cap in records approximates the item cap and
+            // the item count below makes it exact enough.
+            let records = reader.read(room_items.max(1), max_bytes - pending_bytes);
+            for r in records {
+                pending_items += u64::from(r.item.count);
+                pending_bytes += r.item.payload.len();
+                pending.push(r);
+            }
+            if !pending.is_empty() && pending_since.is_none() {
+                pending_since = Some(Instant::now());
+            }
+        }
+        let finishing = reader.is_finished();
+        let full = pending_items >= batch.send_batch_size || pending_bytes >= max_bytes;
+        let timed_out = pending_since.is_some_and(|t| t.elapsed() >= batch.timeout.0);
+        if !pending.is_empty()
+            && in_flight.len() < max_in_flight
+            && (full || timed_out || finishing)
+        {
+            let records = std::mem::take(&mut pending);
+            let range = (pending_start, reader.position());
+            outstanding.insert(
+                range.0,
+                records
+                    .first()
+                    .map(|r| r.appended_ms)
+                    .unwrap_or_else(now_ms),
+            );
+            metrics::histogram!(telemetry::EXPORTER_BATCH_ITEMS, "component_id" => ctx.settings.component_id.to_string())
+                .record(pending_items as f64);
+            pending_items = 0;
+            pending_bytes = 0;
+            pending_since = None;
+            in_flight.push(deliver(ctx.clone(), records, range));
+            continue;
+        }
+        let oldest = outstanding
+            .values()
+            .next()
+            .copied()
+            .or_else(|| pending.first().map(|r| r.appended_ms));
+        age_gauge.set(
+            oldest
+                .map(|t| now_ms().saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0),
+        );
+        if finishing && pending.is_empty() && in_flight.is_empty() {
+            return;
+        }
+        let can_take_more = in_flight.len() < max_in_flight;
+        let deadline = pending_since.map(|t| tokio::time::Instant::from_std(t + batch.timeout.0));
+        tokio::select! {
+            Some((start, end)) = in_flight.next(), if !in_flight.is_empty() => {
+                outstanding.remove(&start);
+                done.insert(start, end);
+                while let Some(end) = done.remove(&committed) {
+                    committed = end;
+                }
+                reader.commit(committed);
+            }
+            _ = reader.wait(), if can_take_more && !finishing && pending_items < max_items && pending_bytes < max_bytes => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if can_take_more && deadline.is_some() => {}
+        }
+    }
+}
+
+/// Delivers one range of records; resolves to the range once every item in it is final.
+async fn deliver<E: Exporter>(
+    ctx: Arc<DriverCtx<E>>,
+    records: Vec<Record>,
+    range: (u64, u64),
+) -> (u64, u64) {
+    let max_age = ctx.settings.retry.max_age.map(|d| d.0.as_millis() as u64);
+    let now = now_ms();
+    // Group by (signal, tenant), keeping spool order inside each group; remember each group's
+    // oldest append time, which `max_age` is measured from.
+    let mut groups: Vec<(Batch, u64)> = Vec::new();
+    for r in records {
+        if let Some(max_age) = max_age
+            && now.saturating_sub(r.appended_ms) > max_age
+        {
+            ctx.drop_items(r.item.signal, "expired", u64::from(r.item.count));
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|(b, _)| b.signal == r.item.signal && b.tenant == r.item.tenant)
+        {
+            Some((b, oldest)) => {
+                *oldest = (*oldest).min(r.appended_ms);
+                b.items.push(r.item);
+            }
+            None => groups.push((
+                Batch {
+                    signal: r.item.signal,
+                    tenant: r.item.tenant.clone(),
+                    items: vec![r.item],
+                },
+                r.appended_ms,
+            )),
+        }
+    }
+    for (batch, oldest_ms) in groups {
+        let requests = ctx.exporter.build_requests(&batch);
+        let sends = requests
+            .iter()
+            .map(|req| send_until_final(&ctx, req, batch.signal, oldest_ms));
+        futures::future::join_all(sends).await;
+    }
+    range
+}
+
+/// Sends one request, retrying retryable failures with backoff until it is final.
+async fn send_until_final<E: Exporter>(
+    ctx: &DriverCtx<E>,
+    req: &E::Request,
+    signal: Signal,
+    appended_ms: u64,
+) {
+    let items = ctx.exporter.request_items(req);
+    let labels = ctx.labels(signal);
+    let mut backoff = Backoff::new(&ctx.settings.retry);
+    loop {
+        let started = Instant::now();
+        let outcome = ctx.exporter.send(req).await;
+        metrics::histogram!(telemetry::EXPORTER_DURATION, &labels)
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            SendOutcome::Sent => {
+                metrics::counter!(telemetry::EXPORTER_SENT, &labels).increment(items);
+                metrics::counter!(telemetry::EXPORTER_SENT_REQUESTS, &labels).increment(1);
+                return;
+            }
+            SendOutcome::PartiallyRejected { rejected, message } => {
+                let rejected = rejected.min(items);
+                metrics::counter!(telemetry::EXPORTER_SENT, &labels).increment(items - rejected);
+                metrics::counter!(telemetry::EXPORTER_SENT_REQUESTS, &labels).increment(1);
+                ctx.drop_items(signal, "partial_success", rejected);
+                ctx.log_once("partial_success", &message, rejected);
+                return;
+            }
+            SendOutcome::Rejected { reason, message } => {
+                ctx.drop_items(signal, reason, items);
+                ctx.log_once(reason, &message, items);
+                return;
+            }
+            SendOutcome::Retryable {
+                reason,
+                retry_after,
+                message,
+            } => {
+                metrics::counter!(telemetry::EXPORTER_RETRIES, "component_id" => ctx.settings.component_id.to_string(),
+                    "pipeline" => ctx.settings.pipeline.to_string(), "reason" => reason)
+                .increment(1);
+                if let Some(max_age) = ctx.settings.retry.max_age
+                    && Duration::from_millis(now_ms().saturating_sub(appended_ms)) > max_age.0
+                {
+                    ctx.drop_items(signal, "expired", items);
+                    tracing::warn!(exporter = %ctx.settings.component_id, items, reason, "retry max_age reached; dropping");
+                    return;
+                }
+                let delay = backoff.next_delay(retry_after);
+                if backoff.attempts == 1 || backoff.attempts.is_power_of_two() {
+                    tracing::warn!(exporter = %ctx.settings.component_id, pipeline = %ctx.settings.pipeline, reason,
+                        attempt = backoff.attempts, retry_in_ms = delay.as_millis() as u64, backend_message = %message,
+                        "send failed; will retry (data stays in the spool)");
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

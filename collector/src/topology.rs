@@ -1,0 +1,171 @@
+//! Starting and stopping a whole configuration: receivers, pipelines (spools), exporter drivers.
+
+use crate::config::Config;
+use crate::pipeline::{DriverSettings, PipelineIngest, Router};
+use crate::registry::ProcessorConfig;
+use sluice_core::{Receiver, ReceiverContext, Signal};
+use sluice_spool::Spool;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Topology {
+    receiver_stop: watch::Sender<bool>,
+    receivers: Vec<(String, JoinHandle<Result<(), String>>)>,
+    spools: Vec<Spool>,
+    drivers: Vec<(String, JoinHandle<()>)>,
+    pub listen_addrs: Vec<SocketAddr>,
+}
+
+impl Topology {
+    /// Binds every receiver first (so a port clash fails before anything else starts), then
+    /// opens spools (replaying what a previous run left), starts exporters and receivers.
+    pub fn start(config: &Config, storage: &Path) -> anyhow::Result<Topology> {
+        let mut built: BTreeMap<String, Box<dyn Receiver>> = BTreeMap::new();
+        for (name, rc) in &config.receivers {
+            if !config.pipelines.iter().any(|p| p.receivers.contains(name)) {
+                tracing::warn!(
+                    receiver = name,
+                    "receiver is not used by any pipeline; not starting it"
+                );
+                continue;
+            }
+            let r = rc
+                .build(&format!("receivers.{name}"))
+                .map_err(|e| anyhow::anyhow!("receivers.{name}: {e:#}"))?;
+            built.insert(name.clone(), r);
+        }
+
+        let mut spools = Vec::new();
+        let mut drivers = Vec::new();
+        let mut routes: BTreeMap<String, Vec<(Signal, Arc<PipelineIngest>)>> = BTreeMap::new();
+        for p in &config.pipelines {
+            let dir = storage.join("pipelines").join(&p.name);
+            let (spool, report) = Spool::open(&p.name, &dir, p.spool.clone(), &p.exporters)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "pipeline {}: cannot open spool at {}: {e}",
+                        p.name,
+                        dir.display()
+                    )
+                })?;
+            if report.records > 0 {
+                tracing::info!(pipeline = %p.name, records = report.records, segments = report.segments,
+                    corrupt = report.corrupt_records, "spool holds data from a previous run; replaying what was not delivered");
+            }
+            let mut processors = Vec::new();
+            let mut batch = sluice_processors::batch::Config::default();
+            for name in &p.processors {
+                let Some(pc) = config.processors.get(name) else {
+                    continue;
+                };
+                if let ProcessorConfig::Batch(b) = pc {
+                    batch = b.clone();
+                }
+                if let Some(proc_) = pc.build(&format!("processors.{name}"))? {
+                    processors.push((Arc::from(format!("processors.{name}")), proc_));
+                }
+            }
+            for name in &p.exporters {
+                let Some(ec) = config.exporters.get(name) else {
+                    continue;
+                };
+                let Some(reader) = spool.reader(name) else {
+                    continue;
+                };
+                let settings = DriverSettings {
+                    component_id: Arc::from(format!("exporters.{name}")),
+                    pipeline: Arc::from(p.name.as_str()),
+                    batch: batch.clone(),
+                    retry: ec.retry(),
+                };
+                let handle = ec
+                    .start(reader, settings)
+                    .map_err(|e| anyhow::anyhow!("exporters.{name}: {e:#}"))?;
+                drivers.push((format!("exporters.{name}@{}", p.name), handle));
+            }
+            let ingest = Arc::new(PipelineIngest {
+                name: Arc::from(p.name.as_str()),
+                processors,
+                spool: spool.clone(),
+            });
+            for r in &p.receivers {
+                for s in &p.signals {
+                    routes
+                        .entry(r.clone())
+                        .or_default()
+                        .push((*s, ingest.clone()));
+                }
+            }
+            spools.push(spool);
+        }
+
+        let (receiver_stop, stop_rx) = watch::channel(false);
+        let mut receivers = Vec::new();
+        let mut listen_addrs = Vec::new();
+        for (name, r) in built {
+            listen_addrs.extend(r.listen_addrs());
+            let ctx = ReceiverContext {
+                component_id: Arc::from(format!("receivers.{name}")),
+                consumer: Arc::new(Router::new(routes.remove(&name).unwrap_or_default())),
+                shutdown: stop_rx.clone(),
+            };
+            receivers.push((name, tokio::spawn(r.run(ctx))));
+        }
+        Ok(Topology {
+            receiver_stop,
+            receivers,
+            spools,
+            drivers,
+            listen_addrs,
+        })
+    }
+
+    /// Stops intake, then lets exporters deliver what they can until `deadline`. Whatever is
+    /// not delivered by then stays in the spool for the next start; nothing is dropped.
+    pub async fn stop(self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        let _ = self.receiver_stop.send(true);
+        for (name, handle) in self.receivers {
+            match tokio::time::timeout_at(until, handle).await {
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(receiver = name, error = %e, "receiver stopped with an error")
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(receiver = name, "receiver did not stop before the deadline")
+                }
+            }
+        }
+        for spool in &self.spools {
+            spool.close();
+        }
+        let mut left = 0;
+        for (name, mut handle) in self.drivers {
+            if tokio::time::timeout_at(until, &mut handle).await.is_err() {
+                handle.abort();
+                left += 1;
+                tracing::info!(
+                    exporter = name,
+                    "drain deadline reached; undelivered data stays in the spool"
+                );
+            }
+        }
+        if left == 0 {
+            tracing::info!("all exporters drained");
+        }
+    }
+
+    /// True while every receiver task is running.
+    pub fn healthy(&self) -> Vec<String> {
+        self.receivers
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(n, _)| format!("receivers.{n}"))
+            .collect()
+    }
+}

@@ -1,0 +1,66 @@
+//! `type = "batch"`: how a pipeline's exporters group items read from the spool.
+//!
+//! Unlike the OpenTelemetry Collector's batch processor this stage sits *after* the spool, so
+//! data waiting for a batch to fill is already durable: a crash loses nothing. Defaults are
+//! Alloy's `otelcol.processor.batch` defaults. A pipeline without a batch processor batches with
+//! these defaults too.
+
+use serde::Deserialize;
+use sluice_core::{ByteSize, DurationStr};
+
+pub const TYPE_NAME: &str = "batch";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A batch is sent as soon as it holds this many spans / data points / log records.
+    pub send_batch_size: u64,
+    /// Upper bound on items in one batch (0 = no bound beyond `send_batch_size`). Items are whole
+    /// client requests, so a single request larger than this still goes as one batch.
+    pub send_batch_max_size: u64,
+    /// Upper bound on payload bytes in one batch.
+    pub send_batch_max_bytes: ByteSize,
+    /// A batch that has not filled is sent after this long.
+    pub timeout: DurationStr,
+    /// Batches of one exporter in flight at once (exporters that need ordering always use 1).
+    pub max_in_flight: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            send_batch_size: 2000,
+            send_batch_max_size: 3000,
+            send_batch_max_bytes: ByteSize::mib(3),
+            timeout: DurationStr::from_millis(200),
+            max_in_flight: 4,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.send_batch_size == 0 {
+            return Err("send_batch_size must be at least 1".into());
+        }
+        if self.send_batch_max_size != 0 && self.send_batch_max_size < self.send_batch_size {
+            return Err("send_batch_max_size must be 0 or at least send_batch_size".into());
+        }
+        if self.send_batch_max_bytes.0 == 0 {
+            return Err("send_batch_max_bytes must be greater than 0".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Most items to read for one batch.
+    pub fn max_items(&self) -> u64 {
+        if self.send_batch_max_size == 0 {
+            self.send_batch_size
+        } else {
+            self.send_batch_max_size
+        }
+    }
+}
