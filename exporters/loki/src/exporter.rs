@@ -1,0 +1,511 @@
+//! The Loki exporter: batch → one push request per tenant → one HTTP attempt per `send`.
+
+use crate::config::{Config, Encoding, validate_tenant};
+use crate::mapping::{Mapper, MappingOptions, TenantStreams};
+use crate::push;
+use anyhow::Context;
+use base64::Engine;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use sluice_core::telemetry::exporter_dropped;
+use sluice_core::{Batch, Exporter, SendOutcome, Signal};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Labels or lines changed to fit Loki's limits, by `reason` (the record itself is sent).
+pub const LOKI_ADJUSTED: &str = "sluice_exporter_loki_adjusted_total";
+
+const CONTENT_PROTOBUF: &str = "application/x-protobuf";
+const CONTENT_JSON: &str = "application/json";
+/// How much of an error body is kept as the outcome's message.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// One HTTP request to Loki.
+#[derive(Debug, Clone)]
+pub struct LokiRequest {
+    /// `X-Scope-OrgID`; `None` sends no header.
+    pub tenant: Option<Arc<str>>,
+    pub body: Bytes,
+    pub content_type: &'static str,
+    /// Log entries (records) carried.
+    pub entries: u64,
+}
+
+pub struct LokiExporter {
+    component_id: Arc<str>,
+    encoding: Encoding,
+    default_tenant: Option<Arc<str>>,
+    opts: MappingOptions,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    client: reqwest::Client,
+}
+
+/// Builds the exporter from a validated config.
+pub fn build(config: &Config, component_id: &str) -> anyhow::Result<LokiExporter> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("exporter {component_id}: {e}"))?;
+    let url = reqwest::Url::parse(&config.url).context("url")?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).context("headers")?,
+            HeaderValue::from_str(value).context("headers")?,
+        );
+    }
+    let auth = if let Some(b) = &config.basic_auth {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", b.username, b.password));
+        Some(format!("Basic {token}"))
+    } else {
+        config.bearer_token.as_ref().map(|t| format!("Bearer {t}"))
+    };
+    if let Some(auth) = auth {
+        let mut v = HeaderValue::from_str(&auth).context("basic_auth / bearer_token")?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+    }
+
+    let timeout = config.timeout.get();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &config.tls.ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("tls.ca_file: reading {ca}"))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("tls.ca_file: {ca} holds no valid PEM certificate"))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+        let mut pem =
+            std::fs::read(cert).with_context(|| format!("tls.cert_file: reading {cert}"))?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).with_context(|| format!("tls.key_file: reading {key}"))?);
+        builder =
+            builder
+                .identity(reqwest::Identity::from_pem(&pem).context(
+                    "tls.cert_file / tls.key_file: not a valid PEM certificate and key",
+                )?);
+    }
+    if config.tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    let client = builder.build().context("building the HTTP client")?;
+
+    Ok(LokiExporter {
+        component_id: component_id.into(),
+        encoding: config.encoding,
+        default_tenant: config.tenant_id.as_deref().map(Arc::from),
+        opts: MappingOptions::from_config(config),
+        url,
+        headers,
+        client,
+    })
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl LokiExporter {
+    pub fn component_id(&self) -> &str {
+        &self.component_id
+    }
+
+    fn dropped(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            exporter_dropped(&self.component_id, Signal::Logs, reason, n);
+        }
+    }
+
+    /// The receiver's tenant, else the configured one.
+    fn batch_tenant(&self, batch: &Batch) -> Option<Arc<str>> {
+        batch
+            .tenant
+            .clone()
+            .or_else(|| batch.items.iter().find_map(|i| i.tenant.clone()))
+            .or_else(|| self.default_tenant.clone())
+    }
+
+    /// Maps a batch to streams per tenant without encoding them (tests, benchmarks).
+    pub fn map_batch(&self, batch: &Batch) -> Vec<TenantStreams> {
+        let mut mapper = Mapper::new(&self.opts, now_ns());
+        for item in &batch.items {
+            match ExportLogsServiceRequest::decode(item.payload.as_ref()) {
+                Ok(req) => mapper.add_request(&req),
+                Err(_) => self.dropped("decode_error", u64::from(item.count)),
+            }
+        }
+        let (tenants, report) = mapper.finish();
+        for (reason, n) in report.dropped {
+            self.dropped(reason, n);
+        }
+        for (reason, n) in report.adjusted {
+            metrics::counter!(LOKI_ADJUSTED, "component_id" => self.component_id.to_string(), "reason" => reason)
+                .increment(n);
+        }
+        tenants
+    }
+
+    fn encode(&self, tenant: Option<Arc<str>>, group: TenantStreams) -> Option<LokiRequest> {
+        let entries = group.entry_count();
+        if entries == 0 {
+            return None;
+        }
+        let encoded = match self.encoding {
+            Encoding::Json => push::encode_json(&group.streams)
+                .map(|b| (b, CONTENT_JSON))
+                .map_err(|e| e.to_string()),
+            _ => push::encode_protobuf(&push::into_push_request(group.streams))
+                .map(|b| (b, CONTENT_PROTOBUF))
+                .map_err(|e| e.to_string()),
+        };
+        match encoded {
+            Ok((body, content_type)) => Some(LokiRequest {
+                tenant,
+                body: Bytes::from(body),
+                content_type,
+                entries,
+            }),
+            Err(e) => {
+                tracing::warn!(component_id = %self.component_id, error = %e, "cannot encode Loki push request");
+                self.dropped("encode_error", entries);
+                None
+            }
+        }
+    }
+
+    fn otlp_request(&self, batch: &Batch) -> Vec<LokiRequest> {
+        // Concatenated encodings of ExportLogsServiceRequest form one valid request.
+        let mut body = Vec::with_capacity(batch.byte_size());
+        for item in &batch.items {
+            body.extend_from_slice(&item.payload);
+        }
+        let entries = batch.item_count();
+        if entries == 0 && body.is_empty() {
+            return Vec::new();
+        }
+        vec![LokiRequest {
+            tenant: self.batch_tenant(batch),
+            body: Bytes::from(body),
+            content_type: CONTENT_PROTOBUF,
+            entries,
+        }]
+    }
+}
+
+impl Exporter for LokiExporter {
+    type Request = LokiRequest;
+
+    /// Per-stream order matters to Loki (entries older than the stream's newest − 1 h are
+    /// refused), so batches go out one after another.
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn build_requests(&self, batch: &Batch) -> Vec<LokiRequest> {
+        if batch.signal != Signal::Logs {
+            exporter_dropped(
+                &self.component_id,
+                batch.signal,
+                "unsupported_signal",
+                batch.item_count(),
+            );
+            return Vec::new();
+        }
+        if self.encoding == Encoding::Otlp {
+            return self.otlp_request(batch);
+        }
+        let default_tenant = self.batch_tenant(batch);
+        let mut requests = Vec::new();
+        for group in self.map_batch(batch) {
+            let tenant = match &group.tenant {
+                None => default_tenant.clone(),
+                Some(t) => match validate_tenant(t) {
+                    Ok(()) => Some(Arc::from(t.as_str())),
+                    Err(e) => {
+                        tracing::warn!(component_id = %self.component_id, tenant = %t, error = %e, "loki.tenant hint names an invalid tenant; dropping its records");
+                        self.dropped("invalid_tenant", group.entry_count());
+                        continue;
+                    }
+                },
+            };
+            requests.extend(self.encode(tenant, group));
+        }
+        requests
+    }
+
+    fn request_items(&self, request: &LokiRequest) -> u64 {
+        request.entries
+    }
+
+    async fn send(&self, request: &LokiRequest) -> SendOutcome {
+        let mut rb = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, request.content_type)
+            .body(request.body.clone());
+        if let Some(t) = &request.tenant {
+            rb = rb.header("X-Scope-OrgID", t.as_ref());
+        }
+        let mut resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_builder() => {
+                return SendOutcome::Rejected {
+                    reason: "invalid_request",
+                    message: e.to_string(),
+                };
+            }
+            Err(e) => {
+                return SendOutcome::Retryable {
+                    reason: if e.is_timeout() { "timeout" } else { "network" },
+                    retry_after: None,
+                    message: error_chain(&e),
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) && status != 260 {
+            return SendOutcome::Sent;
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sluice_core::retry::parse_retry_after);
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        classify_response(status, retry_after, String::from_utf8_lossy(&body).trim())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// What a Loki response means. 2xx is success except 260, Loki's default status for a tenant
+/// whose ingestion is blocked. 429, 408 and 5xx are retried; 400 means Loki may already have
+/// stored the valid streams, so it is never retried.
+pub fn classify_response(status: u16, retry_after: Option<Duration>, body: &str) -> SendOutcome {
+    let message = if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {body}")
+    };
+    match status {
+        260 => SendOutcome::Rejected {
+            reason: "ingestion_blocked",
+            message,
+        },
+        200..=299 => SendOutcome::Sent,
+        429 => SendOutcome::Retryable {
+            reason: rate_limit_reason(body),
+            retry_after,
+            message,
+        },
+        408 => SendOutcome::Retryable {
+            reason: "timeout",
+            retry_after,
+            message,
+        },
+        500..=599 => SendOutcome::Retryable {
+            reason: "server_error",
+            retry_after,
+            message,
+        },
+        400 => SendOutcome::Rejected {
+            reason: bad_request_reason(body),
+            message,
+        },
+        401 | 403 => SendOutcome::Rejected {
+            reason: "unauthorized",
+            message,
+        },
+        404 => SendOutcome::Rejected {
+            reason: "not_found",
+            message,
+        },
+        413 => SendOutcome::Rejected {
+            reason: "request_too_large",
+            message,
+        },
+        402..=499 => SendOutcome::Rejected {
+            reason: "client_error",
+            message,
+        },
+        _ => SendOutcome::Rejected {
+            reason: "unexpected_status",
+            message,
+        },
+    }
+}
+
+fn rate_limit_reason(body: &str) -> &'static str {
+    let b = body.to_ascii_lowercase();
+    if b.contains("per stream rate limit") {
+        "per_stream_rate_limit"
+    } else if b.contains("stream limit") {
+        "stream_limit"
+    } else {
+        "rate_limited"
+    }
+}
+
+/// Loki's validation reasons (`pkg/validation/validate.go`) recognised in a 400 body.
+pub fn bad_request_reason(body: &str) -> &'static str {
+    let b = body.to_ascii_lowercase();
+    const REASONS: [(&str, &str); 14] = [
+        ("too far behind", "too_far_behind"),
+        ("out of order", "out_of_order"),
+        ("timestamp too old", "greater_than_max_sample_age"),
+        ("greater_than_max_sample_age", "greater_than_max_sample_age"),
+        ("timestamp too new", "too_far_in_future"),
+        ("max entry size", "line_too_long"),
+        ("line_too_long", "line_too_long"),
+        ("label names; limit", "max_label_names_per_series"),
+        ("label name too long", "label_name_too_long"),
+        ("label value too long", "label_value_too_long"),
+        ("duplicate label name", "duplicate_label_names"),
+        ("error parsing labels", "invalid_labels"),
+        ("at least one label", "missing_labels"),
+        ("structured metadata", "structured_metadata"),
+    ];
+    REASONS
+        .iter()
+        .find(|(needle, _)| b.contains(needle))
+        .map(|(_, reason)| *reason)
+        .unwrap_or(if b.contains("rate limit") {
+            "rate_limited"
+        } else if b.contains("stream limit") {
+            "stream_limit"
+        } else {
+            "bad_request"
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify_response(204, None, ""), SendOutcome::Sent);
+        assert_eq!(classify_response(200, None, ""), SendOutcome::Sent);
+        assert!(matches!(
+            classify_response(260, None, ""),
+            SendOutcome::Rejected {
+                reason: "ingestion_blocked",
+                ..
+            }
+        ));
+        assert_eq!(
+            classify_response(
+                429,
+                Some(Duration::from_secs(3)),
+                "Ingestion rate limit exceeded"
+            ),
+            SendOutcome::Retryable {
+                reason: "rate_limited",
+                retry_after: Some(Duration::from_secs(3)),
+                message: "HTTP 429: Ingestion rate limit exceeded".into()
+            }
+        );
+        assert!(matches!(
+            classify_response(
+                429,
+                None,
+                "Maximum active stream limit exceeded when trying"
+            ),
+            SendOutcome::Retryable {
+                reason: "stream_limit",
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_response(503, None, ""),
+            SendOutcome::Retryable {
+                reason: "server_error",
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_response(500, None, ""),
+            SendOutcome::Retryable {
+                reason: "server_error",
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_response(401, None, "no org id"),
+            SendOutcome::Rejected {
+                reason: "unauthorized",
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_response(413, None, ""),
+            SendOutcome::Rejected {
+                reason: "request_too_large",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn loki_400_bodies() {
+        let cases = [
+            (
+                "entry with timestamp 2024-01-01 ignored, reason: 'entry too far behind, entry timestamp is: x, oldest acceptable timestamp is: y', user 'fake'",
+                "too_far_behind",
+            ),
+            (
+                "entry for stream '{job=\"a\"}' has timestamp too old: 2020, oldest acceptable timestamp is: 2024",
+                "greater_than_max_sample_age",
+            ),
+            (
+                "entry for stream '{job=\"a\"}' has timestamp too new: 2099",
+                "too_far_in_future",
+            ),
+            (
+                "Max entry size '262144' bytes exceeded for stream '{job=\"a\"}' while adding an entry with length '300000' bytes",
+                "line_too_long",
+            ),
+            (
+                "entry for stream '{a=\"1\"}' has 16 label names; limit 15",
+                "max_label_names_per_series",
+            ),
+            (
+                "Error parsing labels '{a=}' with error: parse error",
+                "invalid_labels",
+            ),
+            ("something else", "bad_request"),
+        ];
+        for (body, reason) in cases {
+            assert_eq!(bad_request_reason(body), reason, "{body}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Loki push wire formats: `logproto.PushRequest` (protobuf, snappy block) and the JSON form.
+//!
+//! The messages are written by hand with Loki's field numbers (`pkg/push/push.proto`) so no
+//! protoc or Loki crate is needed. `hash` (stream) and `parsed` (entry) are Loki-internal and
+//! never sent.
+
+use crate::mapping::Stream;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub streams: Vec<StreamAdapter>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamAdapter {
+    /// Prometheus label-set string, e.g. `{job="api", level="ERROR"}`.
+    #[prost(string, tag = "1")]
+    pub labels: String,
+    #[prost(message, repeated, tag = "2")]
+    pub entries: Vec<EntryAdapter>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EntryAdapter {
+    #[prost(message, optional, tag = "1")]
+    pub timestamp: Option<prost_types::Timestamp>,
+    #[prost(string, tag = "2")]
+    pub line: String,
+    #[prost(message, repeated, tag = "3")]
+    pub structured_metadata: Vec<LabelPairAdapter>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelPairAdapter {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// Nanoseconds since the epoch as a protobuf `Timestamp`.
+pub fn timestamp(ns: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        // u64::MAX / 1e9 < i64::MAX and the remainder < 1e9 < i32::MAX.
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
+}
+
+/// Moves streams into a `PushRequest`.
+pub fn into_push_request(streams: Vec<Stream>) -> PushRequest {
+    PushRequest {
+        streams: streams
+            .into_iter()
+            .map(|s| StreamAdapter {
+                labels: s.label_string,
+                entries: s
+                    .entries
+                    .into_iter()
+                    .map(|e| EntryAdapter {
+                        timestamp: Some(timestamp(e.timestamp_ns)),
+                        line: e.line,
+                        structured_metadata: e
+                            .structured_metadata
+                            .into_iter()
+                            .map(|(name, value)| LabelPairAdapter { name, value })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Protobuf-encodes and snappy-compresses (block format, as Loki requires) a push request.
+pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, snap::Error> {
+    let raw = prost::Message::encode_to_vec(req);
+    snap::raw::Encoder::new().compress_vec(&raw)
+}
+
+/// The JSON push body: `{"streams":[{"stream":{…},"values":[["<ns>","line",{…}]]}]}`, with
+/// the timestamp as a string (Loki refuses a number) and metadata only when present.
+pub fn encode_json(streams: &[Stream]) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&JsonPush { streams })
+}
+
+struct JsonPush<'a> {
+    streams: &'a [Stream],
+}
+
+impl Serialize for JsonPush<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(
+            "streams",
+            &JsonList(self.streams.iter().map(JsonStream).collect()),
+        )?;
+        map.end()
+    }
+}
+
+struct JsonList<T>(Vec<T>);
+
+impl<T: Serialize> Serialize for JsonList<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in &self.0 {
+            seq.serialize_element(item)?;
+        }
+        seq.end()
+    }
+}
+
+struct JsonStream<'a>(&'a Stream);
+
+impl Serialize for JsonStream<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("stream", &Pairs(&self.0.labels))?;
+        map.serialize_entry(
+            "values",
+            &JsonList(self.0.entries.iter().map(JsonEntry).collect()),
+        )?;
+        map.end()
+    }
+}
+
+struct Pairs<'a>(&'a [(String, String)]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+struct JsonEntry<'a>(&'a crate::mapping::Entry);
+
+impl Serialize for JsonEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let with_md = !e.structured_metadata.is_empty();
+        let mut seq = s.serialize_seq(Some(if with_md { 3 } else { 2 }))?;
+        seq.serialize_element(&e.timestamp_ns.to_string())?;
+        seq.serialize_element(&e.line)?;
+        if with_md {
+            seq.serialize_element(&Pairs(&e.structured_metadata))?;
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Entry;
+    use prost::Message;
+
+    fn stream() -> Stream {
+        Stream {
+            labels: vec![("job".into(), "api".into())],
+            label_string: r#"{job="api"}"#.into(),
+            entries: vec![
+                Entry {
+                    timestamp_ns: 1_700_000_000_123_456_789,
+                    line: "hello".into(),
+                    structured_metadata: vec![("trace_id".into(), "abc".into())],
+                },
+                Entry {
+                    timestamp_ns: 5,
+                    line: "x".into(),
+                    structured_metadata: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn protobuf_is_snappy_block_with_loki_field_numbers() {
+        let body = encode_protobuf(&into_push_request(vec![stream()])).unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        // streams = field 1, length-delimited.
+        assert_eq!(raw[0], 0x0a);
+        let req = PushRequest::decode(raw.as_slice()).unwrap();
+        assert_eq!(req.streams[0].labels, r#"{job="api"}"#);
+        let e = &req.streams[0].entries[0];
+        assert_eq!(
+            e.timestamp,
+            Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_456_789
+            })
+        );
+        assert_eq!(e.structured_metadata[0].name, "trace_id");
+    }
+
+    #[test]
+    fn json_timestamps_are_strings() {
+        let body = encode_json(&[stream()]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"streams":[{"stream":{"job":"api"},"values":[
+                ["1700000000123456789","hello",{"trace_id":"abc"}],
+                ["5","x"]
+            ]}]})
+        );
+    }
+}
