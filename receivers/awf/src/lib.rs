@@ -8,4 +8,5 @@
 //! * [`sim`] — the AWF simulator behind `sluice awf-sim`.
 
 pub mod event;
+pub mod sse;
 pub mod time;
