@@ -1,0 +1,932 @@
+//! OTLP metrics → Prometheus series (protocols.md §3).
+//!
+//! [`Translator::translate`] decodes every item of a batch, converts each data point into the
+//! samples of its derived series (`_bucket`, `_sum`, `_count`, quantiles, native histograms),
+//! merges series that occur in several items, and returns them with samples sorted by time.
+//! Points that cannot be represented are counted per reason in [`Translation::dropped`].
+
+pub mod delta;
+mod labels;
+pub mod naming;
+mod native;
+
+use crate::remote_write::{MetricType, ResetHint, stale_nan, v1, v2};
+use delta::DeltaAccumulator;
+use labels::{LabelSet, sanitize_attributes};
+use naming::{NameKind, any_value_string, format_plain, metadata_unit, metric_name};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar, metric::Data, number_data_point,
+};
+use parking_lot::Mutex;
+use prost::Message;
+use sluice_core::Item;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+/// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
+const FLAG_NO_RECORDED_VALUE: u32 = 1;
+/// Prometheus' default zero bucket width, used when OTLP gives none.
+const DEFAULT_ZERO_THRESHOLD: f64 = 1e-128;
+/// Exemplar label names + values may hold at most this many runes (OpenMetrics).
+const MAX_EXEMPLAR_RUNES: usize = 128;
+/// `target_info` is repeated this often across a resource's time span, so that it stays within
+/// Prometheus' 5-minute lookback (Prometheus uses `lookback_delta / 2`).
+const TARGET_INFO_INTERVAL_MS: i64 = 150_000;
+/// Bound on the per-series memory of `target_info` timestamps already sent.
+const MAX_TARGET_INFO_SERIES: usize = 100_000;
+
+/// How OTLP is mapped; the translation part of the exporter's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranslateOptions {
+    pub add_metric_suffixes: bool,
+    pub include_scope_labels: bool,
+    pub include_target_info: bool,
+    pub promote_resource_attributes: Vec<String>,
+    /// Already valid label names; they never override a label the data has.
+    pub external_labels: Vec<(String, String)>,
+    pub send_native_histograms: bool,
+    pub send_exemplars: bool,
+    pub convert_delta_to_cumulative: bool,
+    pub max_delta_series: usize,
+    pub delta_series_expiry: Duration,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            add_metric_suffixes: true,
+            include_scope_labels: true,
+            include_target_info: true,
+            promote_resource_attributes: Vec::new(),
+            external_labels: Vec::new(),
+            send_native_histograms: false,
+            send_exemplars: true,
+            convert_delta_to_cumulative: false,
+            max_delta_series: 100_000,
+            delta_series_expiry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Metadata of one metric family (`TYPE`, `HELP`, `UNIT`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: String,
+    pub metric_type: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// One native histogram sample and its start time (ms, 0 = unknown) for RW2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativePoint {
+    pub histogram: v1::Histogram,
+    pub start_timestamp: i64,
+}
+
+/// One Prometheus series with its samples, sorted by timestamp without duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Byte-sorted, unique, non-empty values, including `__name__`.
+    pub labels: Vec<v1::Label>,
+    /// Hash of the label set: the series' identity for sharding.
+    pub hash: u64,
+    /// Index into [`Translation::families`].
+    pub family: usize,
+    /// RW2 samples (RW1 ignores `start_timestamp`).
+    pub samples: Vec<v2::Sample>,
+    pub histograms: Vec<NativePoint>,
+    pub exemplars: Vec<v1::Exemplar>,
+}
+
+impl Series {
+    pub fn name(&self) -> &str {
+        self.labels
+            .iter()
+            .find(|l| l.name == "__name__")
+            .map(|l| l.value.as_str())
+            .unwrap_or("")
+    }
+
+    /// Float and histogram samples carried.
+    pub fn sample_count(&self) -> u64 {
+        (self.samples.len() + self.histograms.len()) as u64
+    }
+}
+
+/// The result of translating one batch.
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub series: Vec<Series>,
+    pub families: Vec<Family>,
+    /// Data points left out, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+/// Translates batches; owns the state that outlives one batch (delta totals, `target_info`
+/// timestamps), in memory only.
+#[derive(Debug)]
+pub struct Translator {
+    options: TranslateOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    deltas: DeltaAccumulator,
+    /// Newest `target_info` timestamp sent per series, so that a later batch whose resource
+    /// spans earlier times never sends an out-of-order `target_info` sample.
+    target_info_sent: HashMap<u64, (i64, Instant)>,
+}
+
+impl Translator {
+    pub fn new(options: TranslateOptions) -> Translator {
+        let deltas = DeltaAccumulator::new(options.max_delta_series, options.delta_series_expiry);
+        Translator {
+            options,
+            state: Mutex::new(State {
+                deltas,
+                target_info_sent: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &TranslateOptions {
+        &self.options
+    }
+
+    /// Running delta totals currently held.
+    pub fn delta_series(&self) -> usize {
+        self.state.lock().deltas.len()
+    }
+
+    /// Translates the items of one batch (all of one tenant). Items that are not OTLP metrics
+    /// requests are counted as dropped with reason `decode_error`.
+    pub fn translate(&self, items: &[Item], tenant: Option<&str>) -> Translation {
+        let mut builder = Builder::new(&self.options, tenant);
+        for item in items {
+            match ExportMetricsServiceRequest::decode(item.payload.as_ref()) {
+                Ok(request) => {
+                    for resource in &request.resource_metrics {
+                        builder.resource(resource);
+                    }
+                }
+                Err(_) => builder.drop_points("decode_error", u64::from(item.count)),
+            }
+        }
+        let mut state = self.state.lock();
+        builder.finish(&mut state, Instant::now())
+    }
+}
+
+/// Per-resource values shared by all its points.
+struct ResourceContext {
+    job: Option<String>,
+    instance: Option<String>,
+    promoted: Vec<v1::Label>,
+    min_ms: Option<i64>,
+    max_ms: Option<i64>,
+}
+
+struct PendingDelta {
+    series: usize,
+    start_ns: u64,
+    time_ns: u64,
+    value: f64,
+    stale: bool,
+}
+
+struct Builder<'o> {
+    opts: &'o TranslateOptions,
+    tenant_hash: u64,
+    series: Vec<Series>,
+    index: HashMap<u64, usize>,
+    families: Vec<Family>,
+    family_index: HashMap<String, usize>,
+    dropped: BTreeMap<&'static str, u64>,
+    pending_deltas: Vec<PendingDelta>,
+    target_info_series: Vec<usize>,
+}
+
+fn hash_labels(labels: &[v1::Label]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    for l in labels {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+fn ms(time_unix_nano: u64) -> i64 {
+    (time_unix_nano / 1_000_000) as i64
+}
+
+fn is_stale(flags: u32) -> bool {
+    flags & FLAG_NO_RECORDED_VALUE != 0
+}
+
+fn number_value(p: &NumberDataPoint) -> Option<f64> {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => Some(d),
+        Some(number_data_point::Value::AsInt(i)) => Some(i as f64),
+        None => None,
+    }
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
+    attrs.iter().rev().find(|kv| kv.key == key)
+}
+
+const SERVICE_NAME: &str = "service.name";
+const SERVICE_NAMESPACE: &str = "service.namespace";
+const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+
+impl<'o> Builder<'o> {
+    fn new(opts: &'o TranslateOptions, tenant: Option<&str>) -> Builder<'o> {
+        let mut h = std::hash::DefaultHasher::new();
+        tenant.hash(&mut h);
+        Builder {
+            opts,
+            tenant_hash: h.finish(),
+            series: Vec::new(),
+            index: HashMap::new(),
+            families: Vec::new(),
+            family_index: HashMap::new(),
+            dropped: BTreeMap::new(),
+            pending_deltas: Vec::new(),
+            target_info_series: Vec::new(),
+        }
+    }
+
+    fn drop_points(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.dropped.entry(reason).or_insert(0) += n;
+        }
+    }
+
+    fn family(&mut self, name: &str, metric_type: MetricType, help: &str, unit: &str) -> usize {
+        if let Some(&i) = self.family_index.get(name) {
+            return i;
+        }
+        let i = self.families.len();
+        self.families.push(Family {
+            name: name.to_owned(),
+            metric_type,
+            help: help.to_owned(),
+            unit: unit.to_owned(),
+        });
+        self.family_index.insert(name.to_owned(), i);
+        i
+    }
+
+    fn series_index(&mut self, labels: Vec<v1::Label>, family: usize) -> usize {
+        let hash = hash_labels(&labels);
+        let mut key = hash;
+        loop {
+            match self.index.get(&key) {
+                Some(&i) if self.series[i].labels == labels => return i,
+                // Two label sets with one 64-bit hash: probe the next key.
+                Some(_) => key = key.wrapping_add(1),
+                None => break,
+            }
+        }
+        let i = self.series.len();
+        self.index.insert(key, i);
+        self.series.push(Series {
+            labels,
+            hash,
+            family,
+            samples: Vec::new(),
+            histograms: Vec::new(),
+            exemplars: Vec::new(),
+        });
+        i
+    }
+
+    fn push_sample(&mut self, series: usize, timestamp: i64, value: f64, start: i64) {
+        if let Some(s) = self.series.get_mut(series) {
+            s.samples.push(v2::Sample {
+                value,
+                timestamp,
+                start_timestamp: start,
+            });
+        }
+    }
+
+    fn resource(&mut self, rm: &ResourceMetrics) {
+        let attrs: &[KeyValue] = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let job = attr(attrs, SERVICE_NAME).map(|name| {
+            let name = any_value_string(name.value.as_ref());
+            match attr(attrs, SERVICE_NAMESPACE) {
+                Some(ns) => format!("{}/{name}", any_value_string(ns.value.as_ref())),
+                None => name,
+            }
+        });
+        let instance =
+            attr(attrs, SERVICE_INSTANCE_ID).map(|kv| any_value_string(kv.value.as_ref()));
+        let promote = &self.opts.promote_resource_attributes;
+        let promoted = if promote.is_empty() {
+            Vec::new()
+        } else {
+            sanitize_attributes(attrs, |k| !promote.iter().any(|p| p == k))
+        };
+        let mut ctx = ResourceContext {
+            job,
+            instance,
+            promoted,
+            min_ms: None,
+            max_ms: None,
+        };
+        for sm in &rm.scope_metrics {
+            let scope_labels = if self.opts.include_scope_labels {
+                scope_labels(sm.scope.as_ref(), &sm.schema_url)
+            } else {
+                Vec::new()
+            };
+            for metric in &sm.metrics {
+                self.metric(&mut ctx, &scope_labels, metric);
+            }
+        }
+        if self.opts.include_target_info {
+            self.target_info(&ctx, attrs);
+        }
+    }
+
+    /// The labels every series of a point gets before its `__name__` (and `le`/`quantile`).
+    fn point_labels(
+        &self,
+        ctx: &ResourceContext,
+        scope: &[v1::Label],
+        attrs: &[KeyValue],
+    ) -> LabelSet {
+        let mut set = LabelSet::from_sorted(sanitize_attributes(attrs, |_| false));
+        for l in &ctx.promoted {
+            set.set_if_absent(&l.name, &l.value);
+        }
+        for l in scope {
+            set.set(&l.name, &l.value);
+        }
+        if let Some(job) = &ctx.job {
+            set.set("job", job);
+        }
+        if let Some(instance) = &ctx.instance {
+            set.set("instance", instance);
+        }
+        for (name, value) in &self.opts.external_labels {
+            set.set_if_absent(name, value);
+        }
+        set
+    }
+
+    /// Checks a point's timestamp; records the resource's time span for `target_info`.
+    fn point_time(&mut self, ctx: &mut ResourceContext, time_unix_nano: u64) -> Option<i64> {
+        if time_unix_nano == 0 {
+            // Epoch-0 samples are refused by every backend, taking their request with them.
+            self.drop_points("missing_timestamp", 1);
+            return None;
+        }
+        let t = ms(time_unix_nano);
+        ctx.min_ms = Some(ctx.min_ms.map_or(t, |m| m.min(t)));
+        ctx.max_ms = Some(ctx.max_ms.map_or(t, |m| m.max(t)));
+        Some(t)
+    }
+
+    fn metric(&mut self, ctx: &mut ResourceContext, scope: &[v1::Label], metric: &Metric) {
+        let Some(data) = &metric.data else {
+            return;
+        };
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let delta = AggregationTemporality::Delta as i32;
+        match data {
+            Data::Gauge(g) => {
+                self.numbers(ctx, scope, metric, &g.data_points, NumberKind::Gauge);
+            }
+            Data::Sum(s) => {
+                let n = s.data_points.len() as u64;
+                let kind = match (s.aggregation_temporality, s.is_monotonic) {
+                    (t, true) if t == cumulative => NumberKind::Counter,
+                    (t, false) if t == cumulative => NumberKind::UpDownCounter,
+                    (t, true) if t == delta && self.opts.convert_delta_to_cumulative => {
+                        NumberKind::DeltaCounter
+                    }
+                    (t, _) if t == delta => return self.drop_points("delta_temporality", n),
+                    _ => return self.drop_points("unspecified_temporality", n),
+                };
+                self.numbers(ctx, scope, metric, &s.data_points, kind);
+            }
+            Data::Histogram(h) => {
+                let n = h.data_points.len() as u64;
+                match h.aggregation_temporality {
+                    t if t == cumulative => self.histograms(ctx, scope, metric, &h.data_points),
+                    t if t == delta => self.drop_points("delta_temporality", n),
+                    _ => self.drop_points("unspecified_temporality", n),
+                }
+            }
+            Data::ExponentialHistogram(h) => {
+                let n = h.data_points.len() as u64;
+                if !self.opts.send_native_histograms {
+                    return self.drop_points("native_histograms_disabled", n);
+                }
+                match h.aggregation_temporality {
+                    t if t == cumulative => self.natives(ctx, scope, metric, &h.data_points),
+                    t if t == delta => self.drop_points("delta_temporality", n),
+                    _ => self.drop_points("unspecified_temporality", n),
+                }
+            }
+            Data::Summary(s) => self.summaries(ctx, scope, metric, &s.data_points),
+        }
+    }
+
+    fn name_or_drop(&mut self, metric: &Metric, kind: NameKind, points: usize) -> Option<String> {
+        let name = metric_name(
+            &metric.name,
+            &metric.unit,
+            kind,
+            self.opts.add_metric_suffixes,
+        );
+        if name.is_none() {
+            self.drop_points("invalid_metric_name", points as u64);
+        }
+        name
+    }
+
+    fn numbers(
+        &mut self,
+        ctx: &mut ResourceContext,
+        scope: &[v1::Label],
+        metric: &Metric,
+        points: &[NumberDataPoint],
+        kind: NumberKind,
+    ) {
+        let name_kind = match kind {
+            NumberKind::Gauge => NameKind::Gauge,
+            NumberKind::Counter | NumberKind::DeltaCounter => NameKind::Counter,
+            NumberKind::UpDownCounter => NameKind::Other,
+        };
+        let Some(name) = self.name_or_drop(metric, name_kind, points.len()) else {
+            return;
+        };
+        let metric_type = match kind {
+            NumberKind::Gauge | NumberKind::UpDownCounter => MetricType::Gauge,
+            NumberKind::Counter | NumberKind::DeltaCounter => MetricType::Counter,
+        };
+        let family = self.family(
+            &name,
+            metric_type,
+            &metric.description,
+            &metadata_unit(&metric.unit),
+        );
+        for p in points {
+            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
+                continue;
+            };
+            let stale = is_stale(p.flags);
+            let value = match (stale, number_value(p)) {
+                (true, _) => stale_nan(),
+                (false, Some(v)) => v,
+                (false, None) => {
+                    self.drop_points("missing_value", 1);
+                    continue;
+                }
+            };
+            let labels = self
+                .point_labels(ctx, scope, &p.attributes)
+                .with(&[("__name__", &name)]);
+            let series = self.series_index(labels, family);
+            // Gauges carry no exemplars in Prometheus.
+            if kind != NumberKind::Gauge {
+                self.exemplars(series, &p.exemplars, t);
+            }
+            match kind {
+                NumberKind::DeltaCounter => self.pending_deltas.push(PendingDelta {
+                    series,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
+                    value,
+                    stale,
+                }),
+                NumberKind::Counter => {
+                    self.push_sample(series, t, value, ms(p.start_time_unix_nano))
+                }
+                NumberKind::Gauge | NumberKind::UpDownCounter => {
+                    self.push_sample(series, t, value, 0)
+                }
+            }
+        }
+    }
+
+    fn histograms(
+        &mut self,
+        ctx: &mut ResourceContext,
+        scope: &[v1::Label],
+        metric: &Metric,
+        points: &[HistogramDataPoint],
+    ) {
+        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
+            return;
+        };
+        let family = self.family(
+            &name,
+            MetricType::Histogram,
+            &metric.description,
+            &metadata_unit(&metric.unit),
+        );
+        let (sum_name, count_name, bucket_name) = (
+            format!("{name}_sum"),
+            format!("{name}_count"),
+            format!("{name}_bucket"),
+        );
+        for p in points {
+            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
+                continue;
+            };
+            let stale = is_stale(p.flags);
+            let start = ms(p.start_time_unix_nano);
+            let base = self.point_labels(ctx, scope, &p.attributes);
+            let value = |v: f64| if stale { stale_nan() } else { v };
+            if stale || p.sum.is_some() {
+                let s = self.series_index(base.with(&[("__name__", &sum_name)]), family);
+                self.push_sample(s, t, value(p.sum.unwrap_or(0.0)), start);
+            }
+            let c = self.series_index(base.with(&[("__name__", &count_name)]), family);
+            self.push_sample(c, t, value(p.count as f64), start);
+
+            // Buckets: OTLP counts are per bucket, Prometheus' are cumulative.
+            let mut bucket_series: Vec<(f64, usize)> = Vec::new();
+            let mut cumulative: u64 = 0;
+            for (&bound, &count) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
+                cumulative = cumulative.saturating_add(count);
+                if bound == f64::INFINITY {
+                    // The `+Inf` bucket below already covers it.
+                    continue;
+                }
+                let le = format_plain(bound);
+                let labels = base.with(&[("__name__", &bucket_name), ("le", &le)]);
+                let b = self.series_index(labels, family);
+                self.push_sample(b, t, value(cumulative as f64), start);
+                bucket_series.push((bound, b));
+            }
+            let labels = base.with(&[("__name__", &bucket_name), ("le", "+Inf")]);
+            let inf = self.series_index(labels, family);
+            self.push_sample(inf, t, value(p.count as f64), start);
+
+            if self.opts.send_exemplars && !p.exemplars.is_empty() {
+                for e in &p.exemplars {
+                    let converted = exemplar(e, t);
+                    let target = bucket_series
+                        .iter()
+                        .find(|(bound, _)| *bound >= converted.value)
+                        .map_or(inf, |(_, s)| *s);
+                    if let Some(s) = self.series.get_mut(target) {
+                        s.exemplars.push(converted);
+                    }
+                }
+            }
+        }
+    }
+
+    fn natives(
+        &mut self,
+        ctx: &mut ResourceContext,
+        scope: &[v1::Label],
+        metric: &Metric,
+        points: &[ExponentialHistogramDataPoint],
+    ) {
+        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
+            return;
+        };
+        let family = self.family(
+            &name,
+            MetricType::Histogram,
+            &metric.description,
+            &metadata_unit(&metric.unit),
+        );
+        for p in points {
+            if p.scale < native::MIN_SCHEMA {
+                self.drop_points("native_histogram_scale_too_low", 1);
+                continue;
+            }
+            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
+                continue;
+            };
+            let Some(histogram) = native_histogram(p, t) else {
+                self.drop_points("invalid_exponential_histogram", 1);
+                continue;
+            };
+            let labels = self
+                .point_labels(ctx, scope, &p.attributes)
+                .with(&[("__name__", &name)]);
+            let series = self.series_index(labels, family);
+            self.exemplars(series, &p.exemplars, t);
+            if let Some(s) = self.series.get_mut(series) {
+                s.histograms.push(NativePoint {
+                    histogram,
+                    start_timestamp: ms(p.start_time_unix_nano),
+                });
+            }
+        }
+    }
+
+    fn summaries(
+        &mut self,
+        ctx: &mut ResourceContext,
+        scope: &[v1::Label],
+        metric: &Metric,
+        points: &[SummaryDataPoint],
+    ) {
+        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
+            return;
+        };
+        let family = self.family(
+            &name,
+            MetricType::Summary,
+            &metric.description,
+            &metadata_unit(&metric.unit),
+        );
+        let (sum_name, count_name) = (format!("{name}_sum"), format!("{name}_count"));
+        for p in points {
+            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
+                continue;
+            };
+            let stale = is_stale(p.flags);
+            let start = ms(p.start_time_unix_nano);
+            let value = |v: f64| if stale { stale_nan() } else { v };
+            let base = self.point_labels(ctx, scope, &p.attributes);
+            let s = self.series_index(base.with(&[("__name__", &sum_name)]), family);
+            self.push_sample(s, t, value(p.sum), start);
+            let c = self.series_index(base.with(&[("__name__", &count_name)]), family);
+            self.push_sample(c, t, value(p.count as f64), start);
+            for q in &p.quantile_values {
+                let quantile = format_plain(q.quantile);
+                let labels = base.with(&[("__name__", &name), ("quantile", &quantile)]);
+                let series = self.series_index(labels, family);
+                self.push_sample(series, t, value(q.value), start);
+            }
+        }
+    }
+
+    fn exemplars(
+        &mut self,
+        series: usize,
+        exemplars: &[opentelemetry_proto::tonic::metrics::v1::Exemplar],
+        point_ms: i64,
+    ) {
+        if !self.opts.send_exemplars || exemplars.is_empty() {
+            return;
+        }
+        if let Some(s) = self.series.get_mut(series) {
+            s.exemplars
+                .extend(exemplars.iter().map(|e| exemplar(e, point_ms)));
+        }
+    }
+
+    fn target_info(&mut self, ctx: &ResourceContext, attrs: &[KeyValue]) {
+        let (Some(min), Some(max)) = (ctx.min_ms, ctx.max_ms) else {
+            return;
+        };
+        if ctx.job.is_none() && ctx.instance.is_none() {
+            return;
+        }
+        let identifying =
+            |k: &str| k == SERVICE_NAME || k == SERVICE_NAMESPACE || k == SERVICE_INSTANCE_ID;
+        let other = sanitize_attributes(attrs, identifying);
+        if other.is_empty() {
+            return;
+        }
+        let mut set = LabelSet::from_sorted(other);
+        if let Some(job) = &ctx.job {
+            set.set("job", job);
+        }
+        if let Some(instance) = &ctx.instance {
+            set.set("instance", instance);
+        }
+        for (name, value) in &self.opts.external_labels {
+            set.set_if_absent(name, value);
+        }
+        let family = self.family("target_info", MetricType::Gauge, "Target metadata", "");
+        let series = self.series_index(set.with(&[("__name__", "target_info")]), family);
+        let mut t = min;
+        while t < max {
+            self.push_sample(series, t, 1.0, 0);
+            t = t.saturating_add(TARGET_INFO_INTERVAL_MS);
+        }
+        self.push_sample(series, max, 1.0, 0);
+        self.target_info_series.push(series);
+    }
+
+    fn finish(mut self, state: &mut State, now: Instant) -> Translation {
+        self.apply_deltas(&mut state.deltas, now);
+        for s in &mut self.series {
+            sort_and_dedup(s);
+        }
+        self.guard_target_info(&mut state.target_info_sent, now);
+        let series: Vec<Series> = self
+            .series
+            .into_iter()
+            .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
+            .collect();
+        Translation {
+            series,
+            families: self.families,
+            dropped: self.dropped,
+        }
+    }
+
+    fn apply_deltas(&mut self, acc: &mut DeltaAccumulator, now: Instant) {
+        if self.pending_deltas.is_empty() {
+            return;
+        }
+        acc.expire_idle(now);
+        let mut pending = std::mem::take(&mut self.pending_deltas);
+        // Totals must grow in time order per series, whatever order the items came in.
+        pending.sort_by_key(|d| (d.series, d.time_ns));
+        for d in pending {
+            let Some(hash) = self.series.get(d.series).map(|s| s.hash) else {
+                continue;
+            };
+            let key = hash ^ self.tenant_hash.rotate_left(1);
+            let t = ms(d.time_ns);
+            if d.stale {
+                acc.end(key);
+                self.push_sample(d.series, t, stale_nan(), 0);
+                continue;
+            }
+            match acc.add(key, d.start_ns, d.time_ns, d.value, now) {
+                Ok(total) => self.push_sample(d.series, t, total.total, total.start_ms),
+                Err(refusal) => self.drop_points(refusal.reason(), 1),
+            }
+        }
+    }
+
+    fn guard_target_info(&mut self, sent: &mut HashMap<u64, (i64, Instant)>, now: Instant) {
+        if self.target_info_series.is_empty() {
+            return;
+        }
+        let expiry = self.opts.delta_series_expiry.max(Duration::from_secs(600));
+        if sent.len() >= MAX_TARGET_INFO_SERIES {
+            sent.retain(|_, (_, seen)| now.duration_since(*seen) <= expiry);
+        }
+        let mut indices = std::mem::take(&mut self.target_info_series);
+        indices.sort_unstable();
+        indices.dedup();
+        for i in indices {
+            let tenant_hash = self.tenant_hash;
+            let Some(s) = self.series.get_mut(i) else {
+                continue;
+            };
+            let key = s.hash ^ tenant_hash.rotate_left(2);
+            if let Some((last, _)) = sent.get(&key) {
+                let last = *last;
+                s.samples.retain(|x| x.timestamp > last);
+            }
+            if let Some(newest) = s.samples.last().map(|x| x.timestamp)
+                && (sent.len() < MAX_TARGET_INFO_SERIES || sent.contains_key(&key))
+            {
+                sent.insert(key, (newest, now));
+            }
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum NumberKind {
+    Gauge,
+    Counter,
+    UpDownCounter,
+    DeltaCounter,
+}
+
+fn scope_labels(scope: Option<&InstrumentationScope>, schema_url: &str) -> Vec<v1::Label> {
+    let mut set = LabelSet::default();
+    if let Some(scope) = scope {
+        for kv in &scope.attributes {
+            if let Some(name) = naming::label_name(&format!("otel_scope_{}", kv.key)) {
+                set.set(&name, &any_value_string(kv.value.as_ref()));
+            }
+        }
+        set.set("otel_scope_name", &scope.name);
+        set.set("otel_scope_version", &scope.version);
+    }
+    set.set("otel_scope_schema_url", schema_url);
+    set.0
+}
+
+fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar, point_ms: i64) -> v1::Exemplar {
+    let mut labels: Vec<v1::Label> = Vec::new();
+    let mut runes = 0usize;
+    for (name, id) in [("trace_id", &e.trace_id), ("span_id", &e.span_id)] {
+        if !id.is_empty() {
+            let value = hex::encode(id);
+            runes += name.len() + value.len();
+            labels.push(v1::Label {
+                name: name.to_owned(),
+                value,
+            });
+        }
+    }
+    let attrs = sanitize_attributes(&e.filtered_attributes, |_| false);
+    let attrs: Vec<v1::Label> = attrs
+        .into_iter()
+        .filter(|l| l.name != "trace_id" && l.name != "span_id")
+        .collect();
+    let attr_runes: usize = attrs
+        .iter()
+        .map(|l| l.name.chars().count() + l.value.chars().count())
+        .sum();
+    // All filtered attributes or none, as Prometheus does: a partial set would mislead.
+    if runes + attr_runes <= MAX_EXEMPLAR_RUNES {
+        labels.extend(attrs);
+    }
+    labels.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let value = match e.value {
+        Some(exemplar::Value::AsDouble(d)) => d,
+        Some(exemplar::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    };
+    let timestamp = match ms(e.time_unix_nano) {
+        0 => point_ms,
+        t => t,
+    };
+    v1::Exemplar {
+        labels,
+        value,
+        timestamp,
+    }
+}
+
+fn native_histogram(p: &ExponentialHistogramDataPoint, t: i64) -> Option<v1::Histogram> {
+    let schema = p.scale.min(native::MAX_SCHEMA);
+    // OTLP scales stop at 20; the clamp only keeps a malformed value from overflowing a shift.
+    let scale_down = (p.scale - schema).clamp(0, 62) as u32;
+    let zero_threshold = if p.zero_threshold > 0.0 {
+        p.zero_threshold
+    } else {
+        DEFAULT_ZERO_THRESHOLD
+    };
+    let mut h = v1::Histogram {
+        schema,
+        zero_threshold,
+        timestamp: t,
+        reset_hint: ResetHint::Unknown as i32,
+        ..Default::default()
+    };
+    if is_stale(p.flags) {
+        h.count = Some(v1::histogram::Count::CountInt(0));
+        h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(0));
+        h.sum = stale_nan();
+        return Some(h);
+    }
+    h.count = Some(v1::histogram::Count::CountInt(p.count));
+    h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(p.zero_count));
+    // A missing sum is written as 0, as Prometheus' own OTLP ingestion does.
+    h.sum = p.sum.unwrap_or(0.0);
+    if let Some(b) = &p.positive {
+        let (spans, deltas) = native::convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
+        h.positive_spans = spans;
+        h.positive_deltas = deltas;
+    }
+    if let Some(b) = &p.negative {
+        let (spans, deltas) = native::convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
+        h.negative_spans = spans;
+        h.negative_deltas = deltas;
+    }
+    Some(h)
+}
+
+/// Sorts a series' samples by time and keeps the last of equal timestamps (a replayed or
+/// repeated point), since a backend refuses two different values at one timestamp.
+fn sort_and_dedup(s: &mut Series) {
+    if !s.samples.is_sorted_by_key(|x| x.timestamp) {
+        s.samples.sort_by_key(|x| x.timestamp);
+    }
+    s.samples.dedup_by(|later, earlier| {
+        if later.timestamp == earlier.timestamp {
+            *earlier = *later;
+            true
+        } else {
+            false
+        }
+    });
+    if !s.histograms.is_sorted_by_key(|x| x.histogram.timestamp) {
+        s.histograms.sort_by_key(|x| x.histogram.timestamp);
+    }
+    s.histograms.dedup_by(|later, earlier| {
+        if later.histogram.timestamp == earlier.histogram.timestamp {
+            std::mem::swap(later, earlier);
+            true
+        } else {
+            false
+        }
+    });
+    s.exemplars.sort_by_key(|e| e.timestamp);
+}

@@ -1,0 +1,180 @@
+//! Building a series' label set from its layers (protocols.md §3.2, §3.3), with Prometheus'
+//! precedence: attributes < promoted resource attributes (only where absent) < scope labels <
+//! `job`/`instance` < `__name__`/`le`/`quantile`; external labels only fill gaps.
+
+use super::naming::{any_value_string, label_name};
+use crate::remote_write::v1::Label;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+/// Sanitises attribute keys and joins the values of keys that collide after sanitising with
+/// `;`, in the byte order of the original keys (the spec's MUST). Keys that sanitise to
+/// nothing are skipped. The result is sorted by name, without empty values.
+pub fn sanitize_attributes(attrs: &[KeyValue], skip: impl Fn(&str) -> bool) -> Vec<Label> {
+    let mut sorted: Vec<&KeyValue> = attrs.iter().filter(|kv| !skip(&kv.key)).collect();
+    sorted.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+    // The same key twice is invalid OTLP; keep only its last occurrence, as pdata would.
+    sorted.dedup_by(|later, earlier| {
+        if later.key == earlier.key {
+            std::mem::swap(later, earlier);
+            true
+        } else {
+            false
+        }
+    });
+    let mut out: Vec<Label> = Vec::with_capacity(sorted.len());
+    for kv in sorted {
+        let Some(name) = label_name(&kv.key) else {
+            continue;
+        };
+        let value = any_value_string(kv.value.as_ref());
+        match out.iter_mut().find(|l| l.name == name) {
+            Some(existing) => {
+                existing.value.push(';');
+                existing.value.push_str(&value);
+            }
+            None => out.push(Label { name, value }),
+        }
+    }
+    out.retain(|l| !l.value.is_empty());
+    out.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    out
+}
+
+/// A label set under construction: sorted by name bytes, names unique.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelSet(pub Vec<Label>);
+
+impl LabelSet {
+    pub fn from_sorted(labels: Vec<Label>) -> LabelSet {
+        LabelSet(labels)
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|l| l.name.as_bytes().cmp(name.as_bytes()))
+    }
+
+    /// Sets `name`, replacing any existing value. An empty value removes the label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match (self.position(name), value.is_empty()) {
+            (Ok(i), true) => {
+                self.0.remove(i);
+            }
+            (Ok(i), false) => value.clone_into(&mut self.0[i].value),
+            (Err(_), true) => {}
+            (Err(i), false) => self.0.insert(
+                i,
+                Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                },
+            ),
+        }
+    }
+
+    /// Sets `name` only if it is not there yet.
+    pub fn set_if_absent(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        if let Err(i) = self.position(name) {
+            self.0.insert(
+                i,
+                Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                },
+            );
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.position(name).ok().map(|i| self.0[i].value.as_str())
+    }
+
+    /// A copy with `extras` set (overriding), for one derived series (`__name__`, `le`, ...).
+    pub fn with(&self, extras: &[(&str, &str)]) -> Vec<Label> {
+        let mut out = LabelSet(Vec::with_capacity(self.0.len() + extras.len()));
+        out.0.extend_from_slice(&self.0);
+        for (name, value) in extras {
+            out.set(name, value);
+        }
+        out.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pairs(labels: &[Label]) -> Vec<(&str, &str)> {
+        labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn collisions_join_in_original_key_order() {
+        // "a.b" < "a/b" < "a_b" in byte order, whatever order they arrive in.
+        let attrs = vec![kv("a_b", "3"), kv("a.b", "1"), kv("a/b", "2"), kv("z", "x")];
+        let out = sanitize_attributes(&attrs, |_| false);
+        assert_eq!(pairs(&out), vec![("a_b", "1;2;3"), ("z", "x")]);
+    }
+
+    #[test]
+    fn empty_values_and_invalid_keys_are_dropped() {
+        let attrs = vec![
+            kv("empty", ""),
+            kv("ключ", "v"),
+            kv("Zone", "eu"),
+            kv("__x", "1"),
+        ];
+        let out = sanitize_attributes(&attrs, |_| false);
+        // `Zone` (0x5A) sorts before `_x` (0x5F).
+        assert_eq!(pairs(&out), vec![("Zone", "eu"), ("_x", "1")]);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last() {
+        let attrs = vec![kv("k", "first"), kv("k", "second")];
+        let out = sanitize_attributes(&attrs, |_| false);
+        assert_eq!(pairs(&out), vec![("k", "second")]);
+    }
+
+    #[test]
+    fn set_keeps_byte_order_and_overrides() {
+        let mut set = LabelSet::from_sorted(sanitize_attributes(
+            &[kv("job", "from-attr"), kv("b", "1")],
+            |_| false,
+        ));
+        set.set("job", "svc");
+        set.set_if_absent("b", "ignored");
+        set.set_if_absent("Zone", "eu");
+        let out = set.with(&[("__name__", "m"), ("le", "+Inf")]);
+        assert_eq!(
+            pairs(&out),
+            vec![
+                ("Zone", "eu"),
+                ("__name__", "m"),
+                ("b", "1"),
+                ("job", "svc"),
+                ("le", "+Inf")
+            ]
+        );
+        set.set("b", "");
+        assert_eq!(set.get("b"), None);
+    }
+}
