@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 /// Loki exporter settings. Defaults follow Alloy's `otelcol.exporter.loki` + `loki.write` and
 /// Loki's default per-tenant limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Push endpoint, e.g. `http://loki:3100/loki/api/v1/push`; with `encoding = "otlp"` the
@@ -145,14 +145,14 @@ impl Default for DefaultLabels {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file with the CA certificates to trust (in addition to the built-in roots).
@@ -217,60 +217,61 @@ impl Config {
     /// Semantic checks; each message names the key.
     pub fn validate(&self) -> Result<(), String> {
         let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("url: {:?} is not a valid URL: {e}", self.url))?;
+            .map_err(|e| format!("url {:?} is not a valid URL: {e}", self.url))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
-                "url: scheme must be http or https, got {:?}",
+                "url scheme must be http or https, got {:?}",
                 url.scheme()
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("url: {:?} has no host", self.url));
+            return Err(format!("url {:?} has no host", self.url));
         }
         let path = url.path().trim_end_matches('/');
         match self.encoding {
             Encoding::Otlp if !path.ends_with("/v1/logs") => {
                 return Err(format!(
-                    "url: with encoding = \"otlp\" the URL must be Loki's OTLP logs endpoint \
-                     ending in /otlp/v1/logs, got {:?}",
+                    "url must be Loki's OTLP logs endpoint ending in /otlp/v1/logs when \
+                     encoding = \"otlp\", got {:?}",
                     self.url
                 ));
             }
             Encoding::Protobuf | Encoding::Json if path.ends_with("/otlp/v1/logs") => {
                 return Err(format!(
-                    "url: {:?} is Loki's OTLP endpoint; set encoding = \"otlp\" or use \
-                     /loki/api/v1/push",
+                    "encoding must be \"otlp\" for Loki's OTLP endpoint {:?} (or use \
+                     /loki/api/v1/push)",
                     self.url
                 ));
             }
             _ => {}
         }
         if let Some(t) = &self.tenant_id {
-            validate_tenant(t).map_err(|e| format!("tenant_id: {e}"))?;
+            validate_tenant(t).map_err(|e| format!("tenant_id is invalid: {e}"))?;
         }
         for (name, value) in &self.headers {
             let header = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+                .map_err(|_| format!("headers {name:?} is not a valid header name"))?;
             http::HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: value is not a valid header value"))?;
+                .map_err(|_| format!("headers value of {name:?} is not a valid header value"))?;
             if header.as_str() == "x-scope-orgid" {
-                return Err("headers: set the tenant with tenant_id, not X-Scope-OrgID".into());
+                return Err("headers must not set X-Scope-OrgID; use tenant_id".into());
             }
             if header == http::header::CONTENT_TYPE || header == http::header::CONTENT_ENCODING {
                 return Err(format!(
-                    "headers: {name} is set by the exporter from `encoding`"
+                    "headers must not set {name}: the exporter sets it from `encoding`"
                 ));
             }
             if header == http::header::AUTHORIZATION
                 && (self.basic_auth.is_some() || self.bearer_token.is_some())
             {
                 return Err(
-                    "headers: Authorization conflicts with basic_auth / bearer_token".into(),
+                    "headers must not set Authorization together with basic_auth / bearer_token"
+                        .into(),
                 );
             }
         }
         if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err("basic_auth and bearer_token: set at most one".into());
+            return Err("bearer_token cannot be combined with basic_auth; set at most one".into());
         }
         if let Some(b) = &self.basic_auth
             && b.username.is_empty()
@@ -283,7 +284,7 @@ impl Config {
             return Err("bearer_token must be a non-empty header-safe string".into());
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err("tls: cert_file and key_file must be set together".into());
+            return Err("tls.cert_file and tls.key_file must be set together".into());
         }
         if self.timeout.get().is_zero() {
             return Err("timeout must be greater than 0".into());
@@ -294,7 +295,7 @@ impl Config {
             ("structured_metadata", &self.structured_metadata),
         ] {
             if list.iter().any(|s| s.trim().is_empty()) {
-                return Err(format!("{key}: entries must not be empty"));
+                return Err(format!("{key} entries must not be empty"));
             }
         }
         if self.max_label_names == 0 {
