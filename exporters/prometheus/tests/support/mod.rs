@@ -1,0 +1,5 @@
+//! Shared test support: OTLP builders and a harness that runs the real Prometheus server.
+#![allow(dead_code)]
+
+pub mod otlp;
+pub mod prometheus;
