@@ -154,8 +154,7 @@ impl Config {
         for (name, value) in &self.headers {
             let header = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            if RESERVED_HEADERS.contains(&header.as_str()) || header.as_str().starts_with("grpc-")
-            {
+            if RESERVED_HEADERS.contains(&header.as_str()) || header.as_str().starts_with("grpc-") {
                 return Err(format!(
                     "headers: {name:?} is set by the exporter itself and cannot be configured"
                 ));
@@ -176,7 +175,9 @@ impl Config {
             if let Some(name) = &tls.server_name
                 && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
             {
-                return Err(format!("tls.server_name: {name:?} is not a valid DNS name or IP"));
+                return Err(format!(
+                    "tls.server_name: {name:?} is not a valid DNS name or IP"
+                ));
             }
         }
         self.retry.validate().map_err(|e| format!("retry: {e}"))
@@ -223,7 +224,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.compression, Compression::None);
         assert_eq!(c.headers["X-Scope-OrgID"], "tenant-a");
-        assert_eq!(c.tls.unwrap().server_name.as_deref(), Some("tempo.internal"));
+        assert_eq!(
+            c.tls.unwrap().server_name.as_deref(),
+            Some("tempo.internal")
+        );
     }
 
     #[test]
@@ -232,27 +236,54 @@ mod tests {
             (r#"endpoint = "tempo:4317""#, "endpoint"),
             (r#"endpoint = "ftp://tempo:4317""#, "endpoint"),
             (r#"endpoint = "http://tempo:4317/x""#, "path"),
-            (r#"endpoint = "http://t:1"
-                timeout = "0""#, "timeout"),
-            (r#"endpoint = "http://t:1"
-                max_request_size = 10"#, "max_request_size"),
-            (r#"endpoint = "http://t:1"
-                headers = { "content-type" = "x" }"#, "headers"),
-            (r#"endpoint = "http://t:1"
-                headers = { "bad name" = "x" }"#, "headers"),
-            (r#"endpoint = "http://t:1"
+            (
+                r#"endpoint = "http://t:1"
+                timeout = "0""#,
+                "timeout",
+            ),
+            (
+                r#"endpoint = "http://t:1"
+                max_request_size = 10"#,
+                "max_request_size",
+            ),
+            (
+                r#"endpoint = "http://t:1"
+                headers = { "content-type" = "x" }"#,
+                "headers",
+            ),
+            (
+                r#"endpoint = "http://t:1"
+                headers = { "bad name" = "x" }"#,
+                "headers",
+            ),
+            (
+                r#"endpoint = "http://t:1"
                 [tls]
-                insecure_skip_verify = true"#, "tls"),
-            (r#"endpoint = "https://t:1"
+                insecure_skip_verify = true"#,
+                "tls",
+            ),
+            (
+                r#"endpoint = "https://t:1"
                 [tls]
-                cert_file = "/c.pem""#, "key_file"),
-            (r#"endpoint = "http://t:1"
-                bogus = 1"#, "bogus"),
-            (r#"endpoint = "http://t:1"
-                protocol = "thrift""#, "thrift"),
-            (r#"endpoint = "http://t:1"
+                cert_file = "/c.pem""#,
+                "key_file",
+            ),
+            (
+                r#"endpoint = "http://t:1"
+                bogus = 1"#,
+                "bogus",
+            ),
+            (
+                r#"endpoint = "http://t:1"
+                protocol = "thrift""#,
+                "thrift",
+            ),
+            (
+                r#"endpoint = "http://t:1"
                 [retry]
-                multiplier = 0.1"#, "retry"),
+                multiplier = 0.1"#,
+                "retry",
+            ),
         ];
         for (text, needle) in cases {
             let err = parse(text).expect_err(text);

@@ -234,7 +234,10 @@ mod tests {
             assert!(
                 matches!(
                     classify_status(&Status::new(code, "x")),
-                    SendOutcome::Retryable { retry_after: None, .. }
+                    SendOutcome::Retryable {
+                        retry_after: None,
+                        ..
+                    }
                 ),
                 "{code:?}"
             );

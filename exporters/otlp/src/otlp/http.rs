@@ -326,7 +326,10 @@ mod tests {
         }
         assert!(matches!(
             classify(503, &[], b""),
-            SendOutcome::Retryable { retry_after: None, .. }
+            SendOutcome::Retryable {
+                retry_after: None,
+                ..
+            }
         ));
     }
 

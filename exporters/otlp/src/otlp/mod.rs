@@ -204,12 +204,18 @@ fn partial_success_outcome(component_id: &str, signal: Signal, body: &[u8]) -> S
     };
     use prost::Message;
     let decoded = match signal {
-        Signal::Traces => ExportTraceServiceResponse::decode(body)
-            .map(|r| r.partial_success.map(|p| (p.rejected_spans, p.error_message))),
-        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
-            .map(|r| r.partial_success.map(|p| (p.rejected_data_points, p.error_message))),
-        Signal::Logs => ExportLogsServiceResponse::decode(body)
-            .map(|r| r.partial_success.map(|p| (p.rejected_log_records, p.error_message))),
+        Signal::Traces => ExportTraceServiceResponse::decode(body).map(|r| {
+            r.partial_success
+                .map(|p| (p.rejected_spans, p.error_message))
+        }),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body).map(|r| {
+            r.partial_success
+                .map(|p| (p.rejected_data_points, p.error_message))
+        }),
+        Signal::Logs => ExportLogsServiceResponse::decode(body).map(|r| {
+            r.partial_success
+                .map(|p| (p.rejected_log_records, p.error_message))
+        }),
     };
     match decoded {
         Ok(Some((rejected, message))) if rejected > 0 => SendOutcome::PartiallyRejected {
@@ -266,10 +272,16 @@ mod tests {
         assert_eq!(h.get_all("x-scope-orgid").iter().count(), 1);
         assert_eq!(h["x-scope-orgid"], "tenant-b");
         assert_eq!(h["authorization"], "Bearer x");
-        assert_eq!(request_headers(&statics, None).unwrap()["x-scope-orgid"], "static");
+        assert_eq!(
+            request_headers(&statics, None).unwrap()["x-scope-orgid"],
+            "static"
+        );
         assert!(matches!(
             request_headers(&statics, Some("bad\ntenant")),
-            Err(SendOutcome::Rejected { reason: "invalid_tenant", .. })
+            Err(SendOutcome::Rejected {
+                reason: "invalid_tenant",
+                ..
+            })
         ));
     }
 
@@ -300,8 +312,17 @@ mod tests {
             }),
         }
         .encode_to_vec();
-        assert_eq!(partial_success_outcome("c", Signal::Traces, &warning), SendOutcome::Sent);
-        assert_eq!(partial_success_outcome("c", Signal::Traces, b""), SendOutcome::Sent);
-        assert_eq!(partial_success_outcome("c", Signal::Traces, b"\xff\xff"), SendOutcome::Sent);
+        assert_eq!(
+            partial_success_outcome("c", Signal::Traces, &warning),
+            SendOutcome::Sent
+        );
+        assert_eq!(
+            partial_success_outcome("c", Signal::Traces, b""),
+            SendOutcome::Sent
+        );
+        assert_eq!(
+            partial_success_outcome("c", Signal::Traces, b"\xff\xff"),
+            SendOutcome::Sent
+        );
     }
 }

@@ -48,7 +48,10 @@ pub(crate) fn load_identity(tls: &TlsConfig) -> anyhow::Result<Option<ClientIden
     let key_pem = read(key_path, "key_file")?;
     let certs = parse_certs(&cert_pem, cert_path, "cert_file")?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        anyhow::anyhow!("tls.key_file: {} holds no usable private key: {e}", key_path.display())
+        anyhow::anyhow!(
+            "tls.key_file: {} holds no usable private key: {e}",
+            key_path.display()
+        )
     })?;
     Ok(Some(ClientIdentity {
         cert_pem,
@@ -73,9 +76,9 @@ pub(crate) fn verifier(
     match &tls.ca_file {
         Some(path) => {
             for cert in parse_certs(&read(path, "ca_file")?, path, "ca_file")? {
-                roots
-                    .add(cert)
-                    .with_context(|| format!("tls.ca_file: {} has a bad certificate", path.display()))?;
+                roots.add(cert).with_context(|| {
+                    format!("tls.ca_file: {} has a bad certificate", path.display())
+                })?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
