@@ -9,23 +9,45 @@ use std::hint::black_box;
 
 fn batch(signal: Signal, payload: Vec<u8>, count: u32, copies: usize) -> Batch {
     let payload = Bytes::from(payload);
-    Batch { signal, tenant: None, items: (0..copies).map(|_| Item::new(signal, payload.clone(), count)).collect() }
+    Batch {
+        signal,
+        tenant: None,
+        items: (0..copies)
+            .map(|_| Item::new(signal, payload.clone(), count))
+            .collect(),
+    }
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("exporters");
 
-    let loki_cfg: sluice_exporter_loki::Config = toml::from_str("url = \"http://127.0.0.1:3100/loki/api/v1/push\"").expect("loki config");
+    let loki_cfg: sluice_exporter_loki::Config =
+        toml::from_str("url = \"http://127.0.0.1:3100/loki/api/v1/push\"").expect("loki config");
     let loki = sluice_exporter_loki::build(&loki_cfg, "exporters.loki").expect("loki exporter");
-    let logs = batch(Signal::Logs, sluice_benches::logs_request(1000).encode_to_vec(), 1000, 4);
+    let logs = batch(
+        Signal::Logs,
+        sluice_benches::logs_request(1000).encode_to_vec(),
+        1000,
+        4,
+    );
     g.throughput(Throughput::Elements(4000));
-    g.bench_function("loki_push_request_4000_entries", |b| b.iter(|| black_box(loki.build_requests(black_box(&logs)))));
+    g.bench_function("loki_push_request_4000_entries", |b| {
+        b.iter(|| black_box(loki.build_requests(black_box(&logs))))
+    });
 
-    let rw_cfg: sluice_exporter_prometheus::Config = toml::from_str("url = \"http://127.0.0.1:9090/api/v1/write\"").expect("rw config");
+    let rw_cfg: sluice_exporter_prometheus::Config =
+        toml::from_str("url = \"http://127.0.0.1:9090/api/v1/write\"").expect("rw config");
     let rw = sluice_exporter_prometheus::build(&rw_cfg, "exporters.mimir").expect("rw exporter");
-    let metrics = batch(Signal::Metrics, sluice_benches::metrics_request(1000).encode_to_vec(), 1000, 2);
+    let metrics = batch(
+        Signal::Metrics,
+        sluice_benches::metrics_request(1000).encode_to_vec(),
+        1000,
+        2,
+    );
     g.throughput(Throughput::Elements(2000));
-    g.bench_function("remote_write_request_2000_samples", |b| b.iter(|| black_box(rw.build_requests(black_box(&metrics)))));
+    g.bench_function("remote_write_request_2000_samples", |b| {
+        b.iter(|| black_box(rw.build_requests(black_box(&metrics))))
+    });
     g.finish();
 }
 

@@ -39,59 +39,89 @@ impl Exporter for CountingExporter {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let payload = Bytes::from(sluice_benches::traces_request(SPANS_PER_ITEM, 8, 4).encode_to_vec());
     let mut g = c.benchmark_group("pipeline_inprocess");
     g.throughput(Throughput::Elements(SPANS_PER_ITEM as u64));
     g.measurement_time(Duration::from_secs(8));
     for fsync in [Fsync::None, Fsync::Always] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = SpoolConfig { fsync, max_bytes: ByteSize::gib(64), ..Default::default() };
-        let (spool, _) = Spool::open("bench", dir.path(), config, &["count".to_string()]).expect("open");
-        let exporter = Arc::new(CountingExporter { spans: AtomicU64::new(0) });
+        let config = SpoolConfig {
+            fsync,
+            max_bytes: ByteSize::gib(64),
+            ..Default::default()
+        };
+        let (spool, _) =
+            Spool::open("bench", dir.path(), config, &["count".to_string()]).expect("open");
+        let exporter = Arc::new(CountingExporter {
+            spans: AtomicU64::new(0),
+        });
         let settings = DriverSettings {
             component_id: Arc::from("exporters.count"),
             pipeline: Arc::from("bench"),
-            batch: sluice_processors::batch::Config { send_batch_size: 8192, send_batch_max_size: 16384, ..Default::default() },
+            batch: sluice_processors::batch::Config {
+                send_batch_size: 8192,
+                send_batch_max_size: 16384,
+                ..Default::default()
+            },
             retry: RetryConfig::default(),
         };
         let reader = spool.reader("count").expect("reader");
         let _guard = rt.enter();
         rt.spawn(run_driver(exporter.clone(), reader, settings));
-        let ingest = Arc::new(PipelineIngest { name: Arc::from("bench"), processors: vec![], spool: spool.clone() });
-        let router: Arc<dyn Consumer> = Arc::new(Router::new(vec![(Signal::Traces, ingest)]));
-        g.bench_function(format!("traces_passthrough_fsync_{fsync:?}").to_lowercase(), |b| {
-            b.iter_custom(|iters| {
-                let router = router.clone();
-                let payload = payload.clone();
-                let exporter = exporter.clone();
-                rt.block_on(async move {
-                    const SENDERS: usize = 16;
-                    let per = (iters as usize).div_ceil(SENDERS);
-                    // Done when the exporter has counted every span sent in this round.
-                    let target = exporter.spans.load(Ordering::Relaxed) + (per * SENDERS * SPANS_PER_ITEM) as u64;
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..SENDERS)
-                        .map(|_| {
-                            let router = router.clone();
-                            let payload = payload.clone();
-                            tokio::spawn(async move {
-                                for _ in 0..per {
-                                    router.consume(Item::new(Signal::Traces, payload.clone(), SPANS_PER_ITEM as u32)).await.expect("accepted");
-                                }
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.expect("task");
-                    }
-                    while exporter.spans.load(Ordering::Relaxed) < target {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                    }
-                    start.elapsed()
-                })
-            })
+        let ingest = Arc::new(PipelineIngest {
+            name: Arc::from("bench"),
+            processors: vec![],
+            spool: spool.clone(),
         });
+        let router: Arc<dyn Consumer> = Arc::new(Router::new(vec![(Signal::Traces, ingest)]));
+        g.bench_function(
+            format!("traces_passthrough_fsync_{fsync:?}").to_lowercase(),
+            |b| {
+                b.iter_custom(|iters| {
+                    let router = router.clone();
+                    let payload = payload.clone();
+                    let exporter = exporter.clone();
+                    rt.block_on(async move {
+                        const SENDERS: usize = 16;
+                        let per = (iters as usize).div_ceil(SENDERS);
+                        // Done when the exporter has counted every span sent in this round.
+                        let target = exporter.spans.load(Ordering::Relaxed)
+                            + (per * SENDERS * SPANS_PER_ITEM) as u64;
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..SENDERS)
+                            .map(|_| {
+                                let router = router.clone();
+                                let payload = payload.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..per {
+                                        router
+                                            .consume(Item::new(
+                                                Signal::Traces,
+                                                payload.clone(),
+                                                SPANS_PER_ITEM as u32,
+                                            ))
+                                            .await
+                                            .expect("accepted");
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("task");
+                        }
+                        while exporter.spans.load(Ordering::Relaxed) < target {
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                        }
+                        start.elapsed()
+                    })
+                })
+            },
+        );
     }
     g.finish();
 }

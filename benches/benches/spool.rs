@@ -12,51 +12,67 @@ const SPANS_PER_ITEM: usize = 512;
 const APPENDERS: usize = 16;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let payload = Bytes::from(sluice_benches::traces_request(SPANS_PER_ITEM, 8, 3).encode_to_vec());
     let mut g = c.benchmark_group("spool_append");
     g.throughput(Throughput::Elements(SPANS_PER_ITEM as u64));
     g.measurement_time(Duration::from_secs(8));
     for fsync in [Fsync::None, Fsync::Interval, Fsync::Always] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = SpoolConfig { fsync, max_bytes: ByteSize::gib(64), ..Default::default() };
-        let (spool, _) = Spool::open("bench", dir.path(), config, &["x".to_string()]).expect("open");
+        let config = SpoolConfig {
+            fsync,
+            max_bytes: ByteSize::gib(64),
+            ..Default::default()
+        };
+        let (spool, _) =
+            Spool::open("bench", dir.path(), config, &["x".to_string()]).expect("open");
         let mut reader = spool.reader("x").expect("reader");
-        g.bench_function(BenchmarkId::new("fsync", format!("{fsync:?}").to_lowercase()), |b| {
-            b.iter_custom(|iters| {
-                let spool = spool.clone();
-                let payload = payload.clone();
-                let took = rt.block_on(async move {
-                    let start = Instant::now();
-                    let per = (iters as usize).div_ceil(APPENDERS);
-                    let tasks: Vec<_> = (0..APPENDERS)
-                        .map(|_| {
-                            let spool = spool.clone();
-                            let payload = payload.clone();
-                            tokio::spawn(async move {
-                                for _ in 0..per {
-                                    let item = Item::new(Signal::Traces, payload.clone(), SPANS_PER_ITEM as u32);
-                                    spool.append(item).expect("room").await.expect("durable");
-                                }
+        g.bench_function(
+            BenchmarkId::new("fsync", format!("{fsync:?}").to_lowercase()),
+            |b| {
+                b.iter_custom(|iters| {
+                    let spool = spool.clone();
+                    let payload = payload.clone();
+                    let took = rt.block_on(async move {
+                        let start = Instant::now();
+                        let per = (iters as usize).div_ceil(APPENDERS);
+                        let tasks: Vec<_> = (0..APPENDERS)
+                            .map(|_| {
+                                let spool = spool.clone();
+                                let payload = payload.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..per {
+                                        let item = Item::new(
+                                            Signal::Traces,
+                                            payload.clone(),
+                                            SPANS_PER_ITEM as u32,
+                                        );
+                                        spool.append(item).expect("room").await.expect("durable");
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.expect("task");
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("task");
+                        }
+                        start.elapsed()
+                    });
+                    // Keep the disk bounded: consume and commit what was written.
+                    loop {
+                        let got = reader.read(10_000, 1 << 30);
+                        if got.is_empty() {
+                            break;
+                        }
                     }
-                    start.elapsed()
-                });
-                // Keep the disk bounded: consume and commit what was written.
-                loop {
-                    let got = reader.read(10_000, 1 << 30);
-                    if got.is_empty() {
-                        break;
-                    }
-                }
-                reader.commit(reader.position());
-                took
-            })
-        });
+                    reader.commit(reader.position());
+                    took
+                })
+            },
+        );
         spool.close();
     }
     g.finish();

@@ -4,6 +4,7 @@
 //! `configs/dev.toml:12:1: exporters.tempo.endpont: unknown field, expected one of ...`.
 
 use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig};
+
 use serde::Deserialize;
 use sluice_core::Signal;
 use sluice_spool::SpoolConfig;
@@ -450,7 +451,7 @@ fn check_wiring(loc: &Locator, config: &Config, offsets: &[usize]) -> Result<(),
                         format!("no processor named {name:?} is defined (add [processors.{name}])"),
                     ));
                 }
-                Some(ProcessorConfig::Batch(_)) => batches += 1,
+                Some(pc) if pc.batch_settings().is_some() => batches += 1,
                 Some(_) => {}
             }
         }

@@ -67,6 +67,7 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(v)),
         }),
+        ..Default::default()
     };
     let spans = (0..spans)
         .map(|i| {

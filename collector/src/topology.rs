@@ -2,7 +2,6 @@
 
 use crate::config::Config;
 use crate::pipeline::{DriverSettings, PipelineIngest, Router};
-use crate::registry::ProcessorConfig;
 use sluice_core::{Receiver, ReceiverContext, Signal};
 use sluice_spool::Spool;
 use std::collections::BTreeMap;
@@ -63,7 +62,7 @@ impl Topology {
                 let Some(pc) = config.processors.get(name) else {
                     continue;
                 };
-                if let ProcessorConfig::Batch(b) = pc {
+                if let Some(b) = pc.batch_settings() {
                     batch = b.clone();
                 }
                 if let Some(proc_) = pc.build(&format!("processors.{name}"))? {
