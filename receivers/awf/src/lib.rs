@@ -7,6 +7,12 @@
 //! * [`receiver`] — the `type = "awf"` receiver component.
 //! * [`sim`] — the AWF simulator behind `sluice awf-sim`.
 
+pub mod aggregate;
+pub mod attrs;
+pub mod convert;
 pub mod event;
+pub mod ids;
+pub mod redact;
 pub mod sse;
 pub mod time;
+pub mod window;
