@@ -20,12 +20,16 @@ pub struct Sluice {
 impl Sluice {
     /// Starts `sluice run CONFIG` and waits until `/-/ready` answers 200.
     pub async fn start(config: &Path, storage: &Path) -> Sluice {
-        let s = Self::spawn(config, storage);
+        Self::start_with(config, storage, &[]).await
+    }
+
+    pub async fn start_with(config: &Path, storage: &Path, extra: &[&str]) -> Sluice {
+        let s = Self::spawn(config, storage, extra);
         s.wait_ready(Duration::from_secs(30)).await;
         s
     }
 
-    pub fn spawn(config: &Path, storage: &Path) -> Sluice {
+    pub fn spawn(config: &Path, storage: &Path, extra: &[&str]) -> Sluice {
         let port = free_port();
         let log = storage.with_extension(format!("{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -35,6 +39,7 @@ impl Sluice {
             .arg(format!("--server.http.listen-addr=127.0.0.1:{port}"))
             .arg(format!("--storage.path={}", storage.display()))
             .arg("--log.level=info")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -130,4 +135,42 @@ pub fn python() -> PathBuf {
         "the OpenTelemetry Python SDK is needed: run the README's test command (it creates .venv) or set SLUICE_TEST_PYTHON"
     );
     venv
+}
+
+/// A gRPC OTLP client that sends pre-encoded trace requests and reports the status code.
+pub struct TraceClient {
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+}
+
+impl TraceClient {
+    pub fn new(endpoint: &str) -> TraceClient {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .expect("endpoint")
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+        TraceClient { grpc: tonic::client::Grpc::new(channel) }
+    }
+
+    pub async fn send(&mut self, body: bytes::Bytes) -> Result<(), tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+        self.grpc.unary(tonic::Request::new(body), path, sluice::loadgen::RawCodec).await.map(|_| ())
+    }
+}
+
+/// Span ids of a request built by `sluice::loadgen::build_request`, as u64.
+pub fn span_ids(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> Vec<u64> {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| u64::from_be_bytes(s.span_id.as_slice().try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write config");
+    p
 }
