@@ -31,9 +31,18 @@ pub struct VectorSample {
     pub value: Option<String>,
 }
 
+const INSTALL_HINT: &str = "Install it with `apt-get update && apt-get install -y prometheus` \
+     (Debian/Ubuntu), or point PROMETHEUS_BIN at a prometheus binary.";
+
 fn find_binary() -> PathBuf {
     if let Ok(bin) = std::env::var("PROMETHEUS_BIN") {
-        return PathBuf::from(bin);
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "PROMETHEUS_BIN={} does not exist. {INSTALL_HINT}",
+            bin.display()
+        );
+        return bin;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
@@ -43,9 +52,8 @@ fn find_binary() -> PathBuf {
         }
     }
     panic!(
-        "this test needs the real Prometheus server binary, which was not found on PATH.\n\
-         Install it with `apt-get update && apt-get install -y prometheus` (Debian/Ubuntu), \
-         or point PROMETHEUS_BIN at a prometheus binary."
+        "this test needs the real Prometheus server binary, which was not found on PATH. \
+         {INSTALL_HINT}"
     );
 }
 
@@ -205,8 +213,8 @@ impl PrometheusServer {
         .await
     }
 
-    /// Sum of a counter of Prometheus' own `/metrics` over all its label sets (0 if absent).
-    pub async fn self_metric(&self, name: &str) -> f64 {
+    /// Sum of one of Prometheus' own `/metrics` over all its label sets; `None` if absent.
+    pub async fn self_metric(&self, name: &str) -> Option<f64> {
         let url = format!("http://{}/metrics", self.addr);
         let text = self
             .http
@@ -217,13 +225,15 @@ impl PrometheusServer {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
+        let values: Vec<f64> = text
+            .lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| {
                 l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
     }
 }
 
