@@ -171,6 +171,10 @@ fn local_failure(status: &Status) -> Option<&'static str> {
         if err.is::<tonic::ConnectError>() {
             return Some("connect");
         }
+        // The channel enforces the `grpc-timeout` we set on the call.
+        if err.is::<tonic::TimeoutExpired>() {
+            return Some("timeout");
+        }
         reason = Some("transport");
         source = err.source();
     }
