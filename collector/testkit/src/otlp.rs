@@ -1496,6 +1496,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn grpc_unknown_method_and_bad_body() {
+        let server = OtlpTestServer::start().await;
+        let channel = tonic::transport::Endpoint::from_shared(server.grpc_endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let call = |path: &'static str, body: &'static [u8]| {
+            let mut grpc = grpc.clone();
+            async move {
+                grpc.ready().await.unwrap();
+                grpc.unary::<Bytes, Bytes, _>(
+                    tonic::Request::new(Bytes::from_static(body)),
+                    http::uri::PathAndQuery::from_static(path),
+                    RawCodec,
+                )
+                .await
+            }
+        };
+        let err = call(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Nope",
+            b"",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        let err = call(TRACES_METHOD, b"\x0a\x05\x01").await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal);
+        let ok = call(LOGS_METHOD, b"").await.unwrap().into_inner();
+        assert_eq!(
+            ExportLogsServiceResponse::decode(ok).unwrap(),
+            ExportLogsServiceResponse::default()
+        );
+        assert_eq!(server.invalid_requests().len(), 2);
+        assert_eq!(server.request_count(), 1);
+        assert_eq!(server.requests()[0].transport, Transport::Grpc);
+    }
+
+    #[tokio::test]
     async fn stop_refuses_connections_and_restart_reuses_ports() {
         let server = OtlpTestServer::start().await;
         let (grpc, http) = (server.grpc_addr(), server.http_addr());

@@ -180,18 +180,10 @@ impl Exporter for OtlpExporter {
                 Transport::Http(sender) => sender.send(request).await,
             }
         };
-        let outcome = tokio::time::timeout(self.timeout, attempt)
+        // The pipeline counts and logs partial successes and refusals; nothing to add here.
+        tokio::time::timeout(self.timeout, attempt)
             .await
-            .unwrap_or_else(|_| self.timed_out());
-        if let SendOutcome::PartiallyRejected { rejected, message } = &outcome {
-            tracing::warn!(
-                component_id = %self.component_id,
-                signal = %request.signal,
-                rejected,
-                "backend rejected part of a request: {message}"
-            );
-        }
-        outcome
+            .unwrap_or_else(|_| self.timed_out())
     }
 }
 
