@@ -6,20 +6,19 @@
 //! Points that cannot be represented are counted per reason in [`Translation::dropped`].
 
 pub mod delta;
+mod exemplars;
 mod labels;
 pub mod naming;
 mod native;
+mod points;
 
-use crate::remote_write::{MetricType, ResetHint, stale_nan, v1, v2};
+use crate::remote_write::{MetricType, stale_nan, v1, v2};
 use delta::DeltaAccumulator;
 use labels::{LabelSet, sanitize_attributes};
-use naming::{NameKind, any_value_string, format_plain, metadata_unit, metric_name};
+use naming::any_value_string;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar, metric::Data, number_data_point,
-};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use parking_lot::Mutex;
 use prost::Message;
 use sluice_core::Item;
@@ -29,13 +28,11 @@ use std::time::{Duration, Instant};
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
 const FLAG_NO_RECORDED_VALUE: u32 = 1;
-/// Prometheus' default zero bucket width, used when OTLP gives none.
-const DEFAULT_ZERO_THRESHOLD: f64 = 1e-128;
-/// Exemplar label names + values may hold at most this many runes (OpenMetrics).
-const MAX_EXEMPLAR_RUNES: usize = 128;
 /// `target_info` is repeated this often across a resource's time span, so that it stays within
 /// Prometheus' 5-minute lookback (Prometheus uses `lookback_delta / 2`).
 const TARGET_INFO_INTERVAL_MS: i64 = 150_000;
+/// At most this many repetitions per resource and batch (covers 2.5 hours).
+const MAX_TARGET_INFO_REPEATS: i64 = 60;
 /// Bound on the per-series memory of `target_info` timestamps already sent.
 const MAX_TARGET_INFO_SERIES: usize = 100_000;
 
@@ -231,14 +228,6 @@ fn is_stale(flags: u32) -> bool {
     flags & FLAG_NO_RECORDED_VALUE != 0
 }
 
-fn number_value(p: &NumberDataPoint) -> Option<f64> {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => Some(d),
-        Some(number_data_point::Value::AsInt(i)) => Some(i as f64),
-        None => None,
-    }
-}
-
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
     attrs.iter().rev().find(|kv| kv.key == key)
 }
@@ -401,295 +390,6 @@ impl<'o> Builder<'o> {
         Some(t)
     }
 
-    fn metric(&mut self, ctx: &mut ResourceContext, scope: &[v1::Label], metric: &Metric) {
-        let Some(data) = &metric.data else {
-            return;
-        };
-        let cumulative = AggregationTemporality::Cumulative as i32;
-        let delta = AggregationTemporality::Delta as i32;
-        match data {
-            Data::Gauge(g) => {
-                self.numbers(ctx, scope, metric, &g.data_points, NumberKind::Gauge);
-            }
-            Data::Sum(s) => {
-                let n = s.data_points.len() as u64;
-                let kind = match (s.aggregation_temporality, s.is_monotonic) {
-                    (t, true) if t == cumulative => NumberKind::Counter,
-                    (t, false) if t == cumulative => NumberKind::UpDownCounter,
-                    (t, true) if t == delta && self.opts.convert_delta_to_cumulative => {
-                        NumberKind::DeltaCounter
-                    }
-                    (t, _) if t == delta => return self.drop_points("delta_temporality", n),
-                    _ => return self.drop_points("unspecified_temporality", n),
-                };
-                self.numbers(ctx, scope, metric, &s.data_points, kind);
-            }
-            Data::Histogram(h) => {
-                let n = h.data_points.len() as u64;
-                match h.aggregation_temporality {
-                    t if t == cumulative => self.histograms(ctx, scope, metric, &h.data_points),
-                    t if t == delta => self.drop_points("delta_temporality", n),
-                    _ => self.drop_points("unspecified_temporality", n),
-                }
-            }
-            Data::ExponentialHistogram(h) => {
-                let n = h.data_points.len() as u64;
-                if !self.opts.send_native_histograms {
-                    return self.drop_points("native_histograms_disabled", n);
-                }
-                match h.aggregation_temporality {
-                    t if t == cumulative => self.natives(ctx, scope, metric, &h.data_points),
-                    t if t == delta => self.drop_points("delta_temporality", n),
-                    _ => self.drop_points("unspecified_temporality", n),
-                }
-            }
-            Data::Summary(s) => self.summaries(ctx, scope, metric, &s.data_points),
-        }
-    }
-
-    fn name_or_drop(&mut self, metric: &Metric, kind: NameKind, points: usize) -> Option<String> {
-        let name = metric_name(
-            &metric.name,
-            &metric.unit,
-            kind,
-            self.opts.add_metric_suffixes,
-        );
-        if name.is_none() {
-            self.drop_points("invalid_metric_name", points as u64);
-        }
-        name
-    }
-
-    fn numbers(
-        &mut self,
-        ctx: &mut ResourceContext,
-        scope: &[v1::Label],
-        metric: &Metric,
-        points: &[NumberDataPoint],
-        kind: NumberKind,
-    ) {
-        let name_kind = match kind {
-            NumberKind::Gauge => NameKind::Gauge,
-            NumberKind::Counter | NumberKind::DeltaCounter => NameKind::Counter,
-            NumberKind::UpDownCounter => NameKind::Other,
-        };
-        let Some(name) = self.name_or_drop(metric, name_kind, points.len()) else {
-            return;
-        };
-        let metric_type = match kind {
-            NumberKind::Gauge | NumberKind::UpDownCounter => MetricType::Gauge,
-            NumberKind::Counter | NumberKind::DeltaCounter => MetricType::Counter,
-        };
-        let family = self.family(
-            &name,
-            metric_type,
-            &metric.description,
-            &metadata_unit(&metric.unit),
-        );
-        for p in points {
-            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
-                continue;
-            };
-            let stale = is_stale(p.flags);
-            let value = match (stale, number_value(p)) {
-                (true, _) => stale_nan(),
-                (false, Some(v)) => v,
-                (false, None) => {
-                    self.drop_points("missing_value", 1);
-                    continue;
-                }
-            };
-            let labels = self
-                .point_labels(ctx, scope, &p.attributes)
-                .with(&[("__name__", &name)]);
-            let series = self.series_index(labels, family);
-            // Gauges carry no exemplars in Prometheus.
-            if kind != NumberKind::Gauge {
-                self.exemplars(series, &p.exemplars, t);
-            }
-            match kind {
-                NumberKind::DeltaCounter => self.pending_deltas.push(PendingDelta {
-                    series,
-                    start_ns: p.start_time_unix_nano,
-                    time_ns: p.time_unix_nano,
-                    value,
-                    stale,
-                }),
-                NumberKind::Counter => {
-                    self.push_sample(series, t, value, ms(p.start_time_unix_nano))
-                }
-                NumberKind::Gauge | NumberKind::UpDownCounter => {
-                    self.push_sample(series, t, value, 0)
-                }
-            }
-        }
-    }
-
-    fn histograms(
-        &mut self,
-        ctx: &mut ResourceContext,
-        scope: &[v1::Label],
-        metric: &Metric,
-        points: &[HistogramDataPoint],
-    ) {
-        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
-            return;
-        };
-        let family = self.family(
-            &name,
-            MetricType::Histogram,
-            &metric.description,
-            &metadata_unit(&metric.unit),
-        );
-        let (sum_name, count_name, bucket_name) = (
-            format!("{name}_sum"),
-            format!("{name}_count"),
-            format!("{name}_bucket"),
-        );
-        for p in points {
-            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
-                continue;
-            };
-            let stale = is_stale(p.flags);
-            let start = ms(p.start_time_unix_nano);
-            let base = self.point_labels(ctx, scope, &p.attributes);
-            let value = |v: f64| if stale { stale_nan() } else { v };
-            if stale || p.sum.is_some() {
-                let s = self.series_index(base.with(&[("__name__", &sum_name)]), family);
-                self.push_sample(s, t, value(p.sum.unwrap_or(0.0)), start);
-            }
-            let c = self.series_index(base.with(&[("__name__", &count_name)]), family);
-            self.push_sample(c, t, value(p.count as f64), start);
-
-            // Buckets: OTLP counts are per bucket, Prometheus' are cumulative.
-            let mut bucket_series: Vec<(f64, usize)> = Vec::new();
-            let mut cumulative: u64 = 0;
-            for (&bound, &count) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
-                cumulative = cumulative.saturating_add(count);
-                if bound == f64::INFINITY {
-                    // The `+Inf` bucket below already covers it.
-                    continue;
-                }
-                let le = format_plain(bound);
-                let labels = base.with(&[("__name__", &bucket_name), ("le", &le)]);
-                let b = self.series_index(labels, family);
-                self.push_sample(b, t, value(cumulative as f64), start);
-                bucket_series.push((bound, b));
-            }
-            let labels = base.with(&[("__name__", &bucket_name), ("le", "+Inf")]);
-            let inf = self.series_index(labels, family);
-            self.push_sample(inf, t, value(p.count as f64), start);
-
-            if self.opts.send_exemplars && !p.exemplars.is_empty() {
-                for e in &p.exemplars {
-                    let converted = exemplar(e, t);
-                    let target = bucket_series
-                        .iter()
-                        .find(|(bound, _)| *bound >= converted.value)
-                        .map_or(inf, |(_, s)| *s);
-                    if let Some(s) = self.series.get_mut(target) {
-                        s.exemplars.push(converted);
-                    }
-                }
-            }
-        }
-    }
-
-    fn natives(
-        &mut self,
-        ctx: &mut ResourceContext,
-        scope: &[v1::Label],
-        metric: &Metric,
-        points: &[ExponentialHistogramDataPoint],
-    ) {
-        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
-            return;
-        };
-        let family = self.family(
-            &name,
-            MetricType::Histogram,
-            &metric.description,
-            &metadata_unit(&metric.unit),
-        );
-        for p in points {
-            if p.scale < native::MIN_SCHEMA {
-                self.drop_points("native_histogram_scale_too_low", 1);
-                continue;
-            }
-            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
-                continue;
-            };
-            let Some(histogram) = native_histogram(p, t) else {
-                self.drop_points("invalid_exponential_histogram", 1);
-                continue;
-            };
-            let labels = self
-                .point_labels(ctx, scope, &p.attributes)
-                .with(&[("__name__", &name)]);
-            let series = self.series_index(labels, family);
-            self.exemplars(series, &p.exemplars, t);
-            if let Some(s) = self.series.get_mut(series) {
-                s.histograms.push(NativePoint {
-                    histogram,
-                    start_timestamp: ms(p.start_time_unix_nano),
-                });
-            }
-        }
-    }
-
-    fn summaries(
-        &mut self,
-        ctx: &mut ResourceContext,
-        scope: &[v1::Label],
-        metric: &Metric,
-        points: &[SummaryDataPoint],
-    ) {
-        let Some(name) = self.name_or_drop(metric, NameKind::Other, points.len()) else {
-            return;
-        };
-        let family = self.family(
-            &name,
-            MetricType::Summary,
-            &metric.description,
-            &metadata_unit(&metric.unit),
-        );
-        let (sum_name, count_name) = (format!("{name}_sum"), format!("{name}_count"));
-        for p in points {
-            let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
-                continue;
-            };
-            let stale = is_stale(p.flags);
-            let start = ms(p.start_time_unix_nano);
-            let value = |v: f64| if stale { stale_nan() } else { v };
-            let base = self.point_labels(ctx, scope, &p.attributes);
-            let s = self.series_index(base.with(&[("__name__", &sum_name)]), family);
-            self.push_sample(s, t, value(p.sum), start);
-            let c = self.series_index(base.with(&[("__name__", &count_name)]), family);
-            self.push_sample(c, t, value(p.count as f64), start);
-            for q in &p.quantile_values {
-                let quantile = format_plain(q.quantile);
-                let labels = base.with(&[("__name__", &name), ("quantile", &quantile)]);
-                let series = self.series_index(labels, family);
-                self.push_sample(series, t, value(q.value), start);
-            }
-        }
-    }
-
-    fn exemplars(
-        &mut self,
-        series: usize,
-        exemplars: &[opentelemetry_proto::tonic::metrics::v1::Exemplar],
-        point_ms: i64,
-    ) {
-        if !self.opts.send_exemplars || exemplars.is_empty() {
-            return;
-        }
-        if let Some(s) = self.series.get_mut(series) {
-            s.exemplars
-                .extend(exemplars.iter().map(|e| exemplar(e, point_ms)));
-        }
-    }
-
     fn target_info(&mut self, ctx: &ResourceContext, attrs: &[KeyValue]) {
         let (Some(min), Some(max)) = (ctx.min_ms, ctx.max_ms) else {
             return;
@@ -715,7 +415,9 @@ impl<'o> Builder<'o> {
         }
         let family = self.family("target_info", MetricType::Gauge, "Target metadata", "");
         let series = self.series_index(set.with(&[("__name__", "target_info")]), family);
-        let mut t = min;
+        // A resource spanning days (stray old timestamps) would otherwise yield a flood.
+        let earliest = max.saturating_sub(MAX_TARGET_INFO_REPEATS * TARGET_INFO_INTERVAL_MS);
+        let mut t = min.max(earliest);
         while t < max {
             self.push_sample(series, t, 1.0, 0);
             t = t.saturating_add(TARGET_INFO_INTERVAL_MS);
@@ -798,14 +500,6 @@ impl<'o> Builder<'o> {
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum NumberKind {
-    Gauge,
-    Counter,
-    UpDownCounter,
-    DeltaCounter,
-}
-
 fn scope_labels(scope: Option<&InstrumentationScope>, schema_url: &str) -> Vec<v1::Label> {
     let mut set = LabelSet::default();
     if let Some(scope) = scope {
@@ -819,88 +513,6 @@ fn scope_labels(scope: Option<&InstrumentationScope>, schema_url: &str) -> Vec<v
     }
     set.set("otel_scope_schema_url", schema_url);
     set.0
-}
-
-fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar, point_ms: i64) -> v1::Exemplar {
-    let mut labels: Vec<v1::Label> = Vec::new();
-    let mut runes = 0usize;
-    for (name, id) in [("trace_id", &e.trace_id), ("span_id", &e.span_id)] {
-        if !id.is_empty() {
-            let value = hex::encode(id);
-            runes += name.len() + value.len();
-            labels.push(v1::Label {
-                name: name.to_owned(),
-                value,
-            });
-        }
-    }
-    let attrs = sanitize_attributes(&e.filtered_attributes, |_| false);
-    let attrs: Vec<v1::Label> = attrs
-        .into_iter()
-        .filter(|l| l.name != "trace_id" && l.name != "span_id")
-        .collect();
-    let attr_runes: usize = attrs
-        .iter()
-        .map(|l| l.name.chars().count() + l.value.chars().count())
-        .sum();
-    // All filtered attributes or none, as Prometheus does: a partial set would mislead.
-    if runes + attr_runes <= MAX_EXEMPLAR_RUNES {
-        labels.extend(attrs);
-    }
-    labels.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    let value = match e.value {
-        Some(exemplar::Value::AsDouble(d)) => d,
-        Some(exemplar::Value::AsInt(i)) => i as f64,
-        None => 0.0,
-    };
-    let timestamp = match ms(e.time_unix_nano) {
-        0 => point_ms,
-        t => t,
-    };
-    v1::Exemplar {
-        labels,
-        value,
-        timestamp,
-    }
-}
-
-fn native_histogram(p: &ExponentialHistogramDataPoint, t: i64) -> Option<v1::Histogram> {
-    let schema = p.scale.min(native::MAX_SCHEMA);
-    // OTLP scales stop at 20; the clamp only keeps a malformed value from overflowing a shift.
-    let scale_down = (p.scale - schema).clamp(0, 62) as u32;
-    let zero_threshold = if p.zero_threshold > 0.0 {
-        p.zero_threshold
-    } else {
-        DEFAULT_ZERO_THRESHOLD
-    };
-    let mut h = v1::Histogram {
-        schema,
-        zero_threshold,
-        timestamp: t,
-        reset_hint: ResetHint::Unknown as i32,
-        ..Default::default()
-    };
-    if is_stale(p.flags) {
-        h.count = Some(v1::histogram::Count::CountInt(0));
-        h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(0));
-        h.sum = stale_nan();
-        return Some(h);
-    }
-    h.count = Some(v1::histogram::Count::CountInt(p.count));
-    h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(p.zero_count));
-    // A missing sum is written as 0, as Prometheus' own OTLP ingestion does.
-    h.sum = p.sum.unwrap_or(0.0);
-    if let Some(b) = &p.positive {
-        let (spans, deltas) = native::convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
-        h.positive_spans = spans;
-        h.positive_deltas = deltas;
-    }
-    if let Some(b) = &p.negative {
-        let (spans, deltas) = native::convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
-        h.negative_spans = spans;
-        h.negative_deltas = deltas;
-    }
-    Some(h)
 }
 
 /// Sorts a series' samples by time and keeps the last of equal timestamps (a replayed or

@@ -5,11 +5,18 @@
 //! its upper bound, so it becomes index `offset + i + 1`. Above scale 8 (Prometheus' finest
 //! schema) `2^(scale-8)` neighbouring buckets are merged: index `(offset+i) >> d`, then `+ 1`.
 
-use crate::remote_write::v1::BucketSpan;
+use crate::remote_write::v1::{self, BucketSpan};
+use crate::remote_write::{ResetHint, stale_nan};
+use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint;
 
 /// Finest and coarsest exponential schemas Prometheus accepts.
 pub const MAX_SCHEMA: i32 = 8;
 pub const MIN_SCHEMA: i32 = -4;
+
+/// Prometheus' default zero bucket width, used when OTLP gives none.
+const DEFAULT_ZERO_THRESHOLD: f64 = 1e-128;
+/// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
+const NO_RECORDED_VALUE: u32 = 1;
 
 /// Gaps of up to this many empty buckets are filled with zeros instead of opening a new span,
 /// which is cheaper on the wire (the same rule as client_golang).
@@ -85,6 +92,47 @@ pub fn convert_buckets(
         emit(index, count, &mut spans, &mut deltas)?;
     }
     Some((spans, deltas))
+}
+
+/// The native histogram sample for an exponential histogram point at `t` (ms), or `None` if
+/// its buckets cannot be represented. The caller has checked `scale >= MIN_SCHEMA`.
+pub fn from_exponential(p: &ExponentialHistogramDataPoint, t: i64) -> Option<v1::Histogram> {
+    let schema = p.scale.min(MAX_SCHEMA);
+    // OTLP scales stop at 20; the clamp only keeps a malformed value from overflowing a shift.
+    let scale_down = (p.scale - schema).clamp(0, 62) as u32;
+    let zero_threshold = if p.zero_threshold > 0.0 {
+        p.zero_threshold
+    } else {
+        DEFAULT_ZERO_THRESHOLD
+    };
+    let mut h = v1::Histogram {
+        schema,
+        zero_threshold,
+        timestamp: t,
+        reset_hint: ResetHint::Unknown as i32,
+        ..Default::default()
+    };
+    if p.flags & NO_RECORDED_VALUE != 0 {
+        h.count = Some(v1::histogram::Count::CountInt(0));
+        h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(0));
+        h.sum = stale_nan();
+        return Some(h);
+    }
+    h.count = Some(v1::histogram::Count::CountInt(p.count));
+    h.zero_count = Some(v1::histogram::ZeroCount::ZeroCountInt(p.zero_count));
+    // A missing sum is written as 0, as Prometheus' own OTLP ingestion does.
+    h.sum = p.sum.unwrap_or(0.0);
+    if let Some(b) = &p.positive {
+        let (spans, deltas) = convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
+        h.positive_spans = spans;
+        h.positive_deltas = deltas;
+    }
+    if let Some(b) = &p.negative {
+        let (spans, deltas) = convert_buckets(b.offset, &b.bucket_counts, scale_down)?;
+        h.negative_spans = spans;
+        h.negative_deltas = deltas;
+    }
+    Some(h)
 }
 
 #[cfg(test)]
