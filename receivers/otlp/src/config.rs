@@ -1,0 +1,179 @@
+//! `[receivers.<name>]` with `type = "otlp"`: which servers to start and their limits.
+//! Defaults follow Grafana Alloy's `otelcol.receiver.otlp`.
+
+use serde::Deserialize;
+use sluice_core::ByteSize;
+
+/// The OTLP receiver's configuration. An absent `grpc`/`http` table leaves that server off;
+/// an empty one starts it with its defaults. At least one must be present.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP header (gRPC metadata key, case-insensitive) whose value becomes the items' tenant,
+    /// e.g. `"X-Scope-OrgID"`. Default: none, items carry no tenant.
+    #[serde(default)]
+    pub tenant_header: Option<String>,
+    /// OTLP/gRPC server. Default: off.
+    #[serde(default)]
+    pub grpc: Option<GrpcConfig>,
+    /// OTLP/HTTP server. Default: off.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// `host:port` to listen on. Default `"0.0.0.0:4317"`.
+    pub endpoint: String,
+    /// Largest message accepted, after decompression. Default `"4MiB"`.
+    pub max_recv_msg_size: ByteSize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "0.0.0.0:4317".to_owned(),
+            max_recv_msg_size: ByteSize::mib(4),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on. Default `"0.0.0.0:4318"`.
+    pub endpoint: String,
+    /// Largest request body accepted as sent (compressed). Default `"20MiB"`.
+    pub max_request_body_size: ByteSize,
+    /// Largest body accepted after decompression; a larger one (a gzip bomb) gets 413 without
+    /// memory growing past this cap. Default `"64MiB"`.
+    pub max_decompressed_size: ByteSize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "0.0.0.0:4318".to_owned(),
+            max_request_body_size: ByteSize::mib(20),
+            max_decompressed_size: ByteSize::mib(64),
+        }
+    }
+}
+
+impl Config {
+    /// Semantic checks; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.grpc.is_none() && self.http.is_none() {
+            return Err(
+                "neither `grpc` nor `http` is configured: add `[<receiver>.grpc]` and/or `[<receiver>.http]` (an empty table uses the defaults)"
+                    .to_owned(),
+            );
+        }
+        if let Some(header) = &self.tenant_header
+            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return Err(format!(
+                "tenant_header: {header:?} is not a valid HTTP header name"
+            ));
+        }
+        if let Some(grpc) = &self.grpc {
+            check_endpoint("grpc.endpoint", &grpc.endpoint)?;
+            check_size("grpc.max_recv_msg_size", grpc.max_recv_msg_size)?;
+        }
+        if let Some(http) = &self.http {
+            check_endpoint("http.endpoint", &http.endpoint)?;
+            check_size("http.max_request_body_size", http.max_request_body_size)?;
+            check_size("http.max_decompressed_size", http.max_decompressed_size)?;
+        }
+        if let (Some(grpc), Some(http)) = (&self.grpc, &self.http)
+            && grpc.endpoint == http.endpoint
+            && !grpc.endpoint.ends_with(":0")
+        {
+            return Err(format!(
+                "grpc.endpoint and http.endpoint are both {:?}: they need different ports",
+                grpc.endpoint
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
+    let port = endpoint.rsplit_once(':').map(|(_, port)| port);
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) if !endpoint.starts_with(':') => Ok(()),
+        _ => Err(format!(
+            "{key}: {endpoint:?} is not `host:port` (e.g. \"0.0.0.0:4317\")"
+        )),
+    }
+}
+
+fn check_size(key: &str, size: ByteSize) -> Result<(), String> {
+    if size.get() == 0 {
+        return Err(format!("{key}: must be greater than 0"));
+    }
+    if size.get() > u64::from(u32::MAX) {
+        return Err(format!("{key}: {size} is over the 4GiB a request may hold"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn empty_tables_take_alloy_defaults() {
+        let config = parse("tenant_header = \"X-Scope-OrgID\"\n[grpc]\n[http]\n").unwrap();
+        let grpc = config.grpc.unwrap();
+        assert_eq!(grpc.endpoint, "0.0.0.0:4317");
+        assert_eq!(grpc.max_recv_msg_size, ByteSize::mib(4));
+        let http = config.http.unwrap();
+        assert_eq!(http.endpoint, "0.0.0.0:4318");
+        assert_eq!(http.max_request_body_size, ByteSize::mib(20));
+        assert_eq!(http.max_decompressed_size, ByteSize::mib(64));
+        assert_eq!(config.tenant_header.as_deref(), Some("X-Scope-OrgID"));
+    }
+
+    #[test]
+    fn sizes_and_endpoints_parse() {
+        let config = parse(
+            "[http]\nendpoint = \"127.0.0.1:9999\"\nmax_request_body_size = \"1MiB\"\nmax_decompressed_size = 4096\n",
+        )
+        .unwrap();
+        assert!(config.grpc.is_none());
+        let http = config.http.unwrap();
+        assert_eq!(http.endpoint, "127.0.0.1:9999");
+        assert_eq!(http.max_request_body_size, ByteSize::mib(1));
+        assert_eq!(http.max_decompressed_size, ByteSize(4096));
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let err = parse("tenant_header = \"X\"\n").unwrap_err();
+        assert!(err.contains("grpc") && err.contains("http"), "{err}");
+        let err = parse("[grpc]\nendpoint = \"4317\"\n").unwrap_err();
+        assert!(err.starts_with("grpc.endpoint"), "{err}");
+        let err = parse("[http]\nmax_decompressed_size = 0\n").unwrap_err();
+        assert!(err.starts_with("http.max_decompressed_size"), "{err}");
+        let err = parse("tenant_header = \"bad header\"\n[grpc]\n").unwrap_err();
+        assert!(err.starts_with("tenant_header"), "{err}");
+        let err =
+            parse("[grpc]\nendpoint = \"0.0.0.0:5000\"\n[http]\nendpoint = \"0.0.0.0:5000\"\n")
+                .unwrap_err();
+        assert!(err.contains("different ports"), "{err}");
+        let err = parse("[grpc]\nmax_recv_msg_size = \"lots\"\n").unwrap_err();
+        assert!(err.contains("invalid size"), "{err}");
+        let err = parse("[grpc]\nendpoint = \"0.0.0.0:4317\"\ntypo = 1\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let err = parse("[grpc]\n[statsd]\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}
