@@ -4,15 +4,22 @@
 //! * [`event`] — the `WorkflowEvent` model (lenient JSON parsing).
 //! * [`sse`] — an incremental WHATWG Server-Sent Events parser.
 //! * [`convert`] — events → OTLP spans, cumulative metrics and log records.
-//! * [`receiver`] — the `type = "awf"` receiver component.
-//! * [`sim`] — the AWF simulator behind `sluice awf-sim`.
+//! * [`receiver`] — the `type = "awf"` receiver component ([`build`]).
 
 pub mod aggregate;
 pub mod attrs;
+pub mod config;
 pub mod convert;
+pub mod deliver;
+pub mod discovery;
 pub mod event;
 pub mod ids;
+pub mod push;
+pub mod receiver;
 pub mod redact;
 pub mod sse;
+pub mod stream;
 pub mod time;
 pub mod window;
+
+pub use receiver::{AwfReceiver, Config, SIGNALS, TYPE_NAME, build};

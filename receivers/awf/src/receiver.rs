@@ -1,0 +1,210 @@
+//! The `type = "awf"` receiver: follows AWF SSE streams (fixed and discovered), serves the
+//! push endpoint, and delivers the converted traces, logs and metrics to its pipelines.
+
+pub use crate::config::{Config, DiscoveryConfig, PushConfig, TlsConfig};
+use crate::convert::Converter;
+use crate::deliver::Shared;
+use crate::stream::{StreamEnd, StreamKind, StreamSettings, follow};
+use crate::{discovery, push};
+use anyhow::Context;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_core::{Receiver, ReceiverContext, Signal};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// The `type` of this receiver in `[receivers.<name>]`.
+pub const TYPE_NAME: &str = "awf";
+
+/// Signals this receiver produces.
+pub const SIGNALS: &[Signal] = &[Signal::Traces, Signal::Metrics, Signal::Logs];
+
+/// A built AWF receiver: its push listener (if any) is bound, its HTTP client ready.
+pub struct AwfReceiver {
+    config: Config,
+    push_listener: Option<std::net::TcpListener>,
+    push_addr: Option<SocketAddr>,
+    client: reqwest::Client,
+    settings: Arc<StreamSettings>,
+}
+
+impl std::fmt::Debug for AwfReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwfReceiver")
+            .field("push_addr", &self.push_addr)
+            .field("streams", &self.config.streams)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the receiver: validates `config`, binds the push listener, prepares the client.
+pub fn build(config: &Config, component_id: &str) -> anyhow::Result<AwfReceiver> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
+    let (push_listener, push_addr) = match &config.push {
+        Some(p) => {
+            let listener = std::net::TcpListener::bind(&p.endpoint).with_context(|| {
+                format!(
+                    "{component_id}: push.endpoint: cannot listen on {}",
+                    p.endpoint
+                )
+            })?;
+            listener
+                .set_nonblocking(true)
+                .context("push.endpoint: cannot make the listener non-blocking")?;
+            let addr = listener.local_addr()?;
+            (Some(listener), Some(addr))
+        }
+        None => (None, None),
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in &config.headers {
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).with_context(|| format!("headers: {k:?}"))?;
+        let value = HeaderValue::from_str(v).with_context(|| format!("headers: value of {k:?}"))?;
+        headers.insert(name, value);
+    }
+    if let Some(t) = &config.bearer_token {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {t}")).context("bearer_token: invalid")?;
+        value.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    let mut client = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout.get())
+        .user_agent(concat!("sluice-awf/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.tls.ca_file {
+        let pem =
+            std::fs::read(path).with_context(|| format!("tls.ca_file: cannot read {path}"))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("tls.ca_file: {path} is not a PEM certificate bundle"))?
+        {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    if config.tls.insecure_skip_verify {
+        client = client.danger_accept_invalid_certs(true);
+    }
+    let client = client.build().context("building the HTTP client")?;
+    let settings = Arc::new(StreamSettings {
+        headers,
+        idle_timeout: config.idle_timeout.get(),
+        reconnect_delay: config.reconnect_delay.get(),
+        max_reconnect_delay: config.max_reconnect_delay.get(),
+        max_event_bytes: config.max_event_size.as_usize(),
+    });
+    Ok(AwfReceiver {
+        config: config.clone(),
+        push_listener,
+        push_addr,
+        client,
+        settings,
+    })
+}
+
+impl AwfReceiver {
+    /// The bound push address (useful with port 0).
+    pub fn push_addr(&self) -> Option<SocketAddr> {
+        self.push_addr
+    }
+
+    async fn serve(self, ctx: ReceiverContext) -> Result<(), String> {
+        let converter = Converter::new(self.config.convert_config());
+        let tenant = self.config.tenant.as_deref().map(Arc::from);
+        let shared = Arc::new(Shared::new(ctx.clone(), converter, tenant));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+
+        if let (Some(listener), Some(push_cfg)) = (self.push_listener, &self.config.push) {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("push.endpoint: {e}"))?;
+            let app = push::router(
+                shared.clone(),
+                push_cfg,
+                self.config.max_event_size.as_usize(),
+            );
+            let stop = shared.clone();
+            tasks.spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.ctx.stopped().await })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "AWF push server failed");
+                }
+            });
+        }
+        for url in &self.config.streams {
+            let (shared, client, settings, url) = (
+                shared.clone(),
+                self.client.clone(),
+                self.settings.clone(),
+                url.clone(),
+            );
+            tasks.spawn(async move {
+                let mut last_id = String::new();
+                let end = follow(
+                    &shared,
+                    &client,
+                    &settings,
+                    &url,
+                    &StreamKind::Fixed,
+                    &mut last_id,
+                )
+                .await;
+                if end != StreamEnd::Stopped {
+                    tracing::info!(url, ?end, "stopped following AWF event stream");
+                }
+            });
+        }
+        if let Some(d) = &self.config.discovery {
+            tasks.spawn(discovery::run(
+                shared.clone(),
+                self.client.clone(),
+                self.settings.clone(),
+                d.clone(),
+            ));
+        }
+        // Timers: step/execution timeouts and the periodic cumulative metrics.
+        let timers = shared.clone();
+        let metrics_every = self.config.metrics_interval.get();
+        let expire_every = (self.config.step_timeout.get() / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        tasks.spawn(async move {
+            let mut metrics_tick = tokio::time::interval(metrics_every);
+            let mut expire_tick = tokio::time::interval(expire_every);
+            metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            expire_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = metrics_tick.tick() => timers.flush_metrics().await,
+                    _ = expire_tick.tick() => timers.expire().await,
+                    _ = timers.ctx.stopped() => break,
+                }
+            }
+        });
+
+        ctx.stopped().await;
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+        }
+        // Last totals, so a clean shutdown loses no count.
+        shared.flush_metrics().await;
+        Ok(())
+    }
+}
+
+impl Receiver for AwfReceiver {
+    fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.push_addr.into_iter().collect()
+    }
+
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin((*self).serve(ctx))
+    }
+}
