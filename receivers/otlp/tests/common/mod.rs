@@ -31,6 +31,10 @@ pub struct TestConsumer {
     items: Mutex<Vec<Item>>,
     refusal: Mutex<Option<Refusal>>,
     accepts: Vec<Signal>,
+    /// How long `consume` takes, to have requests in flight.
+    delay: Mutex<Duration>,
+    /// Signalled each time `consume` starts.
+    pub started: tokio::sync::Notify,
 }
 
 impl TestConsumer {
@@ -43,7 +47,13 @@ impl TestConsumer {
             items: Mutex::new(Vec::new()),
             refusal: Mutex::new(None),
             accepts: signals.to_vec(),
+            delay: Mutex::new(Duration::ZERO),
+            started: tokio::sync::Notify::new(),
         })
+    }
+
+    pub fn delay_by(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 
     pub fn refuse_with(&self, refusal: Option<Refusal>) {
@@ -57,6 +67,7 @@ impl TestConsumer {
 
 impl Consumer for TestConsumer {
     fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>> {
+        self.started.notify_one();
         let refusal = self.refusal.lock().unwrap().clone();
         let result = match refusal {
             Some(refusal) => Err(refusal),
@@ -65,7 +76,11 @@ impl Consumer for TestConsumer {
                 Ok(())
             }
         };
-        Box::pin(async move { result })
+        let delay = *self.delay.lock().unwrap();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            result
+        })
     }
 
     fn accepts(&self, signal: Signal) -> bool {
@@ -105,9 +120,14 @@ impl Running {
         format!("http://{}{path}", self.http)
     }
 
+    /// Requests shutdown without waiting.
+    pub fn request_stop(&self) {
+        self.stop.send(true).unwrap();
+    }
+
     /// Requests shutdown and waits for `run` to return.
     pub async fn stop(self) {
-        self.stop.send(true).unwrap();
+        let _ = self.stop.send(true);
         let result = tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("receiver did not stop within 10s")
