@@ -65,6 +65,15 @@ pub(crate) struct HttpHandler {
     pub tenant_header: Option<HeaderName>,
     pub max_request_body_size: usize,
     pub max_decompressed_size: usize,
+    /// Bounds concurrent off-reactor decodes, so decompression memory stays within
+    /// `permits × max_decompressed_size` however many bombs arrive at once.
+    pub decode_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Concurrent decodes allowed: one per core (they are CPU-bound), at least 2.
+pub(crate) fn decode_slots() -> Arc<tokio::sync::Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
 }
 
 impl HttpHandler {
@@ -169,12 +178,10 @@ impl HttpHandler {
         }
 
         let cap = self.max_decompressed_size;
-        let work_size = match encoding {
-            ContentEncoding::Identity => body.len(),
-            // A compressed body is worth several times its size in work.
-            _ => body.len().saturating_mul(8),
-        };
-        let decoded = if work_size >= OFF_REACTOR_BYTES {
+        // Any compressed body may inflate to the cap (a few KiB can hold 64 MiB of zeros).
+        let decoded = if encoding != ContentEncoding::Identity || body.len() >= OFF_REACTOR_BYTES {
+            // The semaphore is never closed, so acquiring only waits.
+            let _slot = self.decode_slots.acquire().await.ok();
             tokio::task::spawn_blocking(move || decode(signal, format, encoding, body, cap))
                 .await
                 .unwrap_or_else(|e| {

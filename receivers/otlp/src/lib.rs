@@ -134,6 +134,7 @@ impl Receiver for OtlpReceiver {
                     tenant_header: tenant_header.clone(),
                     max_request_body_size: config.max_request_body_size.as_usize(),
                     max_decompressed_size: config.max_decompressed_size.as_usize(),
+                    decode_slots: http_server::decode_slots(),
                 });
                 server::serve_http(listener, handler, ctx.clone()).await
             };

@@ -15,7 +15,7 @@ fn peak_rss() -> Option<u64> {
 }
 
 #[tokio::test]
-async fn gzip_bomb_is_refused_without_allocating_past_the_cap() {
+async fn gzip_bombs_are_refused_without_allocating_past_the_cap() {
     let Some(_) = peak_rss() else {
         eprintln!("no /proc/self/status: skipping the memory assertion");
         return;
@@ -49,6 +49,34 @@ async fn gzip_bomb_is_refused_without_allocating_past_the_cap() {
     // The cap is 8 MiB; inflating the 200 MiB would grow the peak by far more.
     assert!(
         grown < 40 * 1024 * 1024,
+        "peak RSS grew by {} MiB",
+        grown / (1024 * 1024)
+    );
+
+    // Many at once: decodes are bounded in number, so memory is too.
+    let before = peak_rss().unwrap();
+    let sends = (0..32).map(|_| {
+        let url = rx.http_url("/v1/traces");
+        let bomb = bomb.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .header("content-encoding", "gzip")
+                .body(bomb)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    });
+    for status in futures::future::join_all(sends).await {
+        assert_eq!(status.unwrap(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let grown = peak_rss().unwrap().saturating_sub(before);
+    // 32 × 8 MiB would be 256 MiB; decodes run a few at a time.
+    assert!(
+        grown < 120 * 1024 * 1024,
         "peak RSS grew by {} MiB",
         grown / (1024 * 1024)
     );
