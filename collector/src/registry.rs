@@ -112,6 +112,13 @@ impl ProcessorConfig {
         }
     }
 
+    /// Batch settings, when this is the pipeline's batch stage.
+    pub fn batch_settings(&self) -> Option<&batch::Config> {
+        match self {
+            Self::Batch(b) => Some(b),
+        }
+    }
+
     /// The ingest-path processor, if this kind has one (`batch` configures exporters instead).
     pub fn build(&self, _component_id: &str) -> anyhow::Result<Option<Arc<dyn Processor>>> {
         match self {
