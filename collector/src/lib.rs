@@ -7,6 +7,7 @@ pub mod config;
 pub mod loadgen;
 pub mod pipeline;
 pub mod registry;
+pub mod sink;
 pub mod storage;
 pub mod topology;
 

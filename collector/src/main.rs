@@ -65,6 +65,8 @@ enum Command {
     Validate { file: PathBuf },
     /// Send OTLP traces at a given rate and report throughput and latency.
     Loadgen(sluice::loadgen::LoadgenArgs),
+    /// An OTLP endpoint that accepts and counts everything (a backend for benchmarks).
+    Sink(sluice::sink::SinkArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -106,18 +108,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Loadgen(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
+        Command::Sink(args) => {
+            match runtime().and_then(|rt| rt.block_on(sluice::sink::run(args))) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
+                    eprintln!("sink: {e:#}");
+                    ExitCode::FAILURE
                 }
-            };
-            match runtime.block_on(sluice::loadgen::run(args.clone())) {
+            }
+        }
+        Command::Loadgen(args) => {
+            match runtime().and_then(|rt| rt.block_on(sluice::loadgen::run(args.clone()))) {
                 Ok(report) => {
                     sluice::loadgen::print(&report, args.json);
                     ExitCode::SUCCESS
@@ -130,17 +131,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             init_logging(&args.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(run(args)) {
+            match runtime().and_then(|rt| rt.block_on(run(args))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -150,6 +141,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {

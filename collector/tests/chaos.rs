@@ -72,6 +72,7 @@ fn spawn_senders(
                         match client.send(body.clone()).await {
                             Ok(()) => {
                                 acked.lock().unwrap().extend(span_ids(&req));
+                                tokio::time::sleep(Duration::from_millis(1)).await;
                                 break;
                             }
                             Err(status) => {
@@ -97,12 +98,20 @@ fn received_ids(server: &OtlpTestServer) -> Vec<u64> {
 }
 
 /// Waits until every acknowledged id arrived; returns (missing, received total).
-async fn wait_all_arrived(server: &OtlpTestServer, acked: &HashSet<u64>, timeout: Duration) -> (Vec<u64>, usize) {
+async fn wait_all_arrived(
+    server: &OtlpTestServer,
+    acked: &HashSet<u64>,
+    timeout: Duration,
+) -> (Vec<u64>, usize) {
     let deadline = Instant::now() + timeout;
     loop {
         let got = received_ids(server);
         let have: HashSet<u64> = got.iter().copied().collect();
-        let missing: Vec<u64> = acked.iter().filter(|id| !have.contains(id)).copied().collect();
+        let missing: Vec<u64> = acked
+            .iter()
+            .filter(|id| !have.contains(id))
+            .copied()
+            .collect();
         if missing.is_empty() || Instant::now() > deadline {
             return (missing, got.len());
         }
@@ -112,28 +121,50 @@ async fn wait_all_arrived(server: &OtlpTestServer, acked: &HashSet<u64>, timeout
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_backend_outage_loses_no_acknowledged_span() {
-    let seed: u64 = std::env::var("SLUICE_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261122);
+    let seed: u64 = std::env::var("SLUICE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261122);
     println!("chaos seed {seed} (set SLUICE_CHAOS_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     let backend = OtlpTestServer::start().await;
     backend.stop().await;
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
-    let cfg = write_config(dir.path(), "sluice.toml", &config(grpc, &backend.grpc_endpoint(), "fsync = \"always\""));
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &config(grpc, &backend.grpc_endpoint(), "fsync = \"always\""),
+    );
     let storage = dir.path().join("data");
     let mut sluice = Sluice::start(&cfg, &storage).await;
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let refusals = Arc::new(Mutex::new(Vec::new()));
-    // 1000 requests x 100 spans = 100,000 spans.
-    let senders = spawn_senders(format!("http://127.0.0.1:{grpc}"), 1000, 100, 4, acked.clone(), refusals.clone());
-    let mut kills = 0;
-    while kills < 6 {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..600))).await;
+    // 5000 requests x 20 spans = 100,000 spans; clients pace themselves so intake lasts long
+    // enough for the kills to land in the middle of it.
+    let senders = spawn_senders(
+        format!("http://127.0.0.1:{grpc}"),
+        5000,
+        20,
+        4,
+        acked.clone(),
+        refusals.clone(),
+    );
+    let (mut kills, mut kills_during_intake) = (0, 0);
+    while kills < 6 || (senders.iter().any(|s| !s.is_finished()) && kills < 12) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        if senders.iter().any(|s| !s.is_finished()) {
+            kills_during_intake += 1;
+        }
         sluice.kill9();
         kills += 1;
         sluice = Sluice::start(&cfg, &storage).await;
     }
+    assert!(
+        kills_during_intake >= 5,
+        "only {kills_during_intake} kills hit while clients were sending"
+    );
     for s in senders {
         s.await.unwrap();
     }
@@ -143,12 +174,22 @@ async fn sigkill_during_backend_outage_loses_no_acknowledged_span() {
     backend.restart().await;
 
     let acked: HashSet<u64> = acked.lock().unwrap().iter().copied().collect();
-    assert_eq!(acked.len(), 100_000, "every request was eventually acknowledged");
+    assert_eq!(
+        acked.len(),
+        100_000,
+        "every request was eventually acknowledged"
+    );
     let (missing, received) = wait_all_arrived(&backend, &acked, Duration::from_secs(90)).await;
-    assert!(missing.is_empty(), "{} acknowledged spans lost, e.g. {:?}; log:\n{}", missing.len(), &missing[..missing.len().min(5)], sluice.log_text());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost, e.g. {:?}; log:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        sluice.log_text()
+    );
     let dupes = received - acked.len();
     println!(
-        "chaos: {kills} SIGKILLs, {} acknowledged spans all delivered, {} duplicates (ratio {:.4}), {} client retries",
+        "chaos: {kills} SIGKILLs ({kills_during_intake} during intake), {} acknowledged spans all delivered, {} duplicates (ratio {:.4}), {} client retries",
         acked.len(),
         dupes,
         dupes as f64 / acked.len() as f64,
@@ -161,11 +202,22 @@ async fn flapping_backend_under_load_loses_nothing() {
     let backend = Arc::new(OtlpTestServer::start().await);
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
-    let cfg = write_config(dir.path(), "sluice.toml", &config(grpc, &backend.grpc_endpoint(), "fsync = \"interval\""));
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &config(grpc, &backend.grpc_endpoint(), "fsync = \"interval\""),
+    );
     let _sluice = Sluice::start(&cfg, &dir.path().join("data")).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let refusals = Arc::new(Mutex::new(Vec::new()));
-    let senders = spawn_senders(format!("http://127.0.0.1:{grpc}"), 400, 50, 4, acked.clone(), refusals);
+    let senders = spawn_senders(
+        format!("http://127.0.0.1:{grpc}"),
+        400,
+        50,
+        4,
+        acked.clone(),
+        refusals,
+    );
     let flapper = {
         let backend = backend.clone();
         tokio::spawn(async move {
@@ -185,7 +237,11 @@ async fn flapping_backend_under_load_loses_nothing() {
     assert_eq!(acked.len(), 20_000);
     let (missing, received) = wait_all_arrived(&backend, &acked, Duration::from_secs(60)).await;
     assert!(missing.is_empty(), "{} lost", missing.len());
-    println!("flapping: {} spans delivered, {} duplicates", acked.len(), received - acked.len());
+    println!(
+        "flapping: {} spans delivered, {} duplicates",
+        acked.len(),
+        received - acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,14 +251,21 @@ async fn full_spool_refuses_retryably_then_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
     let spool = "fsync = \"interval\"\nmax_bytes = \"256KiB\"\nsegment_bytes = \"64KiB\"";
-    let cfg = write_config(dir.path(), "sluice.toml", &config(grpc, &backend.grpc_endpoint(), spool));
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &config(grpc, &backend.grpc_endpoint(), spool),
+    );
     let sluice = Sluice::start(&cfg, &dir.path().join("data")).await;
     let mut client = TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     let mut acked = HashSet::new();
     let mut refused = None;
     for seed in 0..200u64 {
         let req = sluice::loadgen::build_request(20, 1, 50_000 + seed);
-        match client.send(prost::Message::encode_to_vec(&req).into()).await {
+        match client
+            .send(prost::Message::encode_to_vec(&req).into())
+            .await
+        {
             Ok(()) => acked.extend(span_ids(&req)),
             Err(status) => {
                 refused = Some(status);
@@ -213,8 +276,13 @@ async fn full_spool_refuses_retryably_then_resumes() {
     let status = refused.expect("a 256KiB spool must fill up");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     let details = tonic_types::StatusExt::get_details_retry_info(&status);
-    assert!(details.is_some(), "RESOURCE_EXHAUSTED carries RetryInfo so clients retry");
-    let refused_count = sluice.metric("sluice_receiver_refused_items_total{component_id=\"receivers.otlp\"").await;
+    assert!(
+        details.is_some(),
+        "RESOURCE_EXHAUSTED carries RetryInfo so clients retry"
+    );
+    let refused_count = sluice
+        .metric("sluice_receiver_refused_items_total{component_id=\"receivers.otlp\"")
+        .await;
     assert!(refused_count > 0.0);
 
     backend.restart().await;
@@ -222,7 +290,11 @@ async fn full_spool_refuses_retryably_then_resumes() {
     let req = sluice::loadgen::build_request(20, 1, 99_999);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if client.send(prost::Message::encode_to_vec(&req).into()).await.is_ok() {
+        if client
+            .send(prost::Message::encode_to_vec(&req).into())
+            .await
+            .is_ok()
+        {
             acked.extend(span_ids(&req));
             break;
         }
@@ -230,7 +302,11 @@ async fn full_spool_refuses_retryably_then_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (missing, _) = wait_all_arrived(&backend, &acked, Duration::from_secs(30)).await;
-    assert!(missing.is_empty(), "{} acknowledged spans lost", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost",
+        missing.len()
+    );
 }
 
 /// Offsets of each record in a segment file (`len u32 | crc u32 | body`).
@@ -251,14 +327,21 @@ async fn damaged_spool_files_are_recovered_at_start() {
     backend.stop().await;
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
-    let cfg = write_config(dir.path(), "sluice.toml", &config(grpc, &backend.grpc_endpoint(), "fsync = \"always\""));
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &config(grpc, &backend.grpc_endpoint(), "fsync = \"always\""),
+    );
     let storage = dir.path().join("data");
     let mut sluice = Sluice::start(&cfg, &storage).await;
     let mut client = TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     let mut requests = Vec::new();
     for seed in 0..10u64 {
         let req = sluice::loadgen::build_request(10, 1, 70_000 + seed);
-        client.send(prost::Message::encode_to_vec(&req).into()).await.unwrap();
+        client
+            .send(prost::Message::encode_to_vec(&req).into())
+            .await
+            .unwrap();
         requests.push(req);
     }
     sluice.kill9();
@@ -282,12 +365,27 @@ async fn damaged_spool_files_are_recovered_at_start() {
 
     backend.restart().await;
     let sluice = Sluice::start(&cfg, &storage).await;
-    let expected: HashSet<u64> =
-        requests.iter().enumerate().filter(|(i, _)| *i != 4).flat_map(|(_, r)| span_ids(r)).collect();
+    let expected: HashSet<u64> = requests
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .flat_map(|(_, r)| span_ids(r))
+        .collect();
     let (missing, _) = wait_all_arrived(&backend, &expected, Duration::from_secs(30)).await;
-    assert!(missing.is_empty(), "undamaged records must all be delivered");
+    assert!(
+        missing.is_empty(),
+        "undamaged records must all be delivered"
+    );
     let damaged: HashSet<u64> = span_ids(&requests[4]).into_iter().collect();
-    assert!(received_ids(&backend).iter().all(|id| !damaged.contains(id)), "the damaged record is skipped, not sent");
-    assert_eq!(sluice.metric("sluice_spool_corrupt_records_total").await, 1.0);
+    assert!(
+        received_ids(&backend)
+            .iter()
+            .all(|id| !damaged.contains(id)),
+        "the damaged record is skipped, not sent"
+    );
+    assert_eq!(
+        sluice.metric("sluice_spool_corrupt_records_total").await,
+        1.0
+    );
     assert!(Path::new(&seg).exists());
 }

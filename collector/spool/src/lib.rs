@@ -602,7 +602,12 @@ impl SpoolReader {
                         out.push(r);
                     }
                     Ok(ReadStep::Corrupt) => {
-                        metrics::counter!("sluice_spool_corrupt_records_total", "pipeline" => self.shared.name.clone()).increment(1);
+                        // Counted in sluice_spool_corrupt_records_total when found at open;
+                        // damage that appears while running is counted here, per exporter.
+                        tracing::warn!(spool = %self.shared.name, exporter = %self.name, segment = %meta.path.display(),
+                            "skipped a spool record with a bad checksum");
+                        metrics::counter!("sluice_spool_skipped_records_total", "pipeline" => self.shared.name.clone(),
+                            "exporter" => self.name.clone(), "reason" => "corrupt").increment(1);
                     }
                     Ok(ReadStep::End) => break,
                     Err(e) => {
