@@ -107,6 +107,11 @@ pub async fn run(
     // Last event ids of streams that ended early, to resume them.
     let mut resume: HashMap<String, String> = HashMap::new();
     let mut finished = SeenWindow::new(100_000);
+    // Executions listed before. One that first shows up already ended started and ended
+    // between two polls: its stream is replayed (backfill). At the first poll, ended
+    // executions are history and are left alone.
+    let mut known = SeenWindow::new(100_000);
+    let mut first_poll = true;
     let mut tick = tokio::time::interval(cfg.interval.get());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -119,8 +124,12 @@ pub async fn run(
                         continue;
                     }
                 };
+                let backfill = !first_poll;
+                first_poll = false;
                 for x in listed {
-                    if !x.is_running()
+                    let new = known.insert(ids::key("exec", &[&x.id]));
+                    let wanted = x.is_running() || (new && backfill);
+                    if !wanted
                         || following.contains(&x.id)
                         || finished.contains(ids::key("exec", &[&x.id]))
                     {
@@ -132,7 +141,14 @@ pub async fn run(
                         tracing::warn!(max_streams = cfg.max_streams, "discovery.max_streams reached; not following more executions");
                         break;
                     }
-                    let url = x.events_url.clone().unwrap_or_else(|| events_url(&cfg, &x.id));
+                    let url = match &x.events_url {
+                        // A relative `events_url` is resolved against the listing URL.
+                        Some(u) => match reqwest::Url::parse(&cfg.url).and_then(|base| base.join(u)) {
+                            Ok(joined) => joined.to_string(),
+                            Err(_) => events_url(&cfg, &x.id),
+                        },
+                        None => events_url(&cfg, &x.id),
+                    };
                     let mut last_id = resume.remove(&x.id).unwrap_or_default();
                     following.insert(x.id.clone());
                     let (shared, client, settings) = (shared.clone(), client.clone(), settings.clone());

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod push;
 pub mod receiver;
 pub mod redact;
+pub mod sim;
 pub mod sse;
 pub mod stream;
 pub mod time;
