@@ -446,3 +446,54 @@ async fn simulator_pushes_to_the_receiver_through_backpressure() {
     check_against_sim(&sim, &consumer).await;
     sim.stop().await.unwrap();
 }
+
+/// Throughput of simulator → push → receiver → (null) pipeline. Run with
+/// `cargo test -p sluice-receiver-awf --release --test sim -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_simulator_to_receiver() {
+    let cfg: Config =
+        toml::from_str("push = { endpoint = \"127.0.0.1:0\" }\nmetrics_interval = \"1s\"").unwrap();
+    let rx = build(&cfg, "receivers.awf").unwrap();
+    let push_url = format!("http://{}/v1/awf/events", rx.push_addr().unwrap());
+    let running = start(Box::new(rx));
+    let target = 12_000.0;
+    let sim = start_simulator(SimConfig {
+        events_per_second: target,
+        speed: 20.0,
+        workers: 64,
+        push_url: Some(push_url),
+        push_batch: 1000,
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let base = sim.base_url();
+    let state = || async {
+        let (_, st) = call(reqwest::Method::GET, format!("{base}/sim/state"), None).await;
+        st
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s0 = state().await["stats"]["events"].as_u64().unwrap();
+    let logs0 = running.consumer.logs().len();
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s1 = state().await;
+    let logs1 = running.consumer.logs().len();
+    let secs = t0.elapsed().as_secs_f64();
+    let generated = (s1["stats"]["events"].as_u64().unwrap() - s0) as f64 / secs;
+    let received = (logs1 - logs0) as f64 / secs;
+    println!(
+        "generated {generated:.0} events/s, received {received:.0} events/s (target {target}); state {s1}"
+    );
+    sim.stop().await.unwrap();
+    running.shutdown().await;
+    assert!(
+        generated >= 10_000.0,
+        "simulator below 10k events/s: {generated:.0}"
+    );
+    assert!(
+        received >= 10_000.0,
+        "receiver below 10k events/s: {received:.0}"
+    );
+}

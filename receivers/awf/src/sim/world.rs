@@ -17,6 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
+/// Chance that an invocation fails for good (bad input): no retry, no fallback, the
+/// workflow fails. About 1 % of executions, so success-rate SLOs have something to show.
+const HARD_FAILURE_RATE: f64 = 0.0025;
+const NON_RETRYABLE: &str = "InputError";
+
 /// A fault scenario, switchable at runtime (`POST /sim/faults`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -495,6 +500,20 @@ impl World {
         out: &mut Vec<Emitted>,
     ) -> Option<f64> {
         ex.tries_on_agent += 1;
+        if err.kind.as_deref() == Some(NON_RETRYABLE) {
+            let msg = format!("step {} failed: {}", step.id, err.message);
+            self.finish(
+                ex,
+                Some(EventError {
+                    message: msg,
+                    kind: err.kind,
+                }),
+                now_ms,
+                now_ns,
+                out,
+            );
+            return None;
+        }
         if ex.tries_on_agent <= step.retries {
             self.stats.retries += 1;
             ex.attempt += 1;
@@ -703,6 +722,11 @@ impl World {
             error = Some((
                 "AgentError",
                 format!("agent {} returned an error", agent.id),
+            ));
+        } else if self.rng.random::<f64>() < HARD_FAILURE_RATE {
+            error = Some((
+                NON_RETRYABLE,
+                "input rejected by the agent (not retryable)".to_owned(),
             ));
         } else if self.rng.random::<f64>() < agent.failure_rate {
             let transient = [
