@@ -135,6 +135,9 @@ impl Shared {
         for item in items {
             match self.deliver_item(item, mode, accepted_any).await {
                 Ok(()) => accepted_any = true,
+                // A stream cannot answer the sender: an item the pipeline refuses for good
+                // (counted by `deliver_item`) is dropped and the stream goes on.
+                Err(refusal) if mode == Mode::UntilAccepted && !refusal.is_retryable() => {}
                 Err(refusal) => {
                     self.converter.lock().abandon(pending);
                     return Err(refusal);

@@ -434,6 +434,36 @@ async fn sse_events_survive_a_full_pipeline() {
 }
 
 #[tokio::test]
+async fn sse_stream_goes_on_after_a_permanent_refusal() {
+    let events = execution("ex-inv", 3);
+    let (addr, _) = sse_server(events, 4, Cut::EofMidEvent, true, true).await;
+    let cfg: Config = toml::from_str(&format!(
+        "streams = [\"http://{addr}/executions/ex-inv/events\"]\nreconnect_delay = \"20ms\"\nmetrics_interval = \"50ms\""
+    ))
+    .unwrap();
+    let running = start(Box::new(build(&cfg, "receivers.awf").unwrap()));
+    running.consumer.invalid_next.store(1, Ordering::SeqCst);
+    let consumer = Arc::clone(&running.consumer);
+    let done = wait_until(Duration::from_secs(10), || {
+        counter_total(&consumer.last_metrics(), "awf_workflow_total", &[]) >= 1.0
+    })
+    .await;
+    let consumer = running.shutdown().await;
+    assert!(done, "the stream stopped after an Invalid refusal");
+    assert_eq!(consumer.refused.load(Ordering::SeqCst), 1);
+    // The refused item is dropped for good; everything after it arrives once.
+    assert!(duplicated_span_ids(&consumer.spans()).is_empty());
+    assert_eq!(
+        counter_total(
+            &consumer.last_metrics(),
+            "awf_tokens_total",
+            &[("direction", "input")]
+        ),
+        300.0
+    );
+}
+
+#[tokio::test]
 async fn sse_non_event_stream_is_not_parsed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -23,6 +23,8 @@ use tokio::sync::watch;
 pub struct TestConsumer {
     pub items: Mutex<Vec<Item>>,
     pub refuse_next: AtomicU32,
+    /// Refuse the next N calls as `Invalid` (a processor rejecting the data for good).
+    pub invalid_next: AtomicU32,
     pub refused: AtomicU64,
 }
 
@@ -32,7 +34,15 @@ impl Consumer for TestConsumer {
             .refuse_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        let result = if refuse {
+        let invalid = !refuse
+            && self
+                .invalid_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        let result = if invalid {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            Err(Refusal::Invalid("test processor refused it".into()))
+        } else if refuse {
             self.refused.fetch_add(1, Ordering::SeqCst);
             Err(Refusal::Backpressure {
                 reason: "test_full",
