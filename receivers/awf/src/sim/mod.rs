@@ -156,11 +156,9 @@ impl SimHandle {
     }
 }
 
-/// Runs the simulator on `cfg.listen` until `shutdown` resolves.
-pub async fn run_simulator(
-    cfg: SimConfig,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+/// Runs the simulator on `cfg.listen` until `shutdown` resolves (its output is ignored, so
+/// `tokio::signal::ctrl_c()` works as is).
+pub async fn run_simulator(cfg: SimConfig, shutdown: impl Future) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -187,7 +185,7 @@ pub async fn start_simulator(cfg: SimConfig) -> anyhow::Result<SimHandle> {
 async fn serve(
     cfg: SimConfig,
     listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (push_tx, push_rx) = match &cfg.push_url {
@@ -230,7 +228,7 @@ async fn serve(
             })
             .await
     });
-    shutdown.await;
+    let _ = shutdown.await;
     let _ = stop_tx.send(true);
     let _ = generator.await;
     if let Some(p) = pusher {
@@ -329,4 +327,41 @@ fn observed_events_per_execution(w: &World) -> f64 {
     let running_share = w.running() as f64 * estimate / 2.0;
     ((w.stats.events as f64 - running_share) / finished as f64)
         .clamp(estimate / 2.0, estimate * 4.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn run_simulator_stops_on_shutdown_and_accepts_ctrl_c() {
+        let cfg = SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        // Any future works as the shutdown signal, whatever its output.
+        drop(run_simulator(cfg.clone(), tokio::signal::ctrl_c()));
+        let done = tokio::time::timeout(
+            Duration::from_secs(10),
+            run_simulator(cfg, tokio::time::sleep(Duration::from_millis(100))),
+        )
+        .await;
+        assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+    }
+
+    #[test]
+    fn config_parses_and_validates() {
+        let c: SimConfig = toml::from_str(
+            "listen = \"0.0.0.0:8000\"\nevents_per_second = 10000\nkeepalive = \"5s\"\npush_url = \"http://127.0.0.1:4320/v1/awf/events\"",
+        )
+        .unwrap();
+        assert_eq!(c.keepalive, Duration::from_secs(5));
+        assert!(c.validate().is_ok());
+        let bad = SimConfig {
+            speed: 0.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("speed"));
+        assert!(toml::from_str::<SimConfig>("typo = 1").is_err());
+    }
 }
