@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Traces passthrough, Sluice vs rotel, on the same box, load and backend, in one run.
+#
+#   benches/compare_rotel.sh [seconds-per-run]
+#
+# Topology (all on loopback): `sluice loadgen` → collector (:4317) → `sluice sink` (:5317).
+# The sink is the real OTLP receiver that counts and discards, so both collectors forward to
+# the same backend. Compression is off on both exporters (gzip would measure zlib, not the
+# collectors). For each collector it reports max throughput (rate unlimited), the collector's
+# CPU seconds per 100k spans, and p50/p99 ingest latency at a fixed 100k spans/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-15}
+SLUICE=./target/release/sluice
+cargo build --release -q -p sluice
+if [ ! -x .venv/lib/python3*/site-packages/rotel/rotel-agent ]; then
+  python3 -m venv .venv && .venv/bin/pip install -q rotel
+fi
+ROTEL=$(ls .venv/lib/python3*/site-packages/rotel/rotel-agent)
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+$SLUICE sink --grpc 127.0.0.1:5317 --http 127.0.0.1:5318 --report-every 3600s >/dev/null &
+PIDS+=($!)
+
+cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+sluice_config() { # $1 = fsync level
+  cat > "$WORK/sluice-$1.toml" <<TOML
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:4317"
+[processors.batch]
+type = "batch"
+send_batch_size = 8192
+send_batch_max_size = 16384
+[exporters.sink]
+type = "otlp"
+endpoint = "http://127.0.0.1:5317"
+compression = "none"
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["otlp"]
+processors = ["batch"]
+exporters = ["sink"]
+[pipelines.spool]
+fsync = "$1"
+TOML
+}
+
+run_case() { # $1 = label, rest = command
+  local label=$1; shift
+  "$@" >"$WORK/$label.log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  wait_port 4317
+  sleep 1
+  local c0; c0=$(cpu_seconds $pid)
+  local max; max=$($SLUICE loadgen --endpoint http://127.0.0.1:4317 --concurrency 8 --spans-per-request 500 --duration ${SECS}s --json)
+  local c1; c1=$(cpu_seconds $pid)
+  local paced; paced=$($SLUICE loadgen --endpoint http://127.0.0.1:4317 --concurrency 8 --spans-per-request 500 --rate 100000 --duration ${SECS}s --json)
+  kill $pid; wait $pid 2>/dev/null || true
+  python3 - "$label" "$max" "$paced" "$c0" "$c1" <<'PY'
+import json, sys
+label, mx, paced, c0, c1 = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+cpu = (c1 - c0) / max(mx["spans_accepted"], 1) * 100_000
+print(f"| {label} | {mx['spans_per_second']:.0f} | {cpu:.2f} | {mx['p99_ms']:.2f} | {paced['spans_per_second']:.0f} | {paced['p50_ms']:.2f} | {paced['p99_ms']:.2f} | {sum(mx['errors'].values()) + sum(paced['errors'].values())} |")
+PY
+}
+
+echo "| collector | max spans/s | collector CPU s per 100k spans | p99 ms at max | spans/s at 100k target | p50 ms at 100k/s | p99 ms at 100k/s | errors |"
+echo "|---|---|---|---|---|---|---|---|"
+run_case rotel "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4319 \
+  --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:5317 --otlp-exporter-compression none
+for fsync in none interval always; do
+  sluice_config $fsync
+  rm -rf "$WORK/data-$fsync"
+  run_case "sluice fsync=$fsync" $SLUICE run "$WORK/sluice-$fsync.toml" --storage.path "$WORK/data-$fsync" \
+    --server.http.listen-addr 127.0.0.1:12399 --log.level warn
+done
