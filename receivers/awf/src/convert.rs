@@ -1313,8 +1313,13 @@ fn push_common(
 
 /// Free-form fields, never overriding a known attribute.
 fn push_free(out: &mut Vec<KeyValue>, e: &WorkflowEvent) -> u32 {
-    let taken: HashSet<String> = out.iter().map(|k| k.key.clone()).collect();
-    attrs::append_json(out, &e.attributes, &|k| taken.contains(k))
+    if e.attributes.is_empty() {
+        return 0;
+    }
+    // Known attributes are few (~15): a scan beats building a set per record.
+    let known = out.len();
+    let taken: Vec<String> = out[..known].iter().map(|k| k.key.clone()).collect();
+    attrs::append_json(out, &e.attributes, &|k| taken.iter().any(|t| t == k))
 }
 
 fn clamp_i64(v: u64) -> i64 {
