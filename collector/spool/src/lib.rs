@@ -136,6 +136,8 @@ struct Shared {
     /// Set after a write failed for lack of space; appends are refused until it passes.
     disk_full_until_ms: AtomicU64,
     closed: AtomicBool,
+    /// A cursor moved: the writer thread should look for segments to delete.
+    gc_requested: AtomicBool,
     cursors: Mutex<HashMap<String, CursorState>>,
     /// Where each reader started when the spool opened: records below it were spooled before
     /// this process started (replayed).
@@ -263,6 +265,7 @@ impl Spool {
             queued_bytes: AtomicU64::new(0),
             disk_full_until_ms: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            gc_requested: AtomicBool::new(false),
             cursors: Mutex::new(cursors),
             replay_end: next_seq,
             writer: Mutex::new(None),
@@ -389,9 +392,19 @@ impl Spool {
         }
     }
 
+    fn gc(&self) {
+        self.shared.gc();
+    }
+
+    fn publish_gauges(&self) {
+        self.shared.publish_gauges();
+    }
+}
+
+impl Shared {
     /// Deletes segments every cursor has passed. The newest segment is always kept.
     fn gc(&self) {
-        let s = &self.shared;
+        let s = self;
         let min_committed = match s.cursors.lock().values().map(|c| c.committed).min() {
             Some(m) => m,
             None => return,
@@ -415,7 +428,7 @@ impl Spool {
     }
 
     fn publish_gauges(&self) {
-        let s = &self.shared;
+        let s = self;
         metrics::gauge!("sluice_spool_bytes", "pipeline" => s.name.clone())
             .set(s.disk_bytes.load(Ordering::Relaxed) as f64);
         metrics::gauge!("sluice_spool_segments", "pipeline" => s.name.clone())
@@ -646,10 +659,12 @@ impl SpoolReader {
         if let Err(e) = cursor::store(&self.shared.cursor_dir, &self.name, state) {
             tracing::warn!(spool = %self.shared.name, exporter = %self.name, error = %e, "could not persist cursor; a restart may resend some data");
         }
-        Spool {
-            shared: self.shared.clone(),
+        // Deleting a large segment can take milliseconds; leave it to the writer thread so
+        // the async worker running this exporter never stalls the requests queued behind it.
+        self.shared.gc_requested.store(true, Ordering::Release);
+        if let Some(t) = self.shared.writer_thread.lock().as_ref() {
+            t.unpark();
         }
-        .gc();
     }
 
     /// Closed and fully read: nothing more will ever come.
@@ -691,6 +706,9 @@ impl Writer {
                     }
                     None => break,
                 }
+            }
+            if self.shared.gc_requested.swap(false, Ordering::AcqRel) {
+                self.shared.gc();
             }
             if !group.is_empty() {
                 self.write_group(&mut group);
