@@ -67,7 +67,7 @@ impl App {
             record_load(false);
             anyhow::anyhow!("{e}")
         })?;
-        let topology = Topology::start(&config, &self.storage)?;
+        let topology = Topology::start(&config, &self.storage).await?;
         record_load(true);
         tracing::info!(config = %config.source.display(), listeners = ?topology.listen_addrs, "sluice started");
         *self.current.lock().await = Some((config, topology));
@@ -97,7 +97,7 @@ impl App {
             // Undelivered data stays in the spools and the new topology picks it up.
             topology.stop(Duration::from_secs(5)).await;
         }
-        match Topology::start(&new, &self.storage) {
+        match Topology::start(&new, &self.storage).await {
             Ok(t) => {
                 *current = Some((new, t));
                 self.ready.store(true, Ordering::Release);
@@ -110,7 +110,7 @@ impl App {
                 let msg = format!("new config could not start: {e:#}; restored the previous one");
                 tracing::error!("{msg}");
                 if let Some(c) = old_config {
-                    match Topology::start(&c, &self.storage) {
+                    match Topology::start(&c, &self.storage).await {
                         Ok(t) => {
                             *current = Some((c, t));
                             self.ready.store(true, Ordering::Release);

@@ -7,6 +7,7 @@ use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig};
 
 use serde::Deserialize;
 use sluice_core::Signal;
+use sluice_receiver_awf::sim::SimConfig;
 use sluice_spool::SpoolConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,6 +45,8 @@ pub struct Config {
     pub processors: BTreeMap<String, ProcessorConfig>,
     pub exporters: BTreeMap<String, ExporterConfig>,
     pub pipelines: Vec<PipelineConfig>,
+    /// `[awf_simulator]`: run the AWF simulator inside this process (demos, `configs/dev.toml`).
+    pub awf_simulator: Option<SimConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,6 +74,8 @@ struct RawFile {
     exporters: BTreeMap<String, toml::Spanned<toml::Table>>,
     #[serde(default)]
     pipelines: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    awf_simulator: Option<toml::Spanned<toml::Table>>,
 }
 
 /// Looks up environment variables; a trait so tests need not touch the process environment.
@@ -187,6 +192,25 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
         pipeline_offsets.push(start);
     }
 
+    let awf_simulator = match raw.awf_simulator {
+        None => None,
+        Some(table) => {
+            let start = table.span().start;
+            let mut value = toml::Value::Table(table.into_inner());
+            substitute(&loc, start, "awf_simulator", &mut value, env)?;
+            let sim = SimConfig::deserialize(value)
+                .map_err(|e| field_error(&loc, start, "awf_simulator", e.message()))?;
+            sim.validate().map_err(|reason| {
+                let field = reason.split(':').next().unwrap_or("").trim().to_string();
+                loc.at(
+                    loc.find_field(start, &field),
+                    format!("awf_simulator.{field}"),
+                    reason,
+                )
+            })?;
+            Some(sim)
+        }
+    };
     let config = Config {
         source: path.to_owned(),
         text: text.to_owned(),
@@ -194,6 +218,7 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
         processors,
         exporters,
         pipelines,
+        awf_simulator,
     };
     check_wiring(&loc, &config, &pipeline_offsets)?;
     Ok(config)
@@ -502,6 +527,9 @@ fn list(signals: &[Signal]) -> String {
 /// Two listeners on one port clash when their IPs are equal or either is a wildcard.
 fn check_listeners(loc: &Locator, config: &Config) -> Result<(), ConfigError> {
     let mut seen: Vec<(String, SocketAddr)> = Vec::new();
+    if let Some(sim) = &config.awf_simulator {
+        seen.push(("awf_simulator.listen".to_string(), sim.listen));
+    }
     for (name, r) in &config.receivers {
         for (field, addr) in r.listen_addrs() {
             let key = format!("receivers.{name}.{field}");

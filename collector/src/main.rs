@@ -67,6 +67,32 @@ enum Command {
     Loadgen(sluice::loadgen::LoadgenArgs),
     /// An OTLP endpoint that accepts and counts everything (a backend for benchmarks).
     Sink(sluice::sink::SinkArgs),
+    /// Simulate AWF's API: executions listing, SSE event streams, faults, control endpoints.
+    AwfSim(AwfSimArgs),
+}
+
+#[derive(clap::Args)]
+struct AwfSimArgs {
+    /// Address of the simulated AWF API.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Seed of every random choice (same seed, same workflows).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Target events per second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Simulated time runs this many times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Also POST every event to this push endpoint (e.g. http://127.0.0.1:4320/v1/awf/events).
+    #[arg(long)]
+    push_url: Option<String>,
+    /// Stop starting executions after this many.
+    #[arg(long)]
+    max_executions: Option<u64>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -80,7 +106,8 @@ fn init_logging(log: &LogArgs) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if log.format == "json" {
         builder.json().init();
     } else {
@@ -108,6 +135,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::AwfSim(args) => {
+            init_logging(&args.log);
+            let cfg = sluice_receiver_awf::sim::SimConfig {
+                listen: args.listen,
+                seed: args.seed,
+                events_per_second: args.rate,
+                speed: args.speed,
+                push_url: args.push_url,
+                max_executions: args.max_executions,
+                ..Default::default()
+            };
+            if let Err(e) = cfg.validate() {
+                eprintln!("awf-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "AWF simulator on http://{} (GET /executions, /executions/{{id}}/events; POST /sim/faults)",
+                cfg.listen
+            );
+            match runtime().and_then(|rt| {
+                rt.block_on(sluice_receiver_awf::sim::run_simulator(
+                    cfg,
+                    tokio::signal::ctrl_c(),
+                ))
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("awf-sim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sink(args) => {
             match runtime().and_then(|rt| rt.block_on(sluice::sink::run(args))) {
                 Ok(()) => ExitCode::SUCCESS,

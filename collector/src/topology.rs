@@ -18,12 +18,13 @@ pub struct Topology {
     spools: Vec<Spool>,
     drivers: Vec<(String, JoinHandle<()>)>,
     pub listen_addrs: Vec<SocketAddr>,
+    simulator: Option<sluice_receiver_awf::sim::SimHandle>,
 }
 
 impl Topology {
     /// Binds every receiver first (so a port clash fails before anything else starts), then
     /// opens spools (replaying what a previous run left), starts exporters and receivers.
-    pub fn start(config: &Config, storage: &Path) -> anyhow::Result<Topology> {
+    pub async fn start(config: &Config, storage: &Path) -> anyhow::Result<Topology> {
         let mut built: BTreeMap<String, Box<dyn Receiver>> = BTreeMap::new();
         for (name, rc) in &config.receivers {
             if !config.pipelines.iter().any(|p| p.receivers.contains(name)) {
@@ -37,6 +38,18 @@ impl Topology {
                 .build(&format!("receivers.{name}"))
                 .map_err(|e| anyhow::anyhow!("receivers.{name}: {e:#}"))?;
             built.insert(name.clone(), r);
+        }
+
+        let simulator = match &config.awf_simulator {
+            Some(sim) => Some(
+                sluice_receiver_awf::sim::start_simulator(sim.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("awf_simulator: {e:#}"))?,
+            ),
+            None => None,
+        };
+        if let Some(sim) = &simulator {
+            tracing::info!(url = %sim.base_url(), "AWF simulator running");
         }
 
         let mut spools = Vec::new();
@@ -116,6 +129,7 @@ impl Topology {
             receivers.push((name, tokio::spawn(r.run(ctx))));
         }
         Ok(Topology {
+            simulator,
             receiver_stop,
             receivers,
             spools,
@@ -128,6 +142,11 @@ impl Topology {
     /// not delivered by then stays in the spool for the next start; nothing is dropped.
     pub async fn stop(self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
+        if let Some(sim) = self.simulator
+            && let Err(e) = sim.stop().await
+        {
+            tracing::warn!(error = %e, "AWF simulator did not stop cleanly");
+        }
         let _ = self.receiver_stop.send(true);
         for (name, handle) in self.receivers {
             match tokio::time::timeout_at(until, handle).await {

@@ -41,7 +41,11 @@ exporters = ["tempo"]
 }
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v: &AnyValue| v.value.as_ref())
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
 }
 
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
@@ -60,10 +64,21 @@ struct Sent {
 
 fn run_python(protocol: &str, endpoint: &str, run_id: &str) -> Sent {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
-    let out = Command::new(support::python()).arg(&script).arg(protocol).arg(endpoint).arg(run_id).output().expect("run python");
-    assert!(out.status.success(), "python SDK failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(support::python())
+        .arg(&script)
+        .arg(protocol)
+        .arg(endpoint)
+        .arg(run_id)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python SDK failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
@@ -71,27 +86,63 @@ fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
     let rs = server.resource_spans();
     let (resource, spans): (Vec<_>, Vec<_>) = rs
         .iter()
-        .filter(|r| r.resource.as_ref().is_some_and(|res| string_attr(&res.attributes, "service.instance.id").as_deref() == Some(run_id)))
-        .flat_map(|r| r.scope_spans.iter().flat_map(move |s| s.spans.iter().map(move |sp| (r.resource.clone(), (s.scope.clone(), sp.clone())))))
+        .filter(|r| {
+            r.resource.as_ref().is_some_and(|res| {
+                string_attr(&res.attributes, "service.instance.id").as_deref() == Some(run_id)
+            })
+        })
+        .flat_map(|r| {
+            r.scope_spans.iter().flat_map(move |s| {
+                s.spans
+                    .iter()
+                    .map(move |sp| (r.resource.clone(), (s.scope.clone(), sp.clone())))
+            })
+        })
         .unzip();
     assert_eq!(spans.len(), 2, "{run_id}: parent and child");
     let res = resource[0].as_ref().unwrap();
-    assert_eq!(string_attr(&res.attributes, "service.name").as_deref(), Some("py-interop"));
-    let (scope, child) = spans.iter().find(|(_, s)| s.name == "child").expect("child span");
-    let (_, parent) = spans.iter().find(|(_, s)| s.name == "parent").expect("parent span");
+    assert_eq!(
+        string_attr(&res.attributes, "service.name").as_deref(),
+        Some("py-interop")
+    );
+    let (scope, child) = spans
+        .iter()
+        .find(|(_, s)| s.name == "child")
+        .expect("child span");
+    let (_, parent) = spans
+        .iter()
+        .find(|(_, s)| s.name == "parent")
+        .expect("parent span");
     assert_eq!(scope.as_ref().unwrap().name, "interop.tracer");
     assert_eq!(hex::encode(&child.trace_id), sent.trace_id);
     assert_eq!(hex::encode(&parent.span_id), sent.parent_span_id);
     assert_eq!(hex::encode(&child.span_id), sent.child_span_id);
     assert_eq!(child.parent_span_id, parent.span_id);
-    assert_eq!(attr(&child.attributes, "tokens"), Some(&Value::IntValue(1234)));
-    assert_eq!(attr(&child.attributes, "cost"), Some(&Value::DoubleValue(0.25)));
-    assert_eq!(attr(&child.attributes, "cached"), Some(&Value::BoolValue(true)));
-    assert!(matches!(attr(&child.attributes, "agents"), Some(Value::ArrayValue(a)) if a.values.len() == 2));
+    assert_eq!(
+        attr(&child.attributes, "tokens"),
+        Some(&Value::IntValue(1234))
+    );
+    assert_eq!(
+        attr(&child.attributes, "cost"),
+        Some(&Value::DoubleValue(0.25))
+    );
+    assert_eq!(
+        attr(&child.attributes, "cached"),
+        Some(&Value::BoolValue(true))
+    );
+    assert!(
+        matches!(attr(&child.attributes, "agents"), Some(Value::ArrayValue(a)) if a.values.len() == 2)
+    );
     assert_eq!(child.events.len(), 1);
     assert_eq!(child.events[0].name, "retry");
-    assert_eq!(child.status.as_ref().map(|s| (s.code, s.message.as_str())), Some((2, "agent failed")));
-    assert_eq!(string_attr(&parent.attributes, "run.id").as_deref(), Some(run_id));
+    assert_eq!(
+        child.status.as_ref().map(|s| (s.code, s.message.as_str())),
+        Some((2, "agent failed"))
+    );
+    assert_eq!(
+        string_attr(&parent.attributes, "run.id").as_deref(),
+        Some(run_id)
+    );
 
     // Logs: both records with severity, body, attributes and the trace context.
     let logs: Vec<_> = server
@@ -100,21 +151,39 @@ fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
         .filter(|l| string_attr(&l.attributes, "run.id").as_deref() == Some(run_id))
         .collect();
     assert_eq!(logs.len(), 2, "{run_id}: two log records");
-    let err = logs.iter().find(|l| l.severity_number == 17).expect("ERROR record");
-    assert_eq!(err.body.as_ref().and_then(|b| b.value.clone()), Some(Value::StringValue(format!("step failed for {run_id}"))));
+    let err = logs
+        .iter()
+        .find(|l| l.severity_number == 17)
+        .expect("ERROR record");
+    assert_eq!(
+        err.body.as_ref().and_then(|b| b.value.clone()),
+        Some(Value::StringValue(format!("step failed for {run_id}")))
+    );
     assert_eq!(hex::encode(&err.trace_id), sent.trace_id);
     assert_eq!(hex::encode(&err.span_id), sent.child_span_id);
-    assert_eq!(string_attr(&err.attributes, "step").as_deref(), Some("plan"));
+    assert_eq!(
+        string_attr(&err.attributes, "step").as_deref(),
+        Some("plan")
+    );
 
     // Metrics: each instrument with its value.
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
     let metrics: Vec<_> = server
         .resource_metrics()
         .into_iter()
-        .filter(|r| r.resource.as_ref().is_some_and(|res| string_attr(&res.attributes, "service.instance.id").as_deref() == Some(run_id)))
+        .filter(|r| {
+            r.resource.as_ref().is_some_and(|res| {
+                string_attr(&res.attributes, "service.instance.id").as_deref() == Some(run_id)
+            })
+        })
         .flat_map(|r| r.scope_metrics.into_iter().flat_map(|s| s.metrics))
         .collect();
-    let find = |name: &str| metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{run_id}: metric {name} missing"));
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{run_id}: metric {name} missing"))
+    };
     let sum_value = |name: &str| match &find(name).data {
         Some(Data::Sum(s)) => match s.data_points[0].value {
             Some(number_data_point::Value::AsInt(v)) => v as f64,
@@ -133,7 +202,10 @@ fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
         other => panic!("histogram: {other:?}"),
     }
     match &find("interop.temperature").data {
-        Some(Data::Gauge(g)) => assert_eq!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(21.5))),
+        Some(Data::Gauge(g)) => assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(21.5))
+        ),
         other => panic!("gauge: {other:?}"),
     }
     assert_eq!(find("interop.latency").unit, "ms");
@@ -144,22 +216,46 @@ async fn python_sdk_over_grpc_and_http_arrives_intact() {
     let backend = OtlpTestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_port(), free_port());
-    let config = write_config(dir.path(), "sluice.toml", &pipeline_config(grpc, http, &backend.grpc_endpoint()));
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &pipeline_config(grpc, http, &backend.grpc_endpoint()),
+    );
     let sluice = Sluice::start(&config, &dir.path().join("data")).await;
 
     let over_grpc = run_python("grpc", &format!("127.0.0.1:{grpc}"), "run-grpc");
     let over_http = run_python("http", &format!("http://127.0.0.1:{http}"), "run-http");
-    assert!(backend.wait_for_spans(4, Duration::from_secs(20)).await, "spans: {}", backend.span_count());
-    assert!(backend.wait_for_log_records(4, Duration::from_secs(20)).await);
-    assert!(backend.wait_for_metric_points(8, Duration::from_secs(20)).await);
+    assert!(
+        backend.wait_for_spans(4, Duration::from_secs(20)).await,
+        "spans: {}",
+        backend.span_count()
+    );
+    assert!(
+        backend
+            .wait_for_log_records(4, Duration::from_secs(20))
+            .await
+    );
+    assert!(
+        backend
+            .wait_for_metric_points(8, Duration::from_secs(20))
+            .await
+    );
     check_run(&backend, "run-grpc", &over_grpc);
     check_run(&backend, "run-http", &over_http);
 
     // Self-metrics count what came in and what went out, per component.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let accepted = sluice.metric("sluice_receiver_accepted_items_total{component_id=\"receivers.otlp\"").await;
-    assert!(accepted >= 16.0, "accepted {accepted}\n{}", sluice.get("/metrics").await.1);
-    let sent = sluice.metric("sluice_exporter_sent_items_total{component_id=\"exporters.tempo\"").await;
+    let accepted = sluice
+        .metric("sluice_receiver_accepted_items_total{component_id=\"receivers.otlp\"")
+        .await;
+    assert!(
+        accepted >= 16.0,
+        "accepted {accepted}\n{}",
+        sluice.get("/metrics").await.1
+    );
+    let sent = sluice
+        .metric("sluice_exporter_sent_items_total{component_id=\"exporters.tempo\"")
+        .await;
     assert!(sent >= 16.0, "sent {sent}");
 }
 
@@ -175,12 +271,22 @@ async fn admin_endpoints_reload_and_bad_reload() {
     assert_eq!(sluice.get("/-/healthy").await.0, 200);
     let (code, metrics) = sluice.get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("sluice_config_last_load_successful 1"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_config_last_load_successful 1"),
+        "{metrics}"
+    );
 
     // A changed config: the HTTP listener moves to another port.
     let http2 = free_port();
-    std::fs::write(&config, text.replace(&format!("127.0.0.1:{http}"), &format!("127.0.0.1:{http2}"))).unwrap();
-    assert_eq!(sluice.post("/-/reload").await, (200, "config reloaded\n".to_string()));
+    std::fs::write(
+        &config,
+        text.replace(&format!("127.0.0.1:{http}"), &format!("127.0.0.1:{http2}")),
+    )
+    .unwrap();
+    assert_eq!(
+        sluice.post("/-/reload").await,
+        (200, "config reloaded\n".to_string())
+    );
     let body = sluice::loadgen::build_request(3, 1, 42);
     let client = reqwest::Client::new();
     let post = |port: u16| {
@@ -200,12 +306,25 @@ async fn admin_endpoints_reload_and_bad_reload() {
     assert!(post(http).await.is_err(), "old port is closed after reload");
 
     // A broken config is refused with its location; the running one keeps serving.
-    std::fs::write(&config, text.replace("type = \"batch\"", "type = \"batch\"\nbogus = 1")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("type = \"batch\"", "type = \"batch\"\nbogus = 1"),
+    )
+    .unwrap();
     let (code, msg) = sluice.get("/-/reload").await;
     assert_eq!(code, 400);
-    assert!(msg.contains("sluice.toml:") && msg.contains("processors.batch.bogus"), "{msg}");
+    assert!(
+        msg.contains("sluice.toml:") && msg.contains("processors.batch.bogus"),
+        "{msg}"
+    );
     assert_eq!(post(http2).await.unwrap(), 200);
-    assert!(sluice.get("/metrics").await.1.contains("sluice_config_last_load_successful 0"));
+    assert!(
+        sluice
+            .get("/metrics")
+            .await
+            .1
+            .contains("sluice_config_last_load_successful 0")
+    );
     assert!(backend.wait_for_spans(6, Duration::from_secs(10)).await);
 
     // SIGHUP reloads too (back to a valid file).
@@ -213,7 +332,10 @@ async fn admin_endpoints_reload_and_bad_reload() {
     sluice.signal(libc::SIGHUP);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while post(http).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP reload did not happen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP reload did not happen"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -223,7 +345,11 @@ async fn sigterm_drains_accepted_data_and_keeps_the_rest_for_next_start() {
     let backend = OtlpTestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_port(), free_port());
-    let config = write_config(dir.path(), "sluice.toml", &pipeline_config(grpc, http, &backend.grpc_endpoint()));
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &pipeline_config(grpc, http, &backend.grpc_endpoint()),
+    );
     let storage = dir.path().join("data");
 
     // Backend up: everything acknowledged before SIGTERM is delivered before exit.
@@ -233,7 +359,11 @@ async fn sigterm_drains_accepted_data_and_keeps_the_rest_for_next_start() {
         let body = prost::Message::encode_to_vec(&sluice::loadgen::build_request(20, 1, seed));
         client.send(body.into()).await.expect("accepted");
     }
-    assert!(sluice.terminate(Duration::from_secs(30)), "clean exit; log:\n{}", sluice.log_text());
+    assert!(
+        sluice.terminate(Duration::from_secs(30)),
+        "clean exit; log:\n{}",
+        sluice.log_text()
+    );
     assert_eq!(backend.span_count(), 1000, "drained before exit");
 
     // Backend down: SIGTERM leaves the data in the spool; the next start delivers it.
@@ -242,10 +372,21 @@ async fn sigterm_drains_accepted_data_and_keeps_the_rest_for_next_start() {
     let mut client = support::TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     for seed in 100..110 {
         let body = prost::Message::encode_to_vec(&sluice::loadgen::build_request(10, 1, seed));
-        client.send(body.into()).await.expect("accepted while backend is down");
+        client
+            .send(body.into())
+            .await
+            .expect("accepted while backend is down");
     }
-    assert!(sluice.terminate(Duration::from_secs(20)), "exits at the drain deadline; log:\n{}", sluice.log_text());
+    assert!(
+        sluice.terminate(Duration::from_secs(20)),
+        "exits at the drain deadline; log:\n{}",
+        sluice.log_text()
+    );
     backend.restart().await;
     let _sluice = Sluice::start(&config, &storage).await;
-    assert!(backend.wait_for_spans(1100, Duration::from_secs(20)).await, "got {}", backend.span_count());
+    assert!(
+        backend.wait_for_spans(1100, Duration::from_secs(20)).await,
+        "got {}",
+        backend.span_count()
+    );
 }

@@ -6,7 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 pub struct Sluice {
@@ -44,7 +48,13 @@ impl Sluice {
             .stderr(log_file)
             .spawn()
             .expect("spawn sluice");
-        Sluice { child, admin: format!("http://127.0.0.1:{port}"), config: config.to_owned(), storage: storage.to_owned(), log }
+        Sluice {
+            child,
+            admin: format!("http://127.0.0.1:{port}"),
+            config: config.to_owned(),
+            storage: storage.to_owned(),
+            log,
+        }
     }
 
     pub async fn wait_ready(&self, timeout: Duration) {
@@ -56,7 +66,11 @@ impl Sluice {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "sluice not ready in {timeout:?}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "sluice not ready in {timeout:?}; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -66,12 +80,20 @@ impl Sluice {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::Client::new().get(format!("{}{path}", self.admin)).send().await.expect("admin request");
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin request");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
     pub async fn post(&self, path: &str) -> (u16, String) {
-        let r = reqwest::Client::new().post(format!("{}{path}", self.admin)).send().await.expect("admin request");
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin request");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
@@ -149,18 +171,30 @@ impl TraceClient {
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(10))
             .connect_lazy();
-        TraceClient { grpc: tonic::client::Grpc::new(channel) }
+        TraceClient {
+            grpc: tonic::client::Grpc::new(channel),
+        }
     }
 
     pub async fn send(&mut self, body: bytes::Bytes) -> Result<(), tonic::Status> {
-        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-        self.grpc.unary(tonic::Request::new(body), path, sluice::loadgen::RawCodec).await.map(|_| ())
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        );
+        self.grpc
+            .unary(tonic::Request::new(body), path, sluice::loadgen::RawCodec)
+            .await
+            .map(|_| ())
     }
 }
 
 /// Span ids of a request built by `sluice::loadgen::build_request`, as u64.
-pub fn span_ids(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> Vec<u64> {
+pub fn span_ids(
+    req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Vec<u64> {
     req.resource_spans
         .iter()
         .flat_map(|r| &r.scope_spans)

@@ -2,4 +2,4 @@
 #![allow(dead_code)]
 
 pub mod otlp;
-pub mod prometheus;
+pub use sluice_testkit::prometheus;

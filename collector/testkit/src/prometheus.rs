@@ -1,7 +1,7 @@
 //! Runs the real Prometheus server (Debian's `prometheus` package) as a remote-write receiver
 //! for a test, and queries it over its HTTP API.
 //!
-//! The idea to copy: start the real backend as a child process on a free loopback port with a
+//! Start the real backend as a child process on a free loopback port with a
 //! throw-away data directory, wait for its readiness endpoint, and kill it on drop. A missing
 //! binary is a test failure with instructions, never a silent skip.
 //!
