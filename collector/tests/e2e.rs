@@ -178,9 +178,11 @@ fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
         })
         .flat_map(|r| r.scope_metrics.into_iter().flat_map(|s| s.metrics))
         .collect();
+    // The last export round holds the final cumulative values.
     let find = |name: &str| {
         metrics
             .iter()
+            .rev()
             .find(|m| m.name == name)
             .unwrap_or_else(|| panic!("{run_id}: metric {name} missing"))
     };
@@ -192,12 +194,12 @@ fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
         },
         other => panic!("{name}: {other:?}"),
     };
-    assert_eq!(sum_value("interop.requests"), 5.0);
-    assert_eq!(sum_value("interop.queue"), 5.0);
+    assert_eq!(sum_value("interop.requests"), 10.0);
+    assert_eq!(sum_value("interop.queue"), 10.0);
     match &find("interop.latency").data {
         Some(Data::Histogram(h)) => {
-            assert_eq!(h.data_points[0].count, 4);
-            assert_eq!(h.data_points[0].sum, Some(313.0));
+            assert_eq!(h.data_points[0].count, 8);
+            assert_eq!(h.data_points[0].sum, Some(626.0));
         }
         other => panic!("histogram: {other:?}"),
     }

@@ -4,6 +4,7 @@ Usage: otel_send.py grpc|http ENDPOINT RUN_ID
 Prints one JSON line with the ids the Rust test then looks for at the backend.
 """
 import json
+import time
 import logging
 import sys
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import View, ExponentialBucketHistogramAggregation
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.trace import Status, StatusCode
@@ -42,7 +44,11 @@ tracer_provider = TracerProvider(resource=resource)
 tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
 tracer = tracer_provider.get_tracer("interop.tracer", "1.2.3")
 
-meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)])
+meter_provider = MeterProvider(
+    resource=resource,
+    metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)],
+    views=[View(instrument_name="interop.payload", aggregation=ExponentialBucketHistogramAggregation(max_size=160))],
+)
 meter = meter_provider.get_meter("interop.meter")
 
 logger_provider = LoggerProvider(resource=resource)
@@ -67,16 +73,25 @@ with tracer.start_as_current_span("parent", attributes={"run.id": run_id, "awf.s
     child_span_id = format(child.get_span_context().span_id, "016x")
 
 counter = meter.create_counter("interop.requests", unit="{request}", description="requests")
-counter.add(5, {"run.id": run_id, "route": "/a"})
 updown = meter.create_up_down_counter("interop.queue", unit="1")
-updown.add(7, {"run.id": run_id})
-updown.add(-2, {"run.id": run_id})
 hist = meter.create_histogram("interop.latency", unit="ms")
-for v in (3, 12, 48, 250):
-    hist.record(v, {"run.id": run_id})
+payload = meter.create_histogram("interop.payload", unit="By")
 meter.create_observable_gauge("interop.temperature", callbacks=[lambda _: [Observation(21.5, {"run.id": run_id})]], unit="Cel")
 
-ok = meter_provider.force_flush(10_000)
+# Two export rounds a little apart, so rate() over the exported series has something to see.
+ok = True
+for round_ in range(2):
+    counter.add(5, {"run.id": run_id, "route": "/a"})
+    updown.add(7, {"run.id": run_id})
+    updown.add(-2, {"run.id": run_id})
+    for v in (3, 12, 48, 250):
+        hist.record(v, {"run.id": run_id})
+    for v in (100, 200, 300):
+        payload.record(v, {"run.id": run_id})
+    ok = meter_provider.force_flush(10_000) and ok
+    if round_ == 0:
+        time.sleep(1.5)
+
 tracer_provider.shutdown()
 logger_provider.shutdown()
 meter_provider.shutdown()
