@@ -41,7 +41,8 @@ fn typed<T: DeserializeOwned>(
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
     Otlp(otlp_receiver::Config),
-    Awf(awf::Config),
+    // Boxed: the AWF receiver's config is several times larger than the others.
+    Awf(Box<awf::Config>),
 }
 
 impl ReceiverConfig {
@@ -52,7 +53,7 @@ impl ReceiverConfig {
             otlp_receiver::TYPE_NAME => {
                 typed(body, otlp_receiver::Config::validate).map(Self::Otlp)
             }
-            awf::TYPE_NAME => typed(body, awf::Config::validate).map(Self::Awf),
+            awf::TYPE_NAME => typed(body, awf::Config::validate).map(|c| Self::Awf(Box::new(c))),
             _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
         }
     }

@@ -95,7 +95,7 @@ async fn items_flow_to_the_backend_and_spool_is_trimmed() {
     .span_id
     .clone();
     assert!(server.spans().iter().any(|s| s.span_id == expected));
-    assert_eq!(rig.router.accepts(Signal::Metrics), false);
+    assert!(!rig.router.accepts(Signal::Metrics));
     assert!(matches!(
         rig.router
             .consume(Item::new(Signal::Metrics, Bytes::new(), 0))

@@ -94,7 +94,7 @@ exporters = ["mimir"]
         10.0
     );
     assert_eq!(
-        eventually_value(&prom, &format!(r#"interop_requests_total{{route="/a"}}"#)).await,
+        eventually_value(&prom, r#"interop_requests_total{route="/a"}"#).await,
         10.0
     );
     // Non-monotonic sum: a gauge, no `_total`; dimensionless unit `1` adds nothing.

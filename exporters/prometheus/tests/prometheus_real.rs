@@ -9,11 +9,11 @@ mod support;
 use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal};
 use sluice_exporter_prometheus::remote_write::Protocol;
 use sluice_exporter_prometheus::{Config, ProtocolVersion, RemoteWriteExporter, build};
+use sluice_testkit::prometheus::{PrometheusServer, VectorSample};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use support::otlp::*;
-use support::prometheus::{PrometheusServer, VectorSample};
 
 const STEP_MS: u64 = 15_000;
 const POINTS: u64 = 12;

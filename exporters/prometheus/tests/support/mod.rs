@@ -2,4 +2,3 @@
 #![allow(dead_code)]
 
 pub mod otlp;
-pub use sluice_testkit::prometheus;
