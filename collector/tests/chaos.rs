@@ -12,7 +12,7 @@ use sluice_testkit::otlp::OtlpTestServer;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{Sluice, TraceClient, free_port, span_ids, write_config};
 
 fn config(grpc: u16, backend: &str, spool: &str) -> String {
@@ -388,4 +388,176 @@ async fn damaged_spool_files_are_recovered_at_start() {
         1.0
     );
     assert!(Path::new(&seg).exists());
+}
+
+/// One gauge point per series for `series` series at timestamp `ts_ms`, value = `round`.
+fn metrics_request(
+    round: u64,
+    series: u64,
+    ts_ms: u64,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let points = (0..series)
+        .map(|s| NumberDataPoint {
+            attributes: vec![KeyValue {
+                key: "series".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(s.to_string())),
+                }),
+                ..Default::default()
+            }],
+            time_unix_nano: ts_ms * 1_000_000,
+            value: Some(number_data_point::Value::AsDouble(round as f64)),
+            ..Default::default()
+        })
+        .collect();
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "chaos.points".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_real_prometheus_down_loses_no_acknowledged_sample() {
+    let seed: u64 = std::env::var("SLUICE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261122);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let prom_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            r#"
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.http]
+endpoint = "127.0.0.1:{http}"
+[processors.batch]
+type = "batch"
+timeout = "20ms"
+[exporters.mimir]
+type = "prometheus_remote_write"
+url = "http://127.0.0.1:{prom_port}/api/v1/write"
+shards = 8
+[exporters.mimir.retry]
+initial_interval = "20ms"
+max_interval = "200ms"
+[[pipelines]]
+name = "metrics"
+signals = ["metrics"]
+receivers = ["otlp"]
+processors = ["batch"]
+exporters = ["mimir"]
+[pipelines.spool]
+fsync = "always"
+"#
+        ),
+    );
+    let storage = dir.path().join("data");
+    let mut sluice = Sluice::start(&cfg, &storage).await;
+
+    // 200 rounds x 500 series = 100,000 samples, each series in time order. The client resends
+    // a round until it is acknowledged, as OTLP clients do.
+    let base_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 300_000;
+    let acked = Arc::new(Mutex::new(0u64));
+    let sender = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for round in 0..200u64 {
+                let body = prost::Message::encode_to_vec(&metrics_request(
+                    round,
+                    500,
+                    base_ms + round * 1000,
+                ));
+                loop {
+                    let sent = client
+                        .post(format!("http://127.0.0.1:{http}/v1/metrics"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if matches!(&sent, Ok(r) if r.status().is_success()) {
+                        *acked.lock().unwrap() += 500;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut kills_during_intake = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..300))).await;
+        if !sender.is_finished() {
+            kills_during_intake += 1;
+        }
+        sluice.kill9();
+        sluice = Sluice::start(&cfg, &storage).await;
+    }
+    sender.await.unwrap();
+    assert!(
+        kills_during_intake >= 5,
+        "only {kills_during_intake} kills during intake"
+    );
+    assert_eq!(*acked.lock().unwrap(), 100_000);
+
+    // The backend comes up where Sluice has been retrying all along.
+    let prom = sluice_testkit::prometheus::PrometheusServer::start_on(prom_port).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let query = "sum(count_over_time(chaos_points[10m]))";
+    let stored = loop {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let v = prom
+            .query(query, now)
+            .await
+            .first()
+            .and_then(|s| s.value.clone())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if v >= 100_000.0 || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        stored,
+        100_000.0,
+        "every acknowledged sample is in Prometheus; log:\n{}",
+        sluice.log_text()
+    );
+    let rejected = sluice.metric("sluice_exporter_dropped_items_total").await;
+    assert_eq!(
+        rejected, 0.0,
+        "no sample was refused (out-of-order or otherwise)"
+    );
+    println!(
+        "chaos/prometheus: {kills_during_intake} SIGKILLs during intake, 100000 samples acknowledged and stored"
+    );
 }

@@ -81,6 +81,12 @@ impl PrometheusServer {
     /// Starts Prometheus with the remote-write receiver, native histograms and exemplar
     /// storage on, and no scrape jobs, then waits until `/-/ready` answers 200.
     pub async fn start() -> PrometheusServer {
+        Self::start_on(free_port()).await
+    }
+
+    /// Like `start`, on a given loopback port (to bring a backend up where a collector was
+    /// already pointed while it was down).
+    pub async fn start_on(port: u16) -> PrometheusServer {
         let bin = find_binary();
         let version = version_of(&bin);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -88,7 +94,7 @@ impl PrometheusServer {
         std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write config");
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(&bin)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
