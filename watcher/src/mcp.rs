@@ -1,0 +1,240 @@
+//! A small client for mcp-grafana over MCP streamable HTTP (protocol 2025-11-25), used as an
+//! optional extra investigation source.
+//!
+//! `initialize` → `notifications/initialized` → `tools/call`, echoing `Mcp-Session-Id` and
+//! `MCP-Protocol-Version`; a reply may be JSON or an SSE stream; a 404 means the session
+//! expired and the call is retried once on a new one. No `Origin` header is sent.
+
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+pub struct McpClient {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    prometheus_uid: String,
+    session: tokio::sync::Mutex<Option<String>>,
+    next_id: AtomicU64,
+}
+
+enum CallError {
+    SessionExpired,
+    Other(String),
+}
+
+impl McpClient {
+    pub fn new(url: &str, token: Option<String>, prometheus_uid: &str) -> McpClient {
+        McpClient {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            url: url.to_owned(),
+            token,
+            prometheus_uid: prometheus_uid.to_owned(),
+            session: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn request(&self, session: Option<&str>) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(s) = session {
+            r = r
+                .header("Mcp-Session-Id", s)
+                .header("MCP-Protocol-Version", PROTOCOL_VERSION);
+        }
+        r
+    }
+
+    async fn open_session(&self) -> Result<Option<String>, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let init = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
+            "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
+            "clientInfo": {"name": "sluice-watcher", "version": env!("CARGO_PKG_VERSION")}}});
+        let resp = self
+            .request(None)
+            .json(&init)
+            .send()
+            .await
+            .map_err(|e| format!("mcp initialize: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("mcp initialize: HTTP {}", resp.status()));
+        }
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let reply = read_reply(resp, id).await?;
+        if let Some(e) = reply.get("error") {
+            return Err(format!("mcp initialize: {e}"));
+        }
+        let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        let r = self
+            .request(session.as_deref())
+            .json(&note)
+            .send()
+            .await
+            .map_err(|e| format!("mcp initialized: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("mcp initialized: HTTP {}", r.status()));
+        }
+        Ok(session)
+    }
+
+    async fn call_once(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        let resp = self
+            .request(session)
+            .json(&msg)
+            .send()
+            .await
+            .map_err(|e| CallError::Other(format!("mcp {method}: {e}")))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(CallError::SessionExpired);
+        }
+        if !resp.status().is_success() {
+            return Err(CallError::Other(format!(
+                "mcp {method}: HTTP {}",
+                resp.status()
+            )));
+        }
+        let reply = read_reply(resp, id).await.map_err(CallError::Other)?;
+        if let Some(e) = reply.get("error") {
+            return Err(CallError::Other(format!("mcp {method}: {e}")));
+        }
+        Ok(reply["result"].clone())
+    }
+
+    /// One JSON-RPC call, re-initializing once if the session expired.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, String> {
+        let mut guard = self.session.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.open_session().await?.unwrap_or_default());
+        }
+        let s = guard.clone().filter(|s| !s.is_empty());
+        match self.call_once(s.as_deref(), method, &params).await {
+            Ok(v) => Ok(v),
+            Err(CallError::SessionExpired) => {
+                let fresh = self.open_session().await?.unwrap_or_default();
+                *guard = Some(fresh.clone());
+                let s = Some(fresh).filter(|s| !s.is_empty());
+                match self.call_once(s.as_deref(), method, &params).await {
+                    Ok(v) => Ok(v),
+                    Err(CallError::SessionExpired) => Err(format!("mcp {method}: session refused")),
+                    Err(CallError::Other(e)) => Err(e),
+                }
+            }
+            Err(CallError::Other(e)) => Err(e),
+        }
+    }
+
+    /// `query_prometheus` (instant, now); returns the tool's text content.
+    pub async fn query_prometheus(&self, expr: &str) -> Result<String, String> {
+        let r = self
+            .call(
+                "tools/call",
+                json!({"name":"query_prometheus","arguments":{
+                    "datasourceUid": self.prometheus_uid, "expr": expr,
+                    "queryType": "instant", "endTime": "now"}}),
+            )
+            .await?;
+        let text = r["content"]
+            .as_array()
+            .and_then(|c| c.iter().find_map(|x| x["text"].as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        if r["isError"].as_bool() == Some(true) {
+            return Err(format!("query_prometheus: {text}"));
+        }
+        Ok(text)
+    }
+}
+
+/// The JSON-RPC response with `id`, from a JSON body or an SSE stream.
+async fn read_reply(resp: reqwest::Response, id: u64) -> Result<Value, String> {
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let body = crate::backends::read_limited(resp, 4 << 20).await?;
+    let text = String::from_utf8_lossy(&body);
+    if !is_sse {
+        return serde_json::from_str(&text).map_err(|e| format!("mcp: invalid JSON: {e}"));
+    }
+    for data in sse_data(&text) {
+        if let Ok(v) = serde_json::from_str::<Value>(&data)
+            && v["id"].as_u64() == Some(id)
+        {
+            return Ok(v);
+        }
+    }
+    Err("mcp: no response in the event stream".into())
+}
+
+/// `data` payloads of complete SSE events (CR, LF or CRLF line ends; one leading space
+/// stripped; an unterminated last event is dropped).
+pub fn sse_data(text: &str) -> Vec<String> {
+    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = Vec::new();
+    let mut data: Option<String> = None;
+    let mut lines: Vec<&str> = normalized.split('\n').collect();
+    // The piece after the last '\n' is an unterminated line.
+    lines.pop();
+    for line in lines {
+        if line.is_empty() {
+            if let Some(d) = data.take() {
+                out.push(d);
+            }
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        if field == "data" {
+            let d = data.get_or_insert_with(String::new);
+            if !d.is_empty() {
+                d.push('\n');
+            }
+            d.push_str(value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse() {
+        assert_eq!(
+            sse_data(
+                "event: message\r\ndata: {\"a\":1}\r\n\r\n: c\ndata:x\ndata: y\n\ndata: partial\n"
+            ),
+            vec!["{\"a\":1}".to_owned(), "x\ny".to_owned()]
+        );
+    }
+}
