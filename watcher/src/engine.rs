@@ -264,8 +264,13 @@ impl Shared {
         {
             let mut st = self.state.lock();
             for inc in &fresh {
-                if st.by_key.contains_key(&inc.key) {
-                    continue; // a concurrent request queued it first
+                if let Some(existing) = st.by_key.get(&inc.key).cloned() {
+                    // A concurrent request queued it first: this one is a duplicate.
+                    if let Some(i) = st.incidents.get_mut(&existing) {
+                        i.repeats += 1;
+                        i.last_seen_ms = now;
+                    }
+                    continue;
                 }
                 st.by_key.insert(inc.key.clone(), inc.id.clone());
                 st.incidents.insert(inc.id.clone(), inc.clone());
