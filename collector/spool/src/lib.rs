@@ -98,6 +98,14 @@ impl SpoolConfig {
     }
 }
 
+/// fsyncs done by `interval` syncer threads in this process (for tests and diagnostics).
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `interval` fsyncs this process has run so far.
+pub fn interval_fsyncs() -> u64 {
+    FSYNCS.load(Ordering::Relaxed)
+}
+
 /// Retry-After given to clients refused because the spool is full.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most appends, and bytes, the writer folds into one write.
@@ -678,19 +686,96 @@ struct Writer {
     next_seq: u64,
     file: Option<File>,
     buf: Vec<u8>,
-    dirty: bool,
-    last_sync: Instant,
+    /// With `fsync = "interval"`: the thread that syncs, so appends never wait behind an fsync.
+    syncer: Option<(Arc<IntervalSyncer>, thread::JoinHandle<()>)>,
+}
+
+/// Runs `interval` fsyncs off the writer thread. Under steady load the writer never idles, so
+/// syncing from its own loop would either stall appends behind a large fsync or never happen.
+struct IntervalSyncer {
+    name: String,
+    interval: Duration,
+    /// A handle on the segment being written, and whether it has unsynced writes.
+    active: Mutex<Option<File>>,
+    dirty: AtomicBool,
+    /// Segments closed since the last round; each gets a final sync.
+    rotated: Mutex<Vec<File>>,
+    stop: AtomicBool,
+}
+
+impl IntervalSyncer {
+    fn run(&self) {
+        loop {
+            let stopping = self.stop.load(Ordering::Acquire);
+            if !stopping {
+                thread::park_timeout(self.interval);
+            }
+            for f in std::mem::take(&mut *self.rotated.lock()) {
+                self.sync(&f);
+            }
+            if self.dirty.swap(false, Ordering::AcqRel) {
+                let active = self.active.lock().as_ref().and_then(|f| f.try_clone().ok());
+                if let Some(f) = active {
+                    self.sync(&f);
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    fn sync(&self, f: &File) {
+        FSYNCS.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        if let Err(e) = f.sync_data() {
+            tracing::error!(spool = %self.name, error = %e, "fsync failed");
+        }
+        metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => self.name.clone())
+            .record(start.elapsed().as_secs_f64());
+    }
 }
 
 impl Writer {
     fn new(shared: Arc<Shared>, next_seq: u64) -> Writer {
+        let syncer = (shared.config.fsync == Fsync::Interval).then(|| {
+            let syncer = Arc::new(IntervalSyncer {
+                name: shared.name.clone(),
+                interval: shared.config.fsync_interval.0,
+                active: Mutex::new(None),
+                dirty: AtomicBool::new(false),
+                rotated: Mutex::new(Vec::new()),
+                stop: AtomicBool::new(false),
+            });
+            let runner = syncer.clone();
+            let handle = thread::Builder::new()
+                .name(format!("spool-sync-{}", shared.name))
+                .spawn(move || runner.run());
+            (syncer, handle)
+        });
+        // A syncer that could not start leaves `interval` acking after write() only, which is
+        // still kill -9 safe; say so rather than fail.
+        let syncer = match syncer {
+            Some((s, Ok(h))) => Some((s, h)),
+            Some((_, Err(e))) => {
+                tracing::error!(spool = %shared.name, error = %e, "cannot start the fsync thread; data is written but not fsynced");
+                None
+            }
+            None => None,
+        };
         Writer {
             shared,
             next_seq,
             file: None,
             buf: Vec::with_capacity(1 << 20),
-            dirty: false,
-            last_sync: Instant::now(),
+            syncer,
+        }
+    }
+
+    /// Points the syncer at the segment now being written.
+    fn track_active(&self) {
+        if let (Some((syncer, _)), Some(f)) = (&self.syncer, &self.file) {
+            *syncer.active.lock() = f.try_clone().ok();
         }
     }
 
@@ -714,33 +799,16 @@ impl Writer {
                 self.write_group(&mut group);
                 continue;
             }
-            if self.dirty && self.shared.config.fsync == Fsync::Interval {
-                let interval = self.shared.config.fsync_interval.0;
-                if self.last_sync.elapsed() >= interval {
-                    self.sync();
-                }
-            }
             if self.shared.closed.load(Ordering::Acquire) && self.shared.queue.is_empty() {
-                if self.dirty {
-                    self.sync();
+                if let Some((syncer, handle)) = self.syncer.take() {
+                    syncer.stop.store(true, Ordering::Release);
+                    handle.thread().unpark();
+                    let _ = handle.join();
                 }
                 return;
             }
             thread::park_timeout(Duration::from_millis(50));
         }
-    }
-
-    fn sync(&mut self) {
-        if let Some(f) = self.file.as_ref() {
-            let start = Instant::now();
-            if let Err(e) = f.sync_data() {
-                tracing::error!(spool = %self.shared.name, error = %e, "fsync failed");
-            }
-            metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => self.shared.name.clone())
-                .record(start.elapsed().as_secs_f64());
-        }
-        self.dirty = false;
-        self.last_sync = Instant::now();
     }
 
     /// Opens the newest segment for appending, or starts a new one when it is full.
@@ -758,11 +826,14 @@ impl Writer {
                 && let Some(path) = last_path
             {
                 self.file = Some(OpenOptions::new().append(true).open(path)?);
+                self.track_active();
             }
             return Ok(());
         }
-        if self.dirty && self.shared.config.fsync != Fsync::None {
-            self.sync();
+        // The closed segment gets its final fsync on the syncer thread (with `always` every
+        // group was synced already).
+        if let (Some((syncer, _)), Some(old)) = (&self.syncer, self.file.take()) {
+            syncer.rotated.lock().push(old);
         }
         let path = segment::segment_path(&self.shared.dir, self.next_seq);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -770,6 +841,7 @@ impl Writer {
             File::open(&self.shared.dir)?.sync_all()?;
         }
         self.file = Some(file);
+        self.track_active();
         self.shared.state.lock().segments.push(SegmentMeta {
             first_seq: self.next_seq,
             path,
@@ -804,9 +876,8 @@ impl Writer {
                 }
                 metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => shared.name.clone())
                     .record(start.elapsed().as_secs_f64());
-                self.last_sync = Instant::now();
-            } else {
-                self.dirty = true;
+            } else if let Some((syncer, _)) = &self.syncer {
+                syncer.dirty.store(true, Ordering::Release);
             }
             Ok(now)
         });

@@ -1,6 +1,6 @@
 use super::*;
 use bytes::Bytes;
-use sluice_core::Signal;
+use sluice_core::{DurationStr, Signal};
 
 fn item(n: u32) -> Item {
     Item::new(
@@ -308,4 +308,30 @@ async fn reader_wait_wakes_on_append_and_close() {
     spool.close();
     assert!(!a2.is_finished() || !a2.has_more());
     assert!(spool.append(item(2)).is_err(), "closed spool refuses");
+}
+
+#[tokio::test]
+async fn interval_fsyncs_happen_under_steady_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        fsync: Fsync::Interval,
+        fsync_interval: DurationStr::from_millis(10),
+        segment_bytes: ByteSize::mib(1),
+        ..Default::default()
+    };
+    let (spool, _) = Spool::open("p", dir.path(), config, &names(&["a"])).unwrap();
+    let before = interval_fsyncs();
+    // The writer never idles during this loop: syncs must still happen.
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_millis(300) {
+        spool.append(item(n)).unwrap().await.unwrap();
+        n += 1;
+    }
+    assert!(
+        interval_fsyncs() - before >= 5,
+        "only {} fsyncs in 300ms",
+        interval_fsyncs() - before
+    );
+    spool.close();
 }
