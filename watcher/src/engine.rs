@@ -750,6 +750,10 @@ impl Shared {
         escalated_from: Option<Outcome>,
     ) {
         let finished = |o: Outcome| escalated_from.unwrap_or(o);
+        if self.stopping.load(Ordering::SeqCst) {
+            // Left in its stage: the next start resumes it.
+            return;
+        }
         let now = now_ms();
         // Gates and the start record, atomically with respect to other tasks.
         let gate = {
@@ -1173,7 +1177,14 @@ impl Shared {
                     || (o.name == "awf.workflow" && o.error);
                 if done || failed {
                     v.recovered = Some(done);
-                    v.detail = format!("execution {execution_id} ended with {}", o.name);
+                    v.detail = format!(
+                        "execution {execution_id} ended with {}{}",
+                        o.name,
+                        o.error_message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    );
                     return v;
                 }
             }

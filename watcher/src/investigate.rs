@@ -668,14 +668,19 @@ fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
             ),
         });
         let step = failed.last().and_then(|o| o.step_id.clone());
+        let why = types
+            .first()
+            .map(|(t, n)| format!(" ({t} ×{n})"))
+            .unwrap_or_default();
         wa.candidates.push(Hypothesis {
             cause: "workflow_failure".into(),
             summary: format!(
-                "execution {} failed{}",
+                "execution {} failed{}{why}",
                 last.execution_id.as_deref().unwrap_or("?"),
                 step.map(|s| format!(" at step {s}")).unwrap_or_default()
             ),
-            confidence: 0.6,
+            // About one execution, its failure is the finding; its error pattern is detail.
+            confidence: if dim == Dim::ExecutionId { 0.95 } else { 0.5 },
         });
     }
 
@@ -685,8 +690,20 @@ fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
     } else {
         0.0
     };
+    // A fault that just started is diluted by the healthy attempts before it: also judge the
+    // attempts since the first failure (background noise stays rare there too).
+    let since_first = steps
+        .iter()
+        .position(|o| o.error)
+        .map(|i| &steps[i..])
+        .unwrap_or(&[]);
+    let recent_ratio = if since_first.is_empty() {
+        0.0
+    } else {
+        since_first.iter().filter(|o| o.error).count() as f64 / since_first.len() as f64
+    };
     if nfail >= 3
-        && ratio >= 0.2
+        && (ratio >= 0.2 || recent_ratio >= 0.3)
         && let Some((ty, n)) = types.first()
     {
         let share = *n as f64 / nfail as f64;

@@ -208,7 +208,21 @@ impl Watcher {
     /// an action cut off mid-flight is recorded as interrupted and not repeated.
     pub async fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        let tasks: Vec<_> = std::mem::take(&mut *self.shared.tasks.lock());
+        let all: Vec<_> = std::mem::take(&mut *self.shared.tasks.lock());
+        // A short grace period lets steps that are about to finish write their records (no
+        // new action starts while stopping); the rest is cut and resumes at the next start.
+        let grace = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut tasks = Vec::new();
+        let mut expired = false;
+        for mut t in all {
+            if !expired {
+                match tokio::time::timeout_at(grace, &mut t).await {
+                    Ok(_) => continue,
+                    Err(_) => expired = true,
+                }
+            }
+            tasks.push(t);
+        }
         let background: Vec<_> = std::mem::take(&mut *self.background.lock());
         for t in tasks.iter().chain(background.iter()) {
             t.abort();

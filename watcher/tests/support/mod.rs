@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod loki_query;
+pub mod pipeline;
 pub mod prometheus;
+pub mod tempo;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,9 +43,21 @@ pub async fn serve(router: Router) -> (SocketAddr, tokio::task::JoinHandle<()>) 
 /// A watcher served over HTTP.
 pub struct Harness {
     pub watcher: Watcher,
+    api: Api,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// HTTP access to a served watcher.
+pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Harness {
@@ -53,8 +68,7 @@ impl Harness {
         let (addr, server) = serve(watcher.router()).await;
         Harness {
             watcher,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            api: Api::attach(format!("http://{addr}")),
             server,
         }
     }
@@ -62,6 +76,22 @@ impl Harness {
     pub async fn stop(self) {
         self.server.abort();
         self.watcher.stop().await;
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.watcher.audit_path()).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+            .collect()
+    }
+}
+
+impl Api {
+    pub fn attach(base: String) -> Api {
+        Api {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// POSTs a webhook with a bearer token; returns (status, body).
@@ -144,13 +174,6 @@ impl Harness {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-    }
-
-    pub fn audit(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.watcher.audit_path()).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
-            .collect()
     }
 }
 
