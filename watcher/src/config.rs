@@ -514,3 +514,101 @@ pub(crate) fn check_url(key: &str, s: &str) -> Result<(), String> {
         Err(e) => Err(format!("{key} {s:?} is not a URL: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_and_required_auth() {
+        let c = parse("bearer_token = \"t\"").unwrap();
+        assert_eq!(c.hmac_header, "X-Grafana-Alerting-Signature");
+        assert_eq!(c.replay_window.get(), std::time::Duration::from_secs(300));
+        assert_eq!(
+            c.approval_expiry.get(),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            c.investigation_budget.get(),
+            std::time::Duration::from_secs(5)
+        );
+        assert!(!c.dry_run && !c.kill_switch);
+        let e = parse("").unwrap_err();
+        assert!(e.starts_with("bearer_token"), "{e}");
+        assert!(parse("bearer_token = \"t\"\ntypo = 1").is_err());
+    }
+
+    #[test]
+    fn messages_name_the_key() {
+        for (text, key) in [
+            (
+                "hmac_secret = \"s\"\nhmac_header = \"bad header\"",
+                "hmac_header",
+            ),
+            (
+                "bearer_token = \"t\"\nprometheus_url = \"ftp://x\"",
+                "prometheus_url",
+            ),
+            (
+                "bearer_token = \"t\"\ngrafana_url = \"http://g\"",
+                "grafana_token",
+            ),
+            (
+                "bearer_token = \"t\"\napprovers = [{ name = \"a\", token = \"short\" }]",
+                "approvers.token",
+            ),
+            (
+                "bearer_token = \"t\"\nrate_limit = { nope = { max = 1, per = \"1m\" } }",
+                "rate_limit.nope",
+            ),
+            (
+                "bearer_token = \"t\"\nrate_limit = { default = { max = 0, per = \"1m\" } }",
+                "rate_limit.default",
+            ),
+            (
+                "bearer_token = \"t\"\ncatalogue = \"/nonexistent/c.toml\"",
+                "catalogue",
+            ),
+            (
+                "bearer_token = \"t\"\n[[rules]]\nname = \"r\"\nactions = [\"rm_rf\"]",
+                "rules.actions",
+            ),
+            (
+                "bearer_token = \"t\"\n[[rules]]\nname = \"r\"\nlabels = { a = \"(\" }\nactions = []",
+                "rules.",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.starts_with(key), "{text:?} → {e}");
+        }
+    }
+
+    #[test]
+    fn inline_catalogue_and_vars() {
+        let c = parse(
+            r#"bearer_token = "t"
+vars = { base = "http://awf:8000" }
+[catalogue.scripts.ping]
+http = { method = "GET", url = "{{base}}/health" }
+verify = "none"
+[catalogue.scripts.page]
+command = ["/usr/local/bin/page", "{{who}}"]
+params.who = { from = ["label:team"], pattern = "[a-z]+" }
+[[rules]]
+name = "r"
+actions = ["ping", "page"]
+"#,
+        )
+        .unwrap();
+        let cat = c.load_catalogue().unwrap();
+        assert_eq!(cat.vars["base"], "http://awf:8000");
+        assert_eq!(cat.scripts.len(), 2);
+        assert_eq!(c.rate_limit_for("ping", &cat), RateLimit::default());
+    }
+}

@@ -23,7 +23,7 @@ impl RuleSet {
     pub fn compile(rules: &[Rule], catalogue: &Catalogue) -> Result<RuleSet, String> {
         let mut out = Vec::new();
         for r in rules {
-            let ctx = |e: String| format!("rules.{} ({:?}) {e}", "entry", r.name);
+            let ctx = |e: String| format!("rules.{e} (rule {:?})", r.name);
             if r.name.trim().is_empty() {
                 return Err("rules.name must not be empty".into());
             }
