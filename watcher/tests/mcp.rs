@@ -121,9 +121,11 @@ async fn mcp_grafana_is_queried_with_session_handling() {
         ev["result"][0].as_str().unwrap().contains("researcher"),
         "{ev}"
     );
-    let st = state.lock();
-    assert_eq!(st.sessions, 2, "re-initialized after the 404");
-    let call = &st.calls[0];
+    let (sessions, call) = {
+        let st = state.lock();
+        (st.sessions, st.calls[0].clone())
+    };
+    assert_eq!(sessions, 2, "re-initialized after the 404");
     assert_eq!(call["params"]["name"], "query_prometheus");
     assert_eq!(call["params"]["arguments"]["datasourceUid"], "prom-uid");
     assert_eq!(call["params"]["arguments"]["queryType"], "instant");
@@ -135,6 +137,5 @@ async fn mcp_grafana_is_queried_with_session_handling() {
         .cloned()
         .unwrap();
     assert_eq!(mcp_check["status"], "ok");
-    drop(st);
     h.stop().await;
 }
