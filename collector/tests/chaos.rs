@@ -260,7 +260,8 @@ async fn full_spool_refuses_retryably_then_resumes() {
     let mut client = TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     let mut acked = HashSet::new();
     let mut refused = None;
-    for seed in 0..200u64 {
+    // The spool compresses what it stores, so this takes a few hundred requests.
+    for seed in 0..20_000u64 {
         let req = sluice::loadgen::build_request(20, 1, 50_000 + seed);
         match client
             .send(prost::Message::encode_to_vec(&req).into())
