@@ -101,6 +101,63 @@ impl Backends {
         parse_prom(&v)
     }
 
+    /// Range query: for each series, the first and last timestamps (Unix s) with a value
+    /// and the last value.
+    pub async fn prom_query_range(
+        &self,
+        promql: &str,
+        start_s: f64,
+        end_s: f64,
+        step_s: f64,
+        timeout: Duration,
+    ) -> Result<Vec<(PromSample, f64, f64)>, String> {
+        let base = self.prometheus.as_deref().ok_or("prometheus_url not set")?;
+        let v = self
+            .get_json(
+                format!("{}/api/v1/query_range", trim_base(base)),
+                &[
+                    ("query", promql.to_owned()),
+                    ("start", format!("{start_s:.3}")),
+                    ("end", format!("{end_s:.3}")),
+                    ("step", format!("{step_s:.3}")),
+                    ("timeout", format!("{}ms", timeout.as_millis())),
+                ],
+                timeout,
+            )
+            .await?;
+        if v["status"] != "success" {
+            return Err(format!(
+                "prometheus error: {}",
+                v["error"].as_str().unwrap_or("?")
+            ));
+        }
+        let mut out = Vec::new();
+        for s in v["data"]["result"].as_array().into_iter().flatten() {
+            let Some(values) = s["values"].as_array() else {
+                continue;
+            };
+            let (Some(first), Some(last)) = (values.first(), values.last()) else {
+                continue;
+            };
+            let (Some(t0), Some(t1), Some(value)) = (
+                first.get(0).and_then(serde_json::Value::as_f64),
+                last.get(0).and_then(serde_json::Value::as_f64),
+                prom_value(last),
+            ) else {
+                continue;
+            };
+            out.push((
+                PromSample {
+                    labels: labels_of(&s["metric"]),
+                    value,
+                },
+                t0,
+                t1,
+            ));
+        }
+        Ok(out)
+    }
+
     /// LogQL `query_range` between `start_ns` and `end_ns`, newest first.
     pub async fn loki_query(
         &self,

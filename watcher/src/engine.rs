@@ -61,7 +61,16 @@ pub(crate) struct Shared {
     pub slots: Arc<Semaphore>,
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub stopping: AtomicBool,
+    /// (minute, count) of refused webhooks written to the audit log, so unauthenticated
+    /// floods cannot fill the disk.
+    pub refusal_audits: Mutex<(i64, u32)>,
 }
+
+/// Refused webhook requests audited per minute, at most (the rest are only counted).
+const REFUSAL_AUDITS_PER_MINUTE: u32 = 60;
+
+/// Journal lines after which it is compacted while running.
+const COMPACT_AFTER_LINES: u64 = 20_000;
 
 /// What a webhook request did, for its answer.
 #[derive(Debug, Default, serde::Serialize)]
@@ -1508,6 +1517,71 @@ impl Shared {
         let any = !self.state.lock().approvals.is_empty();
         if any {
             self.update_gauges();
+        }
+    }
+
+    /// Whether one more refused webhook may be written to the audit log this minute.
+    pub fn audit_refusal_allowed(&self) -> bool {
+        let minute = now_ms() / 60_000;
+        let mut r = self.refusal_audits.lock();
+        if r.0 != minute {
+            *r = (minute, 0);
+        }
+        r.1 += 1;
+        r.1 <= REFUSAL_AUDITS_PER_MINUTE
+    }
+
+    /// Forgets finished incidents and decided approvals older than `dedup_ttl`, and compacts
+    /// the journal once it has grown.
+    pub async fn housekeeping(self: &Arc<Self>) {
+        let now = now_ms();
+        let ttl = i64::try_from(self.cfg.dedup_ttl.get().as_millis()).unwrap_or(i64::MAX);
+        let old = |t: Option<i64>| t.is_some_and(|t| t.saturating_add(ttl) < now);
+        {
+            let mut st = self.state.lock();
+            let State {
+                incidents,
+                by_key,
+                approvals,
+                ..
+            } = &mut *st;
+            incidents.retain(|_, i| !(i.is_closed() && old(i.closed_at_ms)));
+            by_key.retain(|_, id| incidents.contains_key(id));
+            approvals.retain(|_, a| {
+                a.state == ApprovalState::Pending || !old(a.decided_at_ms.or(Some(a.expires_at_ms)))
+            });
+        }
+        if self.journal.appended_since_compaction() < COMPACT_AFTER_LINES {
+            return;
+        }
+        let me = self.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            me.journal.compact_blocking(|| {
+                let st = me.state.lock();
+                let mut records: Vec<Record> = st
+                    .incidents
+                    .values()
+                    .map(|i| Record::Incident(Box::new(i.clone())))
+                    .collect();
+                records.extend(
+                    st.approvals
+                        .values()
+                        .map(|a| Record::Approval(Box::new(a.clone()))),
+                );
+                records.push(Record::KillSwitch {
+                    engaged: st.kill_switch,
+                    by: "compaction".into(),
+                    at_ms: now_ms(),
+                });
+                records
+            })
+        })
+        .await;
+        if !matches!(r, Ok(Ok(()))) {
+            metrics::counter!("sluice_watcher_journal_errors_total",
+                "component_id" => self.component_id.to_string())
+            .increment(1);
+            tracing::error!("watcher: journal compaction failed; it keeps growing");
         }
     }
 

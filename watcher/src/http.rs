@@ -71,13 +71,15 @@ async fn webhook(s: Arc<Shared>, source: AlertSource, headers: HeaderMap, body: 
     let now_s = crate::alert::now_ms() / 1000;
     if let Err(e) = s.intake_auth.check(&headers, &raw, now_s) {
         stats::webhook_refused(&s.component_id, e.reason());
-        s.audit
-            .log(
-                "webhook_refused",
-                None,
-                json!({"source": source.as_str(), "reason": e.reason()}),
-            )
-            .await;
+        if s.audit_refusal_allowed() {
+            s.audit
+                .log(
+                    "webhook_refused",
+                    None,
+                    json!({"source": source.as_str(), "reason": e.reason()}),
+                )
+                .await;
+        }
         return unauthorized("sluice-watcher-webhook");
     }
     let payload: WebhookPayload = match serde_json::from_slice(&raw) {

@@ -125,7 +125,7 @@ impl Investigator {
         let left = || deadline.saturating_duration_since(Instant::now());
         let per_source = self.source_timeout.min(left());
         let (prom, loki, tempo, mcp) = futures::join!(
-            self.prometheus_checks(&subject, alert_query, per_source),
+            self.prometheus_checks(&subject, alert_query, since, per_source),
             self.loki_check(&subject, since, per_source),
             self.tempo_check(&subject, trace_for_tempo.as_deref(), since, per_source),
             self.mcp_check(alert_query, per_source),
@@ -169,6 +169,7 @@ impl Investigator {
         &self,
         s: &Subject,
         alert_query: Option<&str>,
+        since_ms: i64,
         timeout: Duration,
     ) -> Part {
         let mut part = Part::new("prometheus");
@@ -220,12 +221,57 @@ impl Investigator {
             return part;
         }
         let now_s = crate::alert::now_ms() as f64 / 1000.0;
-        let results = futures::future::join_all(
-            queries
-                .iter()
-                .map(|(q, _)| self.backends.prom_query(q, now_s, timeout)),
-        )
-        .await;
+        let start = (since_ms as f64 / 1000.0).max(now_s - 3600.0);
+        let step = ((now_s - start) / 120.0).max(1.0);
+        let range = async {
+            match alert_query {
+                Some(q) => Some(
+                    self.backends
+                        .prom_query_range(q, start, now_s, step, timeout)
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        let (results, range) = futures::join!(
+            futures::future::join_all(
+                queries
+                    .iter()
+                    .map(|(q, _)| self.backends.prom_query(q, now_s, timeout)),
+            ),
+            range
+        );
+        // The alert's signal over the lookback: since when has it fired?
+        if let (Some(q), Some(r)) = (alert_query, range) {
+            match r {
+                Ok(series) => {
+                    part.ok += 1;
+                    let onset = series.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
+                    if onset.is_finite() {
+                        part.facts.push(Fact {
+                            source: "prometheus".into(),
+                            interesting: true,
+                            message: format!(
+                                "the alert's signal has been present for {:.0}s ({} series)",
+                                now_s - onset,
+                                series.len()
+                            ),
+                        });
+                    }
+                    part.evidence.push(Evidence {
+                        source: "prometheus".into(),
+                        query: format!("{q} [range {start:.0}..{now_s:.0} step {step:.0}s]"),
+                        result: series
+                            .iter()
+                            .take(10)
+                            .map(|(s, t0, t1)| format!("{} from {t0:.0} to {t1:.0}", s.describe()))
+                            .collect(),
+                        ..Default::default()
+                    });
+                }
+                Err(e) => part.fail(format!("alert range: {e}")),
+            }
+        }
         for ((q, what), r) in queries.iter().zip(results) {
             match r {
                 Ok(samples) => {

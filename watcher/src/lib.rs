@@ -163,6 +163,7 @@ impl Watcher {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_incidents)),
             tasks: Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            refusal_audits: Mutex::new((0, 0)),
         });
         let (tx, rx) = tokio::sync::mpsc::channel(config.window.queue);
         let wstats = Arc::new(window::WindowStats::default());
@@ -179,9 +180,14 @@ impl Watcher {
             .div_f64(20.0)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         background.push(tokio::spawn(async move {
+            let mut last_housekeeping = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(tick).await;
                 expiry.expire_due().await;
+                if last_housekeeping.elapsed() >= Duration::from_secs(60) {
+                    last_housekeeping = tokio::time::Instant::now();
+                    expiry.housekeeping().await;
+                }
             }
         }));
         // Approvals that expired while the watcher was down are settled before anything else.

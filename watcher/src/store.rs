@@ -307,6 +307,8 @@ impl AppendFile {
 
 pub struct Journal {
     file: Arc<AppendFile>,
+    /// Lines appended since the last compaction.
+    appended: std::sync::atomic::AtomicU64,
 }
 
 impl Journal {
@@ -382,6 +384,7 @@ impl Journal {
         Ok((
             Journal {
                 file: Arc::new(AppendFile::open(&path)?),
+                appended: Default::default(),
             },
             r,
         ))
@@ -392,7 +395,41 @@ impl Journal {
         for r in records {
             lines.push(serde_json::to_string(r).map_err(std::io::Error::other)?);
         }
+        self.appended
+            .fetch_add(lines.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.file.append(lines).await
+    }
+
+    pub fn appended_since_compaction(&self) -> u64 {
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Rewrites the journal with `snapshot()` (taken while appends wait), atomically.
+    /// Blocking: call from a blocking thread.
+    pub fn compact_blocking(&self, snapshot: impl FnOnce() -> Vec<Record>) -> std::io::Result<()> {
+        let mut f = self.file.file.lock();
+        let records = snapshot();
+        let path = self.file.path.clone();
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut buf = Vec::new();
+        for r in &records {
+            serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        {
+            let mut t = std::fs::File::create(&tmp)?;
+            t.write_all(&buf)?;
+            t.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        *f = std::fs::OpenOptions::new().append(true).open(&path)?;
+        self.appended.store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -489,5 +526,43 @@ mod tests {
         assert!(!r.incidents.contains_key("b"));
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[tokio::test]
+    async fn compaction_while_running_keeps_appending_to_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), 0, 100).unwrap();
+        for _ in 0..5 {
+            j.write(&[Record::Incident(Box::new(incident(
+                "a",
+                Stage::Queued,
+                None,
+            )))])
+            .await
+            .unwrap();
+        }
+        assert_eq!(j.appended_since_compaction(), 5);
+        j.compact_blocking(|| {
+            vec![Record::Incident(Box::new(incident(
+                "a",
+                Stage::Acting,
+                None,
+            )))]
+        })
+        .unwrap();
+        assert_eq!(j.appended_since_compaction(), 0);
+        j.write(&[Record::Incident(Box::new(incident(
+            "b",
+            Stage::Queued,
+            None,
+        )))])
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        drop(j);
+        let (_, r) = Journal::open(dir.path(), 0, 100).unwrap();
+        assert_eq!(r.incidents["a"].stage, Stage::Acting);
+        assert!(r.incidents.contains_key("b"));
     }
 }
