@@ -124,7 +124,8 @@ pub struct Config {
     /// The live-stream window.
     #[serde(default)]
     pub window: WindowConfig,
-    /// Incidents worked on at once. Default `8`.
+    /// Investigations run at once (waiting for approvals or verifications does not count).
+    /// Default `8`.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_incidents: usize,
     /// How long a finished incident key is remembered for de-duplication (≥ Alertmanager's

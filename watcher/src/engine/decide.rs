@@ -17,9 +17,6 @@ use std::time::Instant;
 impl Shared {
     /// Runs (or resumes) one incident up to its next wait (approval) or its end.
     pub(crate) async fn drive(self: Arc<Self>, id: String) {
-        let Ok(_permit) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
         let Some(inc) = self.incident(&id) else {
             return;
         };
@@ -74,12 +71,17 @@ impl Shared {
             return;
         };
         let query = self.alert_query(&inc.alert, None);
+        // Bounds concurrent investigations (not waits for approvals or verifications).
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
         let t0 = Instant::now();
         let start_ms = now_ms();
         let finding = self
             .investigator
             .investigate(&inc.alert, query.as_deref())
             .await;
+        drop(permit);
         stats::investigation(
             &self.component_id,
             finding.degraded,
