@@ -184,8 +184,9 @@ impl Script {
         if ALWAYS_APPROVED.contains(&name) && !self.requires_approval {
             return Err("requires_approval must be true (PRD §4.3.5: a human approves it)".into());
         }
-        if self.timeout.get().is_zero() {
-            return Err("timeout must be greater than 0".into());
+        if self.timeout.get().is_zero() || self.timeout.get() > std::time::Duration::from_secs(3600)
+        {
+            return Err("timeout must be within (0, 1h]".into());
         }
         if let Some(r) = &self.rate_limit {
             r.validate().map_err(|e| format!("rate_limit {e}"))?;

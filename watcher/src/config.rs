@@ -385,6 +385,27 @@ impl Config {
                 return Err("llm.timeout must be greater than 0".into());
             }
         }
+        // Deadlines are added to clock readings: keep them sane (and overflow-free).
+        let day = std::time::Duration::from_secs(86_400);
+        for (key, d, max) in [
+            ("investigation_budget", self.investigation_budget, day / 24),
+            ("source_timeout", self.source_timeout, day / 24),
+            ("approval_expiry", self.approval_expiry, day * 30),
+            ("verification.delay", self.verification.delay, day),
+            ("verification.interval", self.verification.interval, day),
+            ("verification.timeout", self.verification.timeout, day),
+            ("replay_window", self.replay_window, day),
+            ("dedup_ttl", self.dedup_ttl, day * 365),
+        ] {
+            if d.get() > max {
+                return Err(format!("{key} must be at most {max:?}"));
+            }
+        }
+        if let Some(l) = &self.llm
+            && l.timeout.get() > day / 24
+        {
+            return Err("llm.timeout must be at most 1h".into());
+        }
         let v = &self.verification;
         if v.interval.get().is_zero() || v.timeout.get().is_zero() {
             return Err("verification.interval and verification.timeout must be > 0".into());
@@ -575,6 +596,10 @@ mod tests {
             (
                 "bearer_token = \"t\"\ncatalogue = \"/nonexistent/c.toml\"",
                 "catalogue",
+            ),
+            (
+                "bearer_token = \"t\"\nverification = { timeout = \"1000d\" }",
+                "verification.timeout",
             ),
             (
                 "bearer_token = \"t\"\n[[rules]]\nname = \"r\"\nactions = [\"rm_rf\"]",
