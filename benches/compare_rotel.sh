@@ -65,21 +65,37 @@ run_case() { # $1 = label, rest = command
   local c1; c1=$(cpu_seconds $pid)
   local paced; paced=$($SLUICE loadgen --endpoint http://127.0.0.1:4317 --concurrency 8 --spans-per-request 500 --rate 100000 --duration ${SECS}s --json)
   kill $pid; wait $pid 2>/dev/null || true
-  python3 - "$label" "$max" "$paced" "$c0" "$c1" <<'PY'
+  python3 - "$label" "$max" "$paced" "$c0" "$c1" >> "$WORK/results.jsonl" <<'PY'
 import json, sys
 label, mx, paced, c0, c1 = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-cpu = (c1 - c0) / max(mx["spans_accepted"], 1) * 100_000
-print(f"| {label} | {mx['spans_per_second']:.0f} | {cpu:.2f} | {mx['p99_ms']:.2f} | {paced['spans_per_second']:.0f} | {paced['p50_ms']:.2f} | {paced['p99_ms']:.2f} | {sum(mx['errors'].values()) + sum(paced['errors'].values())} |")
+print(json.dumps({"label": label, "max": mx["spans_per_second"], "cpu": (c1 - c0) / max(mx["spans_accepted"], 1) * 100_000,
+                  "p99_max": mx["p99_ms"], "paced": paced["spans_per_second"], "p50": paced["p50_ms"], "p99": paced["p99_ms"],
+                  "errors": sum(mx["errors"].values()) + sum(paced["errors"].values())}))
 PY
 }
 
-echo "| collector | max spans/s | collector CPU s per 100k spans | p99 ms at max | spans/s at 100k target | p50 ms at 100k/s | p99 ms at 100k/s | errors |"
-echo "|---|---|---|---|---|---|---|---|"
-run_case rotel "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4319 \
-  --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:5317 --otlp-exporter-compression none
-for fsync in none interval always; do
-  sluice_config $fsync
-  rm -rf "$WORK/data-$fsync"
-  run_case "sluice fsync=$fsync" $SLUICE run "$WORK/sluice-$fsync.toml" --storage.path "$WORK/data-$fsync" \
-    --server.http.listen-addr 127.0.0.1:12399 --shutdown.timeout 2s --log.level warn
+ROUNDS=${ROUNDS:-3}
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  run_case rotel "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4319 \
+    --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:5317 --otlp-exporter-compression none
+  for fsync in none interval always; do
+    sluice_config $fsync
+    rm -rf "$WORK/data-$fsync"
+    run_case "sluice fsync=$fsync" $SLUICE run "$WORK/sluice-$fsync.toml" --storage.path "$WORK/data-$fsync" \
+      --server.http.listen-addr 127.0.0.1:12399 --shutdown.timeout 2s --log.level warn
+  done
 done
+python3 - "$WORK/results.jsonl" <<'PY'
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1])]
+labels = list(dict.fromkeys(r["label"] for r in rows))
+by = {l: [r for r in rows if r["label"] == l] for l in labels}
+med = lambda l, k: st.median(r[k] for r in by[l])
+print(f"medians over {len(by[labels[0]])} interleaved rounds")
+print("| collector | max spans/s | × rotel (median of per-round ratios) | CPU s per 100k spans | p99 ms at max | spans/s at 100k target | p50 ms at 100k/s | p99 ms at 100k/s | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
+for l in labels:
+    ratios = [r["max"] / q["max"] for r, q in zip(by[l], by["rotel"])]
+    print(f"| {l} | {med(l,'max'):.0f} | {st.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) | {med(l,'cpu'):.2f} | {med(l,'p99_max'):.1f} | {med(l,'paced'):.0f} | {med(l,'p50'):.2f} | {med(l,'p99'):.2f} | {sum(r['errors'] for r in by[l])} |")
+PY

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use sluice_core::{Consumer, Item, Receiver, ReceiverContext, Refusal, Signal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SinkArgs {
@@ -19,17 +19,54 @@ pub struct SinkArgs {
     /// Print items/s at this interval.
     #[arg(long, default_value = "5s", value_parser = sluice_core::config::parse_duration)]
     pub report_every: Duration,
+    /// Decode log records and report how long after their own timestamp they arrived
+    /// (event-to-export latency, when the producer stamps events as it makes them).
+    #[arg(long)]
+    pub log_latency: bool,
 }
 
-#[derive(Default)]
 pub struct CountingConsumer {
     pub items: AtomicU64,
+    /// Milliseconds between a log record's timestamp and its arrival, when measured.
+    latency_ms: Option<parking_lot::Mutex<hdrhistogram::Histogram<u64>>>,
+}
+
+impl CountingConsumer {
+    fn record_latency(&self, item: &Item) {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use prost::Message;
+        let (Some(hist), Signal::Logs) = (&self.latency_ms, item.signal) else {
+            return;
+        };
+        let Ok(req) = ExportLogsServiceRequest::decode(item.payload.as_ref()) else {
+            return;
+        };
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut hist = hist.lock();
+        let records = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records);
+        for r in records {
+            let at = if r.time_unix_nano > 0 {
+                r.time_unix_nano
+            } else {
+                r.observed_time_unix_nano
+            };
+            let _ = hist.record(now_ns.saturating_sub(at) / 1_000_000);
+        }
+    }
 }
 
 impl Consumer for CountingConsumer {
     fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>> {
         self.items
             .fetch_add(u64::from(item.count), Ordering::Relaxed);
+        self.record_latency(&item);
         Box::pin(std::future::ready(Ok(())))
     }
     fn accepts(&self, _: Signal) -> bool {
@@ -44,7 +81,14 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     );
     let config: sluice_receiver_otlp::Config = toml::from_str(&text)?;
     let receiver = sluice_receiver_otlp::build(&config, "sink")?;
-    let counter = Arc::new(CountingConsumer::default());
+    let latency_ms = match args.log_latency {
+        true => Some(parking_lot::Mutex::new(hdrhistogram::Histogram::new(3)?)),
+        false => None,
+    };
+    let counter = Arc::new(CountingConsumer {
+        items: AtomicU64::new(0),
+        latency_ms,
+    });
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = ReceiverContext {
         component_id: Arc::from("sink"),
@@ -59,8 +103,18 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(args.report_every) => {
                 let now = counter.items.load(Ordering::Relaxed);
                 let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                println!("sink: {now} items total, {rate:.0} items/s");
                 last = (Instant::now(), now);
+                match &counter.latency_ms {
+                    Some(h) => {
+                        let mut h = h.lock();
+                        println!(
+                            "sink: {now} items total, {rate:.0} items/s; log latency p50 {} ms, p99 {} ms, max {} ms over {} records",
+                            h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max(), h.len()
+                        );
+                        h.reset();
+                    }
+                    None => println!("sink: {now} items total, {rate:.0} items/s"),
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
         }
