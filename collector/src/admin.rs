@@ -15,7 +15,24 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/reload", get(reload).post(reload))
         .route("/metrics", get(metrics))
+        .fallback(component_routes)
         .with_state(app)
+}
+
+/// Everything else goes to the running components' routes (the watcher's webhooks and
+/// approvals), which change with reloads.
+async fn component_routes(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    match app.component_routes() {
+        Some(routes) => match routes.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
 }
 
 async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {

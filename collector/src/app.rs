@@ -38,6 +38,8 @@ pub struct App {
     current: Mutex<Option<(Config, Topology)>>,
     ready: AtomicBool,
     metrics: Option<PrometheusHandle>,
+    /// Routes the running components serve on the admin server (the watcher's).
+    routes: parking_lot::RwLock<Option<axum::Router>>,
 }
 
 impl App {
@@ -54,6 +56,7 @@ impl App {
             current: Mutex::new(None),
             ready: AtomicBool::new(false),
             metrics,
+            routes: parking_lot::RwLock::new(None),
         }
     }
 
@@ -70,6 +73,7 @@ impl App {
         let topology = Topology::start(&config, &self.storage).await?;
         record_load(true);
         tracing::info!(config = %config.source.display(), listeners = ?topology.listen_addrs, "sluice started");
+        *self.routes.write() = topology.http_routes();
         *self.current.lock().await = Some((config, topology));
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -91,6 +95,7 @@ impl App {
             return Ok(());
         }
         self.ready.store(false, Ordering::Release);
+        *self.routes.write() = None;
         let old = current.take();
         let old_config = old.as_ref().map(|(c, _)| c.clone());
         if let Some((_, topology)) = old {
@@ -99,6 +104,7 @@ impl App {
         }
         match Topology::start(&new, &self.storage).await {
             Ok(t) => {
+                *self.routes.write() = t.http_routes();
                 *current = Some((new, t));
                 self.ready.store(true, Ordering::Release);
                 record_load(true);
@@ -112,6 +118,7 @@ impl App {
                 if let Some(c) = old_config {
                     match Topology::start(&c, &self.storage).await {
                         Ok(t) => {
+                            *self.routes.write() = t.http_routes();
                             *current = Some((c, t));
                             self.ready.store(true, Ordering::Release);
                         }
@@ -130,6 +137,11 @@ impl App {
             Some((_, t)) => t.healthy(),
             None => vec!["pipeline".to_string()],
         }
+    }
+
+    /// The component routes currently served (none while a reload swaps topologies).
+    pub fn component_routes(&self) -> Option<axum::Router> {
+        self.routes.read().clone()
     }
 
     pub fn render_metrics(&self) -> String {

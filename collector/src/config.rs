@@ -410,6 +410,21 @@ pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
 }
 
 fn check_wiring(loc: &Locator, config: &Config, offsets: &[usize]) -> Result<(), ConfigError> {
+    // Watchers serve fixed HTTP paths on the admin server: two would claim the same ones.
+    let mut watchers: Vec<(usize, &String)> = config
+        .processors
+        .iter()
+        .filter(|(_, p)| p.watcher().is_some())
+        .map(|(n, _)| (loc.text.find(&format!("[processors.{n}]")).unwrap_or(0), n))
+        .collect();
+    watchers.sort();
+    if let [(_, first), (at, second), ..] = watchers.as_slice() {
+        return Err(loc.at(
+            *at,
+            format!("processors.{second}"),
+            format!("only one watcher per Sluice; processors.{first} is one already"),
+        ));
+    }
     let mut names = HashMap::new();
     for (i, p) in config.pipelines.iter().enumerate() {
         let start = offsets[i];

@@ -90,6 +90,35 @@ impl Consumer for Router {
     }
 }
 
+/// A consumer whose target is set after it is handed out: the watcher needs somewhere to send
+/// its own telemetry before the pipelines it sits in exist.
+#[derive(Default)]
+pub struct LateConsumer {
+    inner: std::sync::OnceLock<Arc<dyn Consumer>>,
+}
+
+impl LateConsumer {
+    pub fn set(&self, target: Arc<dyn Consumer>) {
+        let _ = self.inner.set(target);
+    }
+}
+
+impl Consumer for LateConsumer {
+    fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>> {
+        match self.inner.get() {
+            Some(c) => c.consume(item),
+            None => Box::pin(std::future::ready(Err(Refusal::Unavailable {
+                reason: "starting",
+                message: "pipelines are not running yet".into(),
+            }))),
+        }
+    }
+
+    fn accepts(&self, signal: Signal) -> bool {
+        self.inner.get().is_some_and(|c| c.accepts(signal))
+    }
+}
+
 /// Settings of one exporter's driver.
 #[derive(Clone)]
 pub struct DriverSettings {

@@ -5,7 +5,7 @@ use crate::config::{ComponentError, parse_listen_addr};
 use crate::pipeline::{DriverSettings, run_driver};
 use serde::de::DeserializeOwned;
 use sluice_core::retry::RetryConfig;
-use sluice_core::{Exporter, Processor, Receiver, Signal};
+use sluice_core::{Exporter, Receiver, Signal};
 use sluice_spool::SpoolReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,14 +101,19 @@ impl ReceiverConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProcessorConfig {
     Batch(batch::Config),
+    // Boxed: the watcher's config is much larger than the batch settings.
+    Watcher(Box<sluice_watcher::Config>),
 }
 
 impl ProcessorConfig {
-    pub const KNOWN: &'static [&'static str] = &[batch::TYPE_NAME];
+    pub const KNOWN: &'static [&'static str] = &[batch::TYPE_NAME, sluice_watcher::TYPE_NAME];
 
     pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
         match ty {
             batch::TYPE_NAME => typed(body, batch::Config::validate).map(Self::Batch),
+            sluice_watcher::TYPE_NAME => {
+                typed(body, sluice_watcher::Config::validate).map(|c| Self::Watcher(Box::new(c)))
+            }
             _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
         }
     }
@@ -117,13 +122,15 @@ impl ProcessorConfig {
     pub fn batch_settings(&self) -> Option<&batch::Config> {
         match self {
             Self::Batch(b) => Some(b),
+            Self::Watcher(_) => None,
         }
     }
 
-    /// The ingest-path processor, if this kind has one (`batch` configures exporters instead).
-    pub fn build(&self, _component_id: &str) -> anyhow::Result<Option<Arc<dyn Processor>>> {
+    /// The watcher's settings, when this is the watcher stage.
+    pub fn watcher(&self) -> Option<&sluice_watcher::Config> {
         match self {
-            Self::Batch(_) => Ok(None),
+            Self::Watcher(w) => Some(w),
+            Self::Batch(_) => None,
         }
     }
 }

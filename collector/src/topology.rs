@@ -1,7 +1,7 @@
 //! Starting and stopping a whole configuration: receivers, pipelines (spools), exporter drivers.
 
 use crate::config::Config;
-use crate::pipeline::{DriverSettings, PipelineIngest, Router};
+use crate::pipeline::{DriverSettings, LateConsumer, PipelineIngest, Router};
 use sluice_core::{Receiver, ReceiverContext, Signal};
 use sluice_spool::Spool;
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ pub struct Topology {
     drivers: Vec<(String, JoinHandle<()>)>,
     pub listen_addrs: Vec<SocketAddr>,
     simulator: Option<sluice_receiver_awf::sim::SimHandle>,
+    watchers: Vec<sluice_watcher::Watcher>,
 }
 
 impl Topology {
@@ -52,6 +53,24 @@ impl Topology {
             tracing::info!(url = %sim.base_url(), "AWF simulator running");
         }
 
+        // Watchers start before the pipelines they sit in; their own telemetry is routed once
+        // those pipelines exist.
+        let mut watchers = BTreeMap::new();
+        for (name, pc) in &config.processors {
+            let Some(wc) = pc.watcher() else { continue };
+            if !config.pipelines.iter().any(|p| p.processors.contains(name)) {
+                continue;
+            }
+            let emit = Arc::new(LateConsumer::default());
+            let dir = storage.join("watcher").join(name);
+            let component_id = format!("processors.{name}");
+            let watcher =
+                sluice_watcher::Watcher::start(wc, &component_id, &dir, Some(emit.clone()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{component_id}: {e:#}"))?;
+            watchers.insert(name.clone(), (watcher, emit, Vec::new()));
+        }
+
         let mut spools = Vec::new();
         let mut drivers = Vec::new();
         let mut routes: BTreeMap<String, Vec<(Signal, Arc<PipelineIngest>)>> = BTreeMap::new();
@@ -78,8 +97,8 @@ impl Topology {
                 if let Some(b) = pc.batch_settings() {
                     batch = b.clone();
                 }
-                if let Some(proc_) = pc.build(&format!("processors.{name}"))? {
-                    processors.push((Arc::from(format!("processors.{name}")), proc_));
+                if let Some((watcher, _, _)) = watchers.get(name) {
+                    processors.push((Arc::from(format!("processors.{name}")), watcher.processor()));
                 }
             }
             for name in &p.exporters {
@@ -113,6 +132,11 @@ impl Topology {
                         .push((*s, ingest.clone()));
                 }
             }
+            for name in &p.processors {
+                if let Some((_, _, own_routes)) = watchers.get_mut(name) {
+                    own_routes.extend(p.signals.iter().map(|s| (*s, ingest.clone())));
+                }
+            }
             spools.push(spool);
         }
 
@@ -128,8 +152,16 @@ impl Topology {
             };
             receivers.push((name, tokio::spawn(r.run(ctx))));
         }
+        let watchers = watchers
+            .into_values()
+            .map(|(watcher, emit, own_routes)| {
+                emit.set(Arc::new(Router::new(own_routes)));
+                watcher
+            })
+            .collect();
         Ok(Topology {
             simulator,
+            watchers,
             receiver_stop,
             receivers,
             spools,
@@ -142,6 +174,9 @@ impl Topology {
     /// not delivered by then stays in the spool for the next start; nothing is dropped.
     pub async fn stop(self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
+        for w in &self.watchers {
+            w.stop().await;
+        }
         if let Some(sim) = self.simulator
             && let Err(e) = sim.stop().await
         {
@@ -176,6 +211,14 @@ impl Topology {
         if left == 0 {
             tracing::info!("all exporters drained");
         }
+    }
+
+    /// HTTP routes components serve on the admin server (the watcher's webhooks and approvals).
+    pub fn http_routes(&self) -> Option<axum::Router> {
+        self.watchers
+            .iter()
+            .map(|w| w.router())
+            .reduce(|a, b| a.merge(b))
     }
 
     /// True while every receiver task is running.
