@@ -4,17 +4,17 @@
 //! Requests are encoded once up front and sent as raw bytes, so the generator spends its CPU
 //! on the network, not on protobuf encoding: on a shared 2-core box that matters.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+pub use sluice_otlp::grpc::RawCodec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct LoadgenArgs {
@@ -115,40 +115,6 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
     }
 }
 
-/// Passes request bytes through untouched and ignores the (empty) response body.
-#[derive(Clone, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 enum Client {
     Grpc(tonic::client::Grpc<tonic::transport::Channel>),
     Http(reqwest::Client, String),
@@ -159,9 +125,7 @@ impl Client {
         match self {
             Client::Grpc(g) => {
                 g.ready().await.map_err(|e| format!("connect: {e}"))?;
-                let path = http::uri::PathAndQuery::from_static(
-                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                );
+                let path = sluice_otlp::grpc::export_path(sluice_core::Signal::Traces);
                 g.unary(tonic::Request::new(body), path, RawCodec)
                     .await
                     .map(|_| ())

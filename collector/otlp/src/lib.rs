@@ -8,6 +8,7 @@
 //! * [`export_response`] / [`status_body`]: the bodies an OTLP server answers with.
 
 mod error;
+pub mod grpc;
 mod json;
 mod response;
 mod schema;

@@ -12,7 +12,7 @@
 //! Answers are scripted with [`OtlpTestServer::respond_with`]; [`OtlpTestServer::stop`] and
 //! [`OtlpTestServer::restart`] simulate an outage on the same ports.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -33,6 +33,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use parking_lot::Mutex;
 use prost::Message;
 use sluice_core::Signal;
+use sluice_otlp::grpc::RawCodec;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -43,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 
 const TRACES_METHOD: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -793,40 +794,6 @@ async fn serve_connection(
 // ---------------------------------------------------------------------------------------------
 // gRPC
 // ---------------------------------------------------------------------------------------------
-
-/// The server side keeps raw bytes so it can decode (and report failures) itself.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 async fn handle_grpc(
     shared: Arc<Shared>,

@@ -181,9 +181,7 @@ impl TraceClient {
             .ready()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let path = http::uri::PathAndQuery::from_static(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        );
+        let path = sluice_otlp::grpc::export_path(sluice_core::Signal::Traces);
         self.grpc
             .unary(tonic::Request::new(body), path, sluice::loadgen::RawCodec)
             .await

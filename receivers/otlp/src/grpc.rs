@@ -2,60 +2,20 @@
 //! request bytes, so the hot path never decodes protobuf.
 
 use crate::ingest::{Ingest, Rejection, grpc_signal, tenant_from};
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::HeaderValue;
 use sluice_core::{Refusal, telemetry};
+use sluice_otlp::grpc::RawCodec;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::body::Body;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-
-/// Passes message bytes through untouched in both directions.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // tonic's DecodeBuf splits this off its buffer without copying.
-        use bytes::Buf;
-        let len = src.remaining();
-        Ok(Some(src.copy_to_bytes(len)))
-    }
-}
 
 /// The tower service tonic's server runs: routes by method path, runs tonic's unary machinery
 /// (framing, gzip, size limit) and answers with the mapped status.

@@ -2,57 +2,16 @@
 
 use super::config::{Compression, Config};
 use super::{OtlpRequest, partial_success_outcome, request_headers, tls};
-use bytes::{Buf, BufMut, Bytes};
-use sluice_core::{SendOutcome, Signal};
+use bytes::Bytes;
+use sluice_core::SendOutcome;
+use sluice_otlp::grpc::RawCodec;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-
-fn method_path(signal: Signal) -> ::http::uri::PathAndQuery {
-    ::http::uri::PathAndQuery::from_static(match signal {
-        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    })
-}
-
-/// Passes already-encoded messages through, in both directions.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 pub(super) struct GrpcSender {
     component_id: Arc<str>,
@@ -128,7 +87,11 @@ impl GrpcSender {
         // Sent as `grpc-timeout` so the server can give up when we do.
         call.set_timeout(self.timeout);
         match grpc
-            .unary::<Bytes, Bytes, _>(call, method_path(request.signal), RawCodec)
+            .unary::<Bytes, Bytes, _>(
+                call,
+                sluice_otlp::grpc::export_path(request.signal),
+                RawCodec,
+            )
             .await
         {
             Ok(response) => {

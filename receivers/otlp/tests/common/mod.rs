@@ -2,7 +2,7 @@
 //! a raw gRPC client that can send bytes a generated client never would.
 #![allow(dead_code)] // each test binary uses a different part
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
@@ -18,13 +18,13 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use sluice_core::{Consumer, Item, Receiver, ReceiverContext, Refusal, Signal};
+use sluice_otlp::grpc::RawCodec;
 use sluice_receiver_otlp::{Config, build};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// Records what it accepts; refuses with a scripted refusal when one is set.
 pub struct TestConsumer {
@@ -319,41 +319,6 @@ pub fn gzip_zeros(size: usize) -> Vec<u8> {
         left -= n;
     }
     encoder.finish().unwrap()
-}
-
-/// Sends raw bytes as the request message of a gRPC unary call, as a broken client might.
-#[derive(Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        let len = src.remaining();
-        Ok(Some(src.copy_to_bytes(len)))
-    }
 }
 
 pub const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
