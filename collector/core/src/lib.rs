@@ -7,6 +7,7 @@
 
 pub mod component;
 pub mod config;
+pub mod http_client;
 pub mod item;
 pub mod retry;
 pub mod telemetry;

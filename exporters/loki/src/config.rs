@@ -1,6 +1,7 @@
 //! `[exporters.NAME]` with `type = "loki"`.
 
 use serde::Deserialize;
+pub use sluice_core::http_client::{BasicAuth, TlsConfig};
 use sluice_core::retry::RetryConfig;
 use sluice_core::{ByteSize, DurationStr};
 use std::collections::BTreeMap;
@@ -145,30 +146,6 @@ impl Default for DefaultLabels {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the CA certificates to trust (in addition to the built-in roots).
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    /// PEM client certificate (mTLS); needs `key_file`.
-    #[serde(default)]
-    pub cert_file: Option<String>,
-    /// PEM private key of `cert_file`.
-    #[serde(default)]
-    pub key_file: Option<String>,
-    /// Accept any server certificate. For tests only.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
 fn default_timeout() -> DurationStr {
     DurationStr::from_secs(10)
 }
@@ -270,22 +247,16 @@ impl Config {
                 );
             }
         }
-        if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err("bearer_token cannot be combined with basic_auth; set at most one".into());
-        }
+        sluice_core::http_client::validate_auth(
+            self.basic_auth.as_ref(),
+            self.bearer_token.as_deref(),
+        )?;
         if let Some(b) = &self.basic_auth
             && b.username.is_empty()
         {
             return Err("basic_auth.username must not be empty".into());
         }
-        if let Some(t) = &self.bearer_token
-            && (t.is_empty() || http::HeaderValue::from_str(t).is_err())
-        {
-            return Err("bearer_token must be a non-empty header-safe string".into());
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err("tls.cert_file and tls.key_file must be set together".into());
-        }
+        self.tls.validate()?;
         if self.timeout.get().is_zero() {
             return Err("timeout must be greater than 0".into());
         }

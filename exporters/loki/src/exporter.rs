@@ -4,11 +4,11 @@ use crate::config::{Config, Encoding, validate_tenant};
 use crate::mapping::{Mapper, MappingOptions, TenantStreams};
 use crate::push;
 use anyhow::Context;
-use base64::Engine;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use sluice_core::http_client;
 use sluice_core::telemetry::exporter_dropped;
 use sluice_core::{Batch, Exporter, SendOutcome, Signal};
 use std::sync::Arc;
@@ -56,48 +56,18 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<LokiExporter
             HeaderValue::from_str(value).context("headers")?,
         );
     }
-    let auth = if let Some(b) = &config.basic_auth {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", b.username, b.password));
-        Some(format!("Basic {token}"))
-    } else {
-        config.bearer_token.as_ref().map(|t| format!("Bearer {t}"))
-    };
-    if let Some(auth) = auth {
-        let mut v = HeaderValue::from_str(&auth).context("basic_auth / bearer_token")?;
-        v.set_sensitive(true);
-        headers.insert(AUTHORIZATION, v);
-    }
-
-    let timeout = config.timeout.get();
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &config.tls.ca_file {
-        let pem = std::fs::read(ca).with_context(|| format!("tls.ca_file: reading {ca}"))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("tls.ca_file: {ca} holds no valid PEM certificate"))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
-        let mut pem =
-            std::fs::read(cert).with_context(|| format!("tls.cert_file: reading {cert}"))?;
-        pem.push(b'\n');
-        pem.extend(std::fs::read(key).with_context(|| format!("tls.key_file: reading {key}"))?);
-        builder =
-            builder
-                .identity(reqwest::Identity::from_pem(&pem).context(
-                    "tls.cert_file / tls.key_file: not a valid PEM certificate and key",
-                )?);
-    }
-    if config.tls.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    let client = builder.build().context("building the HTTP client")?;
+    http_client::insert_authorization(
+        &mut headers,
+        config.basic_auth.as_ref(),
+        config.bearer_token.as_deref(),
+    )?;
+    let client = http_client::build_client(
+        &config.tls,
+        &http_client::ClientOptions {
+            user_agent: Some(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
+            ..http_client::ClientOptions::with_timeout(config.timeout.get())
+        },
+    )?;
 
     Ok(LokiExporter {
         component_id: component_id.into(),

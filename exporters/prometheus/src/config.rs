@@ -12,9 +12,9 @@ use crate::remote_write::Protocol;
 use crate::translate::TranslateOptions;
 use serde::Deserialize;
 use sluice_core::DurationStr;
+pub use sluice_core::http_client::{BasicAuth, TlsConfig};
 use sluice_core::retry::RetryConfig;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Remote-write version to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -35,26 +35,6 @@ impl ProtocolVersion {
             ProtocolVersion::V2 => Protocol::V2,
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-}
-
-/// Client TLS. The system's web PKI roots are always trusted; `ca_file` adds one more.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM file with extra CA certificates to trust.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (with `key_file`) for mutual TLS.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    /// Accept any server certificate. For tests only.
-    pub insecure_skip_verify: bool,
 }
 
 /// Headers the remote-write protocol fixes; configuring them is refused.
@@ -239,17 +219,11 @@ impl Config {
         {
             return Err("tenant_id must be a non-empty, printable header value".into());
         }
-        if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err("basic_auth and bearer_token are mutually exclusive".into());
-        }
-        if let Some(token) = &self.bearer_token
-            && (token.is_empty() || reqwest::header::HeaderValue::from_str(token).is_err())
-        {
-            return Err("bearer_token must be a non-empty, printable header value".into());
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err("tls.cert_file and tls.key_file must be set together".into());
-        }
+        sluice_core::http_client::validate_auth(
+            self.basic_auth.as_ref(),
+            self.bearer_token.as_deref(),
+        )?;
+        self.tls.validate()?;
         for (name, value) in &self.external_labels {
             if !is_valid_label_name(name) {
                 return Err(format!(

@@ -10,6 +10,7 @@ use crate::translate::{Family, Series, Translator};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sluice_core::http_client;
 use sluice_core::{Batch, Exporter, SendOutcome, Signal, telemetry};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -85,39 +86,13 @@ impl std::fmt::Debug for RemoteWriteExporter {
 }
 
 fn build_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(config.timeout.0)
-        .connect_timeout(config.timeout.0.min(Duration::from_secs(10)))
-        .danger_accept_invalid_certs(config.tls.insecure_skip_verify);
-    if let Some(path) = &config.tls.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("tls.ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("tls.ca_file {}: {e}", path.display()))?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
-        let mut pem = std::fs::read(cert)
-            .map_err(|e| anyhow::anyhow!("tls.cert_file {}: {e}", cert.display()))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key)
-                .map_err(|e| anyhow::anyhow!("tls.key_file {}: {e}", key.display()))?,
-        );
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("tls.cert_file/key_file: {e}"))?;
-        builder = builder.identity(identity);
-    }
-    builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))
+    http_client::build_client(
+        &config.tls,
+        &http_client::ClientOptions::with_timeout(config.timeout.0),
+    )
 }
 
 fn static_headers(config: &Config) -> anyhow::Result<HeaderMap> {
-    use base64::Engine;
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
         headers.insert(
@@ -125,21 +100,11 @@ fn static_headers(config: &Config) -> anyhow::Result<HeaderMap> {
             HeaderValue::from_str(value)?,
         );
     }
-    let authorization = match (&config.basic_auth, &config.bearer_token) {
-        (Some(basic), _) => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", basic.username, basic.password))
-        )),
-        (None, Some(token)) => Some(format!("Bearer {token}")),
-        (None, None) => None,
-    };
-    if let Some(auth) = authorization {
-        let mut value = HeaderValue::from_str(&auth)
-            .map_err(|_| anyhow::anyhow!("basic_auth/bearer_token: not a valid header value"))?;
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
+    http_client::insert_authorization(
+        &mut headers,
+        config.basic_auth.as_ref(),
+        config.bearer_token.as_deref(),
+    )?;
     headers.insert(
         reqwest::header::USER_AGENT,
         HeaderValue::from_static(concat!("Sluice/", env!("CARGO_PKG_VERSION"))),

@@ -4,6 +4,7 @@
 use crate::convert::ConvertConfig;
 use crate::redact::{RedactionMode, Redactor};
 use serde::Deserialize;
+pub use sluice_core::http_client::TlsConfig;
 use sluice_core::{ByteSize, DurationStr};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +27,8 @@ pub struct Config {
     pub headers: BTreeMap<String, String>,
     /// Sent as `Authorization: Bearer <token>` to AWF. Default: none.
     pub bearer_token: Option<String>,
-    /// TLS settings for `https://` AWF URLs. Default: system-independent webpki roots.
+    /// TLS settings for `https://` AWF URLs (`ca_file`, `cert_file`/`key_file` for mutual
+    /// TLS, `insecure_skip_verify`). Default: system-independent webpki roots.
     pub tls: TlsConfig,
     /// Reconnect when a stream delivers no byte (not even a keep-alive comment) for this long.
     /// AWF-style servers send a comment every ~15 s. Default `"45s"`.
@@ -156,16 +158,6 @@ impl Default for PushConfig {
     }
 }
 
-/// `tls = { ca_file = "/etc/ssl/awf-ca.pem" }`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM file of CA certificates trusted in addition to the webpki roots.
-    pub ca_file: Option<String>,
-    /// Accept any server certificate. For tests only.
-    pub insecure_skip_verify: bool,
-}
-
 impl Config {
     /// Semantic checks; the message starts with the offending key.
     pub fn validate(&self) -> Result<(), String> {
@@ -218,6 +210,7 @@ impl Config {
         {
             return Err("bearer_token: contains characters not allowed in a header".to_owned());
         }
+        self.tls.validate()?;
         check_positive("idle_timeout", self.idle_timeout)?;
         check_positive("connect_timeout", self.connect_timeout)?;
         check_positive("reconnect_delay", self.reconnect_delay)?;

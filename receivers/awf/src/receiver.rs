@@ -9,6 +9,7 @@ use crate::{discovery, push};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_core::http_client;
 use sluice_core::{Receiver, ReceiverContext, Signal};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,28 +68,18 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<AwfReceiver>
         let value = HeaderValue::from_str(v).with_context(|| format!("headers: value of {k:?}"))?;
         headers.insert(name, value);
     }
-    if let Some(t) = &config.bearer_token {
-        let mut value =
-            HeaderValue::from_str(&format!("Bearer {t}")).context("bearer_token: invalid")?;
-        value.set_sensitive(true);
-        headers.insert(http::header::AUTHORIZATION, value);
-    }
-    let mut client = reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout.get())
-        .user_agent(concat!("sluice-awf/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &config.tls.ca_file {
-        let pem =
-            std::fs::read(path).with_context(|| format!("tls.ca_file: cannot read {path}"))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("tls.ca_file: {path} is not a PEM certificate bundle"))?
-        {
-            client = client.add_root_certificate(cert);
-        }
-    }
-    if config.tls.insecure_skip_verify {
-        client = client.danger_accept_invalid_certs(true);
-    }
-    let client = client.build().context("building the HTTP client")?;
+    http_client::insert_authorization(&mut headers, None, config.bearer_token.as_deref())
+        .context("bearer_token: invalid")?;
+    // No request deadline: SSE responses stream for as long as the execution runs; the
+    // idle timeout bounds a silent stream instead.
+    let client = http_client::build_client(
+        &config.tls,
+        &http_client::ClientOptions {
+            timeout: None,
+            connect_timeout: config.connect_timeout.get(),
+            user_agent: Some(concat!("sluice-awf/", env!("CARGO_PKG_VERSION"))),
+        },
+    )?;
     let settings = Arc::new(StreamSettings {
         headers,
         idle_timeout: config.idle_timeout.get(),
