@@ -189,6 +189,9 @@ pub async fn run_driver<E: Exporter>(
     });
     let age_gauge = metrics::gauge!("sluice_exporter_oldest_undelivered_age_seconds",
         "component_id" => ctx.settings.component_id.to_string(), "pipeline" => ctx.settings.pipeline.to_string());
+    // Spooled requests this exporter has not finished yet (its queue, which lives on disk).
+    let depth_gauge = metrics::gauge!("sluice_exporter_queue_depth_records",
+        "component_id" => ctx.settings.component_id.to_string(), "pipeline" => ctx.settings.pipeline.to_string());
 
     let mut in_flight = FuturesUnordered::new();
     // Delivered ranges [start, end) not yet contiguous with the committed cursor.
@@ -252,6 +255,7 @@ pub async fn run_driver<E: Exporter>(
             .next()
             .copied()
             .or_else(|| pending.first().map(|r| r.appended_ms));
+        depth_gauge.set(reader.backlog(committed) as f64);
         age_gauge.set(
             oldest
                 .map(|t| now_ms().saturating_sub(t) as f64 / 1000.0)

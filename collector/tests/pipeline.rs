@@ -205,3 +205,107 @@ async fn max_age_drops_expired_items() {
     );
     rig.spool.close();
 }
+
+#[tokio::test]
+async fn a_failing_exporter_never_blocks_another() {
+    use sluice_testkit::loki::LokiTestServer;
+    let loki = LokiTestServer::start().await;
+    loki.stop().await;
+    let otlp = OtlpTestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["loki".to_string(), "tempo".to_string()];
+    let (spool, _) = Spool::open("logs", dir.path(), SpoolConfig::default(), &names).unwrap();
+    let loki_cfg = ExporterConfig::parse(
+        "loki",
+        toml::from_str(&format!(
+            "url = \"{}\"\ntenant_id = \"t\"\n[retry]\ninitial_interval = \"20ms\"",
+            loki.push_url()
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let otlp_cfg = ExporterConfig::parse(
+        "otlp",
+        toml::from_str(&format!("endpoint = \"{}\"", otlp.grpc_endpoint())).unwrap(),
+    )
+    .unwrap();
+    for (name, cfg) in [("loki", &loki_cfg), ("tempo", &otlp_cfg)] {
+        let settings = DriverSettings {
+            component_id: Arc::from(format!("exporters.{name}")),
+            pipeline: Arc::from("logs"),
+            batch: fast_batch(),
+            retry: cfg.retry(),
+        };
+        cfg.start(spool.reader(name).unwrap(), settings).unwrap();
+    }
+    let ingest = Arc::new(PipelineIngest {
+        name: Arc::from("logs"),
+        processors: vec![],
+        spool: spool.clone(),
+    });
+    let router = Router::new(vec![(Signal::Logs, ingest)]);
+    for batch in 0..20 {
+        router
+            .consume(Item::new(Signal::Logs, logs_request(50, batch), 50))
+            .await
+            .unwrap();
+    }
+    // Loki is down and retrying; the OTLP backend still gets everything, promptly.
+    assert!(
+        otlp.wait_for_log_records(1000, Duration::from_secs(10))
+            .await,
+        "got {}",
+        otlp.log_record_count()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while spool.cursor("tempo").unwrap().committed < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tempo's cursor never passed its delivered data"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        spool.cursor("loki").unwrap().committed,
+        0,
+        "loki's data waits in the spool"
+    );
+    loki.restart().await;
+    assert!(
+        loki.wait_for_entries(1000, Duration::from_secs(20)).await,
+        "loki catches up after its outage"
+    );
+    spool.close();
+}
+
+/// An OTLP logs request with `n` records.
+fn logs_request(n: usize, batch: usize) -> Bytes {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    // Recent timestamps: Loki refuses samples older than a week.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: now_ns + i as u64,
+            severity_number: 9,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!("batch {batch} line {i}"))),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    Bytes::from(req.encode_to_vec())
+}
