@@ -51,7 +51,17 @@ fn bench(c: &mut Criterion) {
                                             payload.clone(),
                                             SPANS_PER_ITEM as u32,
                                         );
-                                        spool.append(item).expect("room").await.expect("durable");
+                                        // A full queue is backpressure (with fsync = none the appenders can
+                                        // outrun the writer): retry as a client would.
+                                        loop {
+                                            match spool.append(item.clone()) {
+                                                Ok(ticket) => {
+                                                    ticket.await.expect("durable");
+                                                    break;
+                                                }
+                                                Err(_) => tokio::task::yield_now().await,
+                                            }
+                                        }
                                     }
                                 })
                             })
