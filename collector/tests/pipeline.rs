@@ -293,7 +293,9 @@ fn logs_request(n: usize, batch: usize) -> Bytes {
             time_unix_nano: now_ns + i as u64,
             severity_number: 9,
             body: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(format!("batch {batch} line {i}"))),
+                value: Some(any_value::Value::StringValue(format!(
+                    "batch {batch} line {i}"
+                ))),
             }),
             ..Default::default()
         })

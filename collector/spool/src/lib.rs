@@ -502,7 +502,10 @@ impl SpoolReader {
 
     /// Records published but not yet final for this exporter, given its committed position.
     pub fn backlog(&self, committed: u64) -> u64 {
-        self.shared.published.load(Ordering::Acquire).saturating_sub(committed)
+        self.shared
+            .published
+            .load(Ordering::Acquire)
+            .saturating_sub(committed)
     }
 
     pub fn has_more(&self) -> bool {
