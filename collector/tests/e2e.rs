@@ -7,7 +7,6 @@ mod support;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use sluice_testkit::otlp::OtlpTestServer;
-use std::process::Command;
 use std::time::Duration;
 use support::{Sluice, free_port, write_config};
 
@@ -63,22 +62,8 @@ struct Sent {
 }
 
 fn run_python(protocol: &str, endpoint: &str, run_id: &str) -> Sent {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
-    let out = Command::new(support::python())
-        .arg(&script)
-        .arg(protocol)
-        .arg(endpoint)
-        .arg(run_id)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python SDK failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    serde_json::from_value(support::run_python_sdk(protocol, endpoint, run_id))
+        .expect("ids from the SDK run")
 }
 
 fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {

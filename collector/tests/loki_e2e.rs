@@ -6,7 +6,6 @@ mod support;
 
 use sluice_testkit::loki::LokiTestServer;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 use support::{Sluice, free_port, write_config};
 
@@ -43,19 +42,7 @@ exporters = ["loki"]
     let path = write_config(dir.path(), "loki.toml", &config);
     let _sluice = Sluice::start(&path, &dir.path().join("data")).await;
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
-    let out = Command::new(support::python())
-        .arg(&script)
-        .args(["http", &format!("http://127.0.0.1:{http}"), "run-loki"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let sent = support::run_python_sdk("http", &format!("http://127.0.0.1:{http}"), "run-loki");
     assert!(loki.wait_for_entries(2, Duration::from_secs(20)).await);
 
     let streams = loki.streams("team-awf");

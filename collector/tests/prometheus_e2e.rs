@@ -6,7 +6,6 @@
 mod support;
 
 use sluice_testkit::prometheus::PrometheusServer;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{Sluice, free_port, write_config};
 
@@ -75,17 +74,7 @@ exporters = ["mimir"]
     let path = write_config(dir.path(), "rw.toml", &config);
     let _sluice = Sluice::start(&path, &dir.path().join("data")).await;
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
-    let out = Command::new(support::python())
-        .arg(&script)
-        .args(["grpc", &format!("127.0.0.1:{grpc}"), "rw-run"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_python_sdk("grpc", &format!("127.0.0.1:{grpc}"), "rw-run");
 
     let sel = r#"{run_id="rw-run", job="awf/py-interop", instance="rw-run", otel_scope_name="interop.meter"}"#;
     // Monotonic sum: `{request}` unit dropped, `_total` added.

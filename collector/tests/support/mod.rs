@@ -206,3 +206,22 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write config");
     p
 }
+
+/// Runs `tests/python/otel_send.py` (the official OpenTelemetry Python SDK sending traces,
+/// metrics and logs) against `endpoint`, and returns the ids it reports on its last line.
+pub fn run_python_sdk(protocol: &str, endpoint: &str, run_id: &str) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([protocol, endpoint, run_id])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python SDK failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
