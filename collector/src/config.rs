@@ -140,7 +140,20 @@ impl Locator<'_> {
 }
 
 /// Parses and checks a config from text. `path` is only used in messages and for reloads.
+/// Alloy syntax (`.alloy`, `.river`, or a file that starts with a block) goes through
+/// [`crate::alloy`], which maps it to TOML and reports errors against the Alloy file.
 pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    if sluice_alloy::is_alloy(path, text) {
+        return crate::alloy::parse(path, text, env);
+    }
+    parse_toml(path, text, env)
+}
+
+pub(crate) fn parse_toml(
+    path: &Path,
+    text: &str,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
     let loc = Locator { file: path, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);

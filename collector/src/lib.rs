@@ -2,6 +2,7 @@
 //! them. The `sluice` binary is a thin CLI over this library, which tests drive directly too.
 
 pub mod admin;
+pub mod alloy;
 pub mod app;
 pub mod config;
 pub mod loadgen;

@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Pipeline file (TOML). Without one, the built-in default (configs/dev.toml) runs.
+    /// Pipeline file: TOML, or Alloy syntax (`.alloy`/`.river`, docs/alloy.md). Without one,
+    /// the built-in default (configs/dev.toml) runs.
     file: Option<PathBuf>,
     /// Same as the positional FILE.
     #[arg(long = "config", conflicts_with = "file")]
@@ -43,18 +44,35 @@ struct RunArgs {
     /// How long SIGTERM may spend delivering spooled data before leaving it for the next start.
     #[arg(long = "shutdown.timeout", default_value = "30s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Alloy's flag, accepted so Alloy's command line works: Sluice's components have no
+    /// stability levels, so every level runs everything (docs/alloy.md).
+    #[arg(
+        long = "stability.level",
+        default_value = "generally-available",
+        value_parser = ["experimental", "public-preview", "generally-available"]
+    )]
+    stability_level: String,
+    /// Alloy's flag, accepted so Alloy's command line works: Sluice sends no usage reports.
+    #[arg(
+        long = "disable-reporting",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::value_parser!(bool)
+    )]
+    disable_reporting: Option<bool>,
     #[command(flatten)]
     log: LogArgs,
 }
 
 #[derive(clap::Args)]
 struct LogArgs {
-    /// Log filter: error, warn, info, debug, trace, or per-module directives.
-    #[arg(long = "log.level", default_value = "info", env = "SLUICE_LOG")]
-    level: String,
-    /// `text` or `json`.
-    #[arg(long = "log.format", default_value = "text", value_parser = ["text", "json"])]
-    format: String,
+    /// Log filter: error, warn, info (default), debug, trace, or per-module directives. An
+    /// Alloy file's `logging { level }` applies when this is not given.
+    #[arg(long = "log.level", env = "SLUICE_LOG")]
+    level: Option<String>,
+    /// `text` (default) or `json`. An Alloy file's `logging { format }` applies when not given.
+    #[arg(long = "log.format", value_parser = ["text", "json"])]
+    format: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +81,8 @@ enum Command {
     Run(RunArgs),
     /// Check a config file without starting anything; exits non-zero with file:line: key: reason.
     Validate { file: PathBuf },
+    /// Print the Sluice TOML equivalent of an Alloy config file (docs/alloy.md).
+    Convert { file: PathBuf },
     /// Send OTLP traces at a given rate and report throughput and latency.
     Loadgen(sluice::loadgen::LoadgenArgs),
     /// An OTLP endpoint that accepts and counts everything (a backend for benchmarks).
@@ -100,15 +120,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn init_logging(log: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level).unwrap_or_else(|e| {
-        eprintln!("invalid --log.level {:?} ({e}); using info", log.level);
+    let level = log.level.as_deref().unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+        eprintln!("invalid --log.level {level:?} ({e}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if log.format == "json" {
+    if log.format.as_deref() == Some("json") {
         builder.json().init();
     } else {
         builder.init();
@@ -135,6 +156,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Convert { file } => convert(&file),
         Command::AwfSim(args) => {
             init_logging(&args.log);
             let cfg = sluice_receiver_awf::sim::SimConfig {
@@ -188,7 +210,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run(args) => {
+        Command::Run(mut args) => {
+            if let Some(l) = args.config.as_ref().or(args.file.as_ref()).and_then(|p| {
+                Some(sluice::alloy::logging(
+                    p,
+                    &std::fs::read_to_string(p).ok()?,
+                )?)
+            }) {
+                args.log.level = args.log.level.or(l.level);
+                let format = l
+                    .format
+                    .map(|f| if f == "logfmt" { "text".into() } else { f });
+                args.log.format = args.log.format.or(format);
+            }
             init_logging(&args.log);
             match runtime().and_then(|rt| rt.block_on(run(args))) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -198,6 +232,37 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `sluice convert FILE`: the TOML is printed only when it also passes the checks `run` makes.
+fn convert(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read config file: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if !sluice_alloy::is_alloy(file, &text) {
+        eprintln!(
+            "{}: not Alloy syntax (expected .alloy/.river, or a file starting with a block); TOML needs no conversion",
+            file.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let env = |v: &str| std::env::var(v).ok();
+    let checked = sluice::alloy::convert(file, &text, &env)
+        .and_then(|c| sluice::alloy::parse(file, &text, &env).map(|_| c));
+    match checked {
+        Ok(c) => {
+            print!("{}", c.toml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -232,6 +297,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             text: sluice::EMBEDDED_DEFAULT,
         },
     };
+    tracing::debug!(
+        stability_level = %args.stability_level,
+        disable_reporting = ?args.disable_reporting,
+        "Alloy flags accepted; they change nothing in Sluice (docs/alloy.md)"
+    );
     let _lock = sluice::storage::lock(&args.storage_path)?;
     let metrics = install_metrics()?;
     let app = Arc::new(App::new(
