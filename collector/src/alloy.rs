@@ -28,7 +28,8 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
     let converted = convert(path, text, env)?;
     let mut config = parse_toml(path, &converted.toml, env).map_err(|e| {
         // The TOML loader's line is a line of the generated TOML; each knows its Alloy origin.
-        match e.line.checked_sub(1).and_then(|i| converted.origins.get(i)) {
+        let line = refine(&converted.toml, e.line, &e.reason);
+        match line.checked_sub(1).and_then(|i| converted.origins.get(i)) {
             Some(o) => {
                 let key = if o.key.is_empty() {
                     e.key
@@ -42,6 +43,44 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
     })?;
     config.text = text.to_owned();
     Ok(config)
+}
+
+/// The TOML loader places some errors at the start of a component's table. When the reason
+/// names a field (`url: ...`) or quotes a value (`invalid duration "1 second"`), the line of the
+/// generated TOML that sets it is a more precise origin. A component's lines run up to the
+/// next blank line (the generator separates sections with one).
+fn refine(toml: &str, line: usize, reason: &str) -> usize {
+    let lines: Vec<&str> = toml.lines().collect();
+    let Some(start) = line
+        .checked_sub(1)
+        .filter(|i| lines.get(*i).is_some_and(|l| l.starts_with('[')))
+    else {
+        return line;
+    };
+    let section = lines[start..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .enumerate();
+    let first_word = reason
+        .split([' ', ':'])
+        .next()
+        .unwrap_or("")
+        .trim_matches('`');
+    let leaf = first_word.rsplit('.').next().unwrap_or("");
+    let quoted = reason
+        .split_once('"')
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(q, _)| format!("= \"{q}\""));
+    for (i, l) in section {
+        let is_field = !leaf.is_empty()
+            && l.strip_prefix(leaf)
+                .is_some_and(|r| r.trim_start().starts_with('='));
+        let has_value = quoted.as_ref().is_some_and(|q| l.ends_with(q.as_str()));
+        if is_field || has_value {
+            return start + i + 1;
+        }
+    }
+    line
 }
 
 /// The `logging { }` block of an Alloy file, if it is one and has one.

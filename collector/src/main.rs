@@ -211,12 +211,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(mut args) => {
-            if let Some(l) = args.config.as_ref().or(args.file.as_ref()).and_then(|p| {
-                Some(sluice::alloy::logging(
-                    p,
-                    &std::fs::read_to_string(p).ok()?,
-                )?)
-            }) {
+            if let Some(l) = args
+                .config
+                .as_ref()
+                .or(args.file.as_ref())
+                .and_then(|p| sluice::alloy::logging(p, &std::fs::read_to_string(p).ok()?))
+            {
                 args.log.level = args.log.level.or(l.level);
                 let format = l
                     .format

@@ -1134,7 +1134,16 @@ impl Mapper<'_> {
     /// `basic_auth`, `bearer_token`, `tls_config`, `headers`, `remote_timeout` of an endpoint.
     fn http_client(&mut self, body: &mut Table, ep: &Reader) -> Result<(), Error> {
         if let Some(a) = ep.attr("headers") {
-            self.set_map(body, "headers", ep, a)?;
+            // Sluice's remote-write and Loki exporters take the tenant as `tenant_id`.
+            for (k, v) in ep.map_of(a)? {
+                let rendered = self.render(&v, a.value_pos);
+                if k.eq_ignore_ascii_case("x-scope-orgid") {
+                    body.set("tenant_id", rendered, ep.origin(a));
+                } else {
+                    body.table("headers", ep.origin(a))
+                        .set(&k, rendered, ep.origin(a));
+                }
+            }
         }
         if let Some(a) = ep.attr("remote_timeout") {
             self.set_str(body, "timeout", ep, a)?;
@@ -1292,6 +1301,7 @@ impl Mapper<'_> {
             let c = self.add_comp(b, "exporters", "prometheus_remote_write", body);
             self.comps[c].notes = notes;
             self.comps[c].origin = ep.here();
+            self.comps[c].source = format!("{} > endpoint", quoted_id(b));
             exporters.push(c);
         }
         Ok(Node::RemoteWrite { exporters })
@@ -1340,6 +1350,7 @@ impl Mapper<'_> {
             }
             let c = self.add_comp(b, "exporters", "loki", body);
             self.comps[c].origin = ep.here();
+            self.comps[c].source = format!("{} > endpoint", quoted_id(b));
             exporters.push(c);
         }
         Ok(Node::LokiWrite { exporters })
@@ -1585,7 +1596,7 @@ impl Mapper<'_> {
                         descriptions
                             .entry((signal, name.clone()))
                             .or_default()
-                            .push(format!("{} → {}", t.component, exporter));
+                            .push(format!("{} → exporters.{}", t.component, exporter));
                     }
                 }
             }

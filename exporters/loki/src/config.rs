@@ -46,6 +46,10 @@ pub struct Config {
     /// Record attributes promoted to labels on every record (like `loki.attribute.labels`).
     #[serde(default)]
     pub attribute_labels: Vec<String>,
+    /// Labels added to every stream that does not already have them (Alloy's `loki.write`
+    /// `external_labels`: the stream's own labels win).
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
     /// Line format when a record has no `loki.format` hint: `json` (default), `logfmt`, `raw`.
     #[serde(default)]
     pub line_format: LineFormat,
@@ -180,6 +184,7 @@ impl Config {
             default_labels_enabled: DefaultLabels::default(),
             resource_labels: Vec::new(),
             attribute_labels: Vec::new(),
+            external_labels: BTreeMap::new(),
             line_format: LineFormat::default(),
             structured_metadata: Vec::new(),
             max_label_names: default_max_label_names(),
@@ -267,6 +272,18 @@ impl Config {
         ] {
             if list.iter().any(|s| s.trim().is_empty()) {
                 return Err(format!("{key} entries must not be empty"));
+            }
+        }
+        for (name, value) in &self.external_labels {
+            if !crate::labels::is_valid_name(name) || name.starts_with("__") {
+                return Err(format!(
+                    "external_labels: {name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                ));
+            }
+            if value.is_empty() {
+                return Err(format!(
+                    "external_labels.{name}: the value must not be empty"
+                ));
             }
         }
         if self.max_label_names == 0 {

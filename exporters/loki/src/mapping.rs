@@ -52,6 +52,8 @@ pub struct MappingOptions {
     pub default_labels: DefaultLabels,
     pub resource_labels: Vec<String>,
     pub attribute_labels: Vec<String>,
+    /// Added to streams that lack them, after the limits (set by the operator, not the data).
+    pub external_labels: Vec<(String, String)>,
     pub line_format: LineFormat,
     /// `(attribute key, metadata name)`.
     pub structured_metadata: Vec<(String, String)>,
@@ -76,6 +78,11 @@ impl MappingOptions {
                 .attribute_labels
                 .iter()
                 .map(|s| s.trim().to_owned())
+                .collect(),
+            external_labels: c
+                .external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             line_format: c.line_format,
             structured_metadata: c
@@ -495,7 +502,8 @@ fn map_record(
     }
 
     // 2. Normalize and fit Loki's limits. `kept_sources` leave the line.
-    let (labels, kept_sources) = fit_labels(opts, cands, report);
+    let (mut labels, kept_sources) = fit_labels(opts, cands, report);
+    add_external_labels(&mut labels, &opts.external_labels);
 
     // 3. Structured metadata.
     let removed_everywhere =
@@ -680,6 +688,20 @@ fn fit_labels(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     (out, kept_sources)
+}
+
+/// Alloy's `loki.write` merges its `external_labels` under the stream's labels: a stream label
+/// of the same name wins. Keeps `labels` sorted by name.
+fn add_external_labels(labels: &mut Vec<(String, String)>, external: &[(String, String)]) {
+    if external.is_empty() {
+        return;
+    }
+    for (name, value) in external {
+        if !labels.iter().any(|(n, _)| n == name) {
+            labels.push((name.clone(), value.clone()));
+        }
+    }
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// `GetTenantFromTenantHint`: the hint (resource first) names the attribute (resource first)

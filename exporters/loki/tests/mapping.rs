@@ -509,3 +509,31 @@ fn timestamps_fall_back_to_observed_then_now_and_sort_stably() {
     let expected: Vec<(u64, &str)> = expected.iter().map(|(t, l)| (*t, l.as_str())).collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn external_labels_are_added_under_the_streams_own_labels() {
+    let o = opts(|c| {
+        c.external_labels = [("cluster", "eu-1"), ("job", "ignored")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    });
+    let r = record(1_000, 9, "hello", vec![]);
+    let (out, _) = map_one(&o, checkout_resource(), vec![r]);
+    let stream = only_stream(&out);
+    let label = |n: &str| {
+        stream
+            .labels
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(label("cluster"), Some("eu-1"));
+    // The stream's own `job` wins over the external one, as in Alloy's loki.write.
+    assert_eq!(label("job"), Some("shop/checkout"));
+    assert!(stream.label_string.contains(r#"cluster="eu-1""#));
+    let names: Vec<&str> = stream.labels.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+}
