@@ -26,9 +26,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== sluice validate configs/*.toml"
+echo "== sluice validate configs/*.toml configs/*.river"
 cargo build --quiet -p sluice
-for f in configs/*.toml; do ./target/debug/sluice validate "$f"; done
+for f in configs/*.toml configs/*.river; do ./target/debug/sluice validate "$f"; done
 
 echo "== cargo test"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt

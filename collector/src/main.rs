@@ -56,6 +56,7 @@ struct RunArgs {
     #[arg(
         long = "disable-reporting",
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = "true",
         value_parser = clap::value_parser!(bool)
     )]
