@@ -244,7 +244,10 @@ impl Evaluator<'_> {
             }
             ExprKind::Unary(op, inner) => match (*op, self.eval(inner)?) {
                 ("!", Value::Bool(b)) => Value::Bool(!b),
-                ("-", Value::Int(i)) => Value::Int(-i),
+                ("-", Value::Int(i)) => Value::Int(
+                    i.checked_neg()
+                        .ok_or_else(|| Error::syntax(e.pos, "integer overflow in unary -"))?,
+                ),
                 ("-", Value::Float(f)) => Value::Float(-f),
                 (op, v) => {
                     return Err(Error::syntax(

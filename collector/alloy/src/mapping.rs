@@ -54,67 +54,49 @@ const SIGNALS: [&str; 3] = ["traces", "metrics", "logs"];
 // ---------------------------------------------------------------------------------------------
 // The TOML being built.
 
-enum Item {
-    Val(String),
-    Table(Table),
-}
-
-struct Entry {
-    key: String,
-    item: Item,
-    origin: Origin,
-}
-
+/// A TOML table being built: values first, then sub-tables, each with its Alloy origin.
 #[derive(Default)]
 struct Table {
-    entries: Vec<Entry>,
+    vals: Vec<(String, String, Origin)>,
+    tables: Vec<(String, Table, Origin)>,
 }
 
 impl Table {
     fn set(&mut self, key: &str, rendered: String, origin: Origin) {
-        self.entries.retain(|e| e.key != key);
-        self.entries.push(Entry {
-            key: key.to_string(),
-            item: Item::Val(rendered),
-            origin,
-        });
+        self.vals.retain(|(k, _, _)| k != key);
+        self.vals.push((key.to_string(), rendered, origin));
     }
 
     fn table(&mut self, key: &str, origin: Origin) -> &mut Table {
-        let idx = match self
-            .entries
-            .iter()
-            .position(|e| e.key == key && matches!(e.item, Item::Table(_)))
-        {
+        let idx = match self.tables.iter().position(|(k, _, _)| k == key) {
             Some(i) => i,
             None => {
-                self.entries.push(Entry {
-                    key: key.to_string(),
-                    item: Item::Table(Table::default()),
-                    origin,
-                });
-                self.entries.len() - 1
+                self.tables
+                    .push((key.to_string(), Table::default(), origin));
+                self.tables.len() - 1
             }
         };
-        match &mut self.entries[idx].item {
-            Item::Table(t) => t,
-            // Unreachable by construction: `idx` is a table entry.
-            Item::Val(_) => unreachable!("table entry"),
-        }
+        &mut self.tables[idx].1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.vals.is_empty() && self.tables.is_empty()
+    }
+
+    fn has_key_ignore_case(&self, key: &str) -> bool {
+        self.vals
+            .iter()
+            .any(|(k, _, _)| k.eq_ignore_ascii_case(key))
     }
 
     fn render(&self, path: &str, out: &mut Out) {
-        for e in &self.entries {
-            if let Item::Val(v) = &e.item {
-                out.line(format!("{} = {v}", toml_key(&e.key)), e.origin.clone());
-            }
+        for (k, v, origin) in &self.vals {
+            out.line(format!("{} = {v}", toml_key(k)), origin.clone());
         }
-        for e in &self.entries {
-            if let Item::Table(t) = &e.item {
-                let p = format!("{path}.{}", toml_key(&e.key));
-                out.line(format!("[{p}]"), e.origin.clone());
-                t.render(&p, out);
-            }
+        for (k, t, origin) in &self.tables {
+            let p = format!("{path}.{}", toml_key(k));
+            out.line(format!("[{p}]"), origin.clone());
+            t.render(&p, out);
         }
     }
 }
@@ -786,7 +768,7 @@ impl Mapper<'_> {
                     let t = body.table("http", h.here());
                     self.copy_strs(t, &h, &["endpoint", "max_request_body_size"])?;
                 }
-                if body.entries.is_empty() {
+                if body.is_empty() {
                     return Err(Error::at(
                         b.pos,
                         id.clone(),
@@ -1034,11 +1016,7 @@ impl Mapper<'_> {
             let header = header.clone();
             let v = self.render(&header, a.value_pos);
             let headers = body.table("headers", client.origin(a));
-            if headers
-                .entries
-                .iter()
-                .any(|e| e.key.eq_ignore_ascii_case("authorization"))
-            {
+            if headers.has_key_ignore_case("authorization") {
                 return Err(Error::at(
                     a.pos,
                     client.origin(a).key,
@@ -1056,16 +1034,15 @@ impl Mapper<'_> {
                 t,
                 &[("insecure_skip_verify", "insecure_skip_verify")],
             )?;
-            if insecure && !tt.entries.is_empty() {
+            if insecure && !tt.is_empty() {
                 return Err(Error::at(
                     t.b.pos,
                     t.key.clone(),
                     "tls: `insecure = true` turns TLS off; the other tls settings cannot apply",
                 ));
             }
-            if !tt.entries.is_empty() {
-                let dst = body.table("tls", t.here());
-                dst.entries = tt.entries;
+            if !tt.is_empty() {
+                *body.table("tls", t.here()) = tt;
             }
         }
         if let Some(rt) = r.block(
@@ -1259,8 +1236,8 @@ impl Mapper<'_> {
                         retry.set("max_age", v, q.origin(a));
                     }
                 }
-                if !retry.entries.is_empty() {
-                    body.table("retry", q.here()).entries = retry.entries;
+                if !retry.is_empty() {
+                    *body.table("retry", q.here()) = retry;
                 }
                 let mut ignored = Vec::new();
                 for n in [
