@@ -765,6 +765,26 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
             "timeout = 1",
             "test.alloy:13:13: otelcol.processor.batch.b.timeout: `timeout` must be a string, got a number",
         ),
+        (
+            "endpoint = \"tempo:4317\"",
+            "endpoint = string.format(\"%s\", \"a\")",
+            "test.alloy:22:16: unknown function `string.format`; Sluice supports env, sys.env, coalesce, concat (array.concat), json_decode (encoding.from_json)",
+        ),
+        (
+            "endpoint = \"tempo:4317\"",
+            "endpoint = tempo",
+            "test.alloy:22:16: unknown identifier `tempo` (functions: env, sys.env, coalesce, concat (array.concat), json_decode (encoding.from_json); strings need quotes)",
+        ),
+        (
+            "endpoint = \"tempo:4317\"",
+            "endpoint = json_decode(\"{\")",
+            "test.alloy:22:28: json_decode(): invalid JSON: EOF while parsing an object at line 1 column 1",
+        ),
+        (
+            "endpoint = \"tempo:4317\"",
+            "endpoint = \"a\" + 1",
+            "test.alloy:22:16: operator + cannot apply to a string and a number",
+        ),
         // Errors found by Sluice's own checks point at the Alloy attribute too.
         (
             "url = \"http://mimir:9009/api/v1/push\"",
@@ -792,4 +812,46 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
         let text = BASE.replacen(from, to, 1);
         assert_eq!(err(&text), *expected, "for:\n{text}");
     }
+}
+
+#[test]
+fn routes_sluice_cannot_build_are_refused() {
+    let chained = r#"otelcol.receiver.otlp "in" {
+  grpc {}
+  output { traces = [otelcol.processor.batch.one.input] }
+}
+otelcol.processor.batch "one" {
+  output { traces = [otelcol.processor.batch.two.input] }
+}
+otelcol.processor.batch "two" {
+  output { traces = [otelcol.exporter.debug.d.input] }
+}
+otelcol.exporter.debug "d" {}
+"#;
+    assert_eq!(
+        err(chained),
+        "test.alloy:6:21: otelcol.processor.batch.two: two batch processors on one route (processors.one, then otelcol.processor.batch.two): Sluice batches once per pipeline, after the spool"
+    );
+    let cycle = r#"otelcol.receiver.otlp "in" {
+  grpc {}
+  output { traces = [otelcol.processor.memory_limiter.a.input] }
+}
+otelcol.processor.memory_limiter "a" {
+  check_interval = "1s"
+  output { traces = [otelcol.processor.memory_limiter.b.input] }
+}
+otelcol.processor.memory_limiter "b" {
+  check_interval = "1s"
+  output { traces = [otelcol.processor.memory_limiter.a.input] }
+}
+"#;
+    assert_eq!(
+        err(cycle),
+        "test.alloy:11:21: otelcol.processor.memory_limiter.a: reference cycle: otelcol.receiver.otlp.in → otelcol.processor.memory_limiter.a → otelcol.processor.memory_limiter.b → otelcol.processor.memory_limiter.a"
+    );
+    let no_output = "otelcol.processor.batch \"b\" {\n  timeout = \"1s\"\n}\n";
+    assert_eq!(
+        err(no_output),
+        "test.alloy:1:1: otelcol.processor.batch.b.output: otelcol.processor.batch \"b\" needs an `output { }` block saying where its data goes (traces/metrics/logs = [...])"
+    );
 }

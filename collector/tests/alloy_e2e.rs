@@ -567,4 +567,31 @@ loki.write "l" {{
     assert_eq!(streams.len(), 1, "{streams:#?}");
     assert_eq!(streams[0].label("cluster"), Some("e2e"));
     assert_eq!(streams[0].label("service_name"), Some("alloy-e2e"));
+
+    // Reload: a broken edit is refused at its Alloy line and the running config stays; a good
+    // one is taken.
+    let broken = text.replace("send_batch_size = 500", "send_batch_size = \"500\"");
+    std::fs::write(&config, &broken).unwrap();
+    let (code, msg) = sluice.post("/-/reload").await;
+    assert_eq!(code, 400, "{msg}");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("send_batch_size"))
+        .unwrap()
+        + 1;
+    assert!(
+        msg.contains(&format!(
+            "config.alloy:{line}:21: otelcol.processor.batch.b.send_batch_size: `send_batch_size` must be an integer, got a string"
+        )),
+        "{msg}"
+    );
+    std::fs::write(
+        &config,
+        text.replace("send_batch_size = 500", "send_batch_size = 50"),
+    )
+    .unwrap();
+    assert_eq!(
+        sluice.post("/-/reload").await,
+        (200, "config reloaded\n".to_string())
+    );
 }

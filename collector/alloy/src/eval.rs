@@ -102,7 +102,18 @@ pub struct Evaluator<'a> {
     pub baked: Vec<(usize, String)>,
 }
 
-const FUNCTIONS: &str = "env, sys.env, coalesce, concat, json_decode";
+const FUNCTIONS: &str =
+    "env, sys.env, coalesce, concat (array.concat), json_decode (encoding.from_json)";
+
+fn function(name: &str) -> Option<&'static str> {
+    match name {
+        "env" | "sys.env" => Some("env"),
+        "coalesce" => Some("coalesce"),
+        "concat" | "array.concat" => Some("concat"),
+        "json_decode" | "encoding.from_json" => Some("json_decode"),
+        _ => None,
+    }
+}
 
 fn path_of(e: &Expr) -> Option<Vec<String>> {
     match &e.kind {
@@ -224,6 +235,17 @@ impl Evaluator<'_> {
                 }
             }
             ExprKind::Call(callee, args) => {
+                if let Some(path) = path_of(callee)
+                    && function(&path.join(".")).is_none()
+                {
+                    return Err(Error::syntax(
+                        callee.pos,
+                        format!(
+                            "unknown function `{}`; Sluice supports {FUNCTIONS}",
+                            path.join(".")
+                        ),
+                    ));
+                }
                 let f = match self.eval(callee)? {
                     Value::Func(f) => f,
                     other => {
@@ -267,12 +289,8 @@ impl Evaluator<'_> {
     fn reference(&mut self, e: &Expr) -> Result<Value, Error> {
         if let Some(path) = path_of(e) {
             let joined = path.join(".");
-            match joined.as_str() {
-                "env" | "sys.env" => return Ok(Value::Func("env")),
-                "coalesce" => return Ok(Value::Func("coalesce")),
-                "concat" => return Ok(Value::Func("concat")),
-                "json_decode" | "encoding.from_json" => return Ok(Value::Func("json_decode")),
-                _ => {}
+            if let Some(f) = function(&joined) {
+                return Ok(Value::Func(f));
             }
             if let Some((last, head)) = path.split_last() {
                 let id = head.join(".");
