@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
         let settings = DriverSettings {
             component_id: Arc::from("exporters.count"),
             pipeline: Arc::from("bench"),
-            batch: sluice_processors::batch::Config {
+            batch: sluice_core::batch::BatchConfig {
                 send_batch_size: 8192,
                 send_batch_max_size: 16384,
                 ..Default::default()

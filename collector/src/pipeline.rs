@@ -4,10 +4,10 @@
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use sluice_core::batch::BatchConfig;
 use sluice_core::retry::{Backoff, RetryConfig};
 use sluice_core::telemetry;
 use sluice_core::{Batch, Consumer, Exporter, Item, Processor, Refusal, SendOutcome, Signal};
-use sluice_processors::batch::Config as BatchConfig;
 use sluice_spool::{AppendTicket, Record, Spool, SpoolReader};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+use sluice_core::batch::{self, BatchConfig};
+use sluice_exporter_debug as debug;
 use sluice_exporter_loki as loki;
-use sluice_exporter_otlp::{debug, otlp as otlp_exporter};
+use sluice_exporter_otlp::otlp as otlp_exporter;
 use sluice_exporter_prometheus as remote_write;
-use sluice_processors::batch;
 use sluice_receiver_awf as awf;
 use sluice_receiver_otlp as otlp_receiver;
 
@@ -100,7 +101,7 @@ impl ReceiverConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProcessorConfig {
-    Batch(batch::Config),
+    Batch(BatchConfig),
     // Boxed: the watcher's config is much larger than the batch settings.
     Watcher(Box<sluice_watcher::Config>),
 }
@@ -110,7 +111,7 @@ impl ProcessorConfig {
 
     pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
         match ty {
-            batch::TYPE_NAME => typed(body, batch::Config::validate).map(Self::Batch),
+            batch::TYPE_NAME => typed(body, BatchConfig::validate).map(Self::Batch),
             sluice_watcher::TYPE_NAME => {
                 typed(body, sluice_watcher::Config::validate).map(|c| Self::Watcher(Box::new(c)))
             }
@@ -119,7 +120,7 @@ impl ProcessorConfig {
     }
 
     /// Batch settings, when this is the pipeline's batch stage.
-    pub fn batch_settings(&self) -> Option<&batch::Config> {
+    pub fn batch_settings(&self) -> Option<&BatchConfig> {
         match self {
             Self::Batch(b) => Some(b),
             Self::Watcher(_) => None,

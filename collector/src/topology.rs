@@ -89,7 +89,7 @@ impl Topology {
                     corrupt = report.corrupt_records, "spool holds data from a previous run; replaying what was not delivered");
             }
             let mut processors = Vec::new();
-            let mut batch = sluice_processors::batch::Config::default();
+            let mut batch = sluice_core::batch::BatchConfig::default();
             for name in &p.processors {
                 let Some(pc) = config.processors.get(name) else {
                     continue;

@@ -18,7 +18,7 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-async fn rig(server: &OtlpTestServer, extra: &str, batch: sluice_processors::batch::Config) -> Rig {
+async fn rig(server: &OtlpTestServer, extra: &str, batch: sluice_core::batch::BatchConfig) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(
         "t",
@@ -67,8 +67,8 @@ fn traces(seed: u64, spans: usize) -> Item {
     )
 }
 
-fn fast_batch() -> sluice_processors::batch::Config {
-    sluice_processors::batch::Config {
+fn fast_batch() -> sluice_core::batch::BatchConfig {
+    sluice_core::batch::BatchConfig {
         timeout: sluice_core::DurationStr::from_millis(10),
         ..Default::default()
     }
@@ -147,7 +147,7 @@ async fn permanent_rejection_is_dropped_and_next_batches_flow() {
     let rig = rig(
         &server,
         "",
-        sluice_processors::batch::Config {
+        sluice_core::batch::BatchConfig {
             send_batch_size: 10,
             ..fast_batch()
         },

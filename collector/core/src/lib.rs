@@ -5,9 +5,9 @@
 //! Receivers hand items to a [`component::Consumer`]; exporters receive [`component::Batch`]es
 //! from the pipeline's spool and turn them into requests.
 
+pub mod batch;
 pub mod component;
 pub mod config;
-pub mod http_client;
 pub mod item;
 pub mod retry;
 pub mod telemetry;

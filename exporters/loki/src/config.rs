@@ -1,9 +1,9 @@
 //! `[exporters.NAME]` with `type = "loki"`.
 
 use serde::Deserialize;
-pub use sluice_core::http_client::{BasicAuth, TlsConfig};
 use sluice_core::retry::RetryConfig;
 use sluice_core::{ByteSize, DurationStr};
+pub use sluice_http_client::{BasicAuth, TlsConfig};
 use std::collections::BTreeMap;
 
 /// Loki exporter settings. Defaults follow Alloy's `otelcol.exporter.loki` + `loki.write` and
@@ -252,10 +252,7 @@ impl Config {
                 );
             }
         }
-        sluice_core::http_client::validate_auth(
-            self.basic_auth.as_ref(),
-            self.bearer_token.as_deref(),
-        )?;
+        sluice_http_client::validate_auth(self.basic_auth.as_ref(), self.bearer_token.as_deref())?;
         if let Some(b) = &self.basic_auth
             && b.username.is_empty()
         {

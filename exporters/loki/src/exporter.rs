@@ -8,9 +8,9 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use sluice_core::http_client;
 use sluice_core::telemetry::exporter_dropped;
 use sluice_core::{Batch, Exporter, SendOutcome, Signal};
+use sluice_http_client as http_client;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,4 @@
-//! Exporters that send OTLP as it is: [`otlp`] (Tempo and any OTLP backend, gRPC or
-//! HTTP/protobuf) and [`debug`] (logs batches and optionally appends OTLP/JSON lines to a file;
-//! the exporter that needs no backend).
+//! The OTLP exporter: sends OTLP as it is to Tempo or any OTLP backend, over gRPC or
+//! HTTP/protobuf.
 
-pub mod debug;
 pub mod otlp;

@@ -12,8 +12,8 @@ use crate::remote_write::Protocol;
 use crate::translate::TranslateOptions;
 use serde::Deserialize;
 use sluice_core::DurationStr;
-pub use sluice_core::http_client::{BasicAuth, TlsConfig};
 use sluice_core::retry::RetryConfig;
+pub use sluice_http_client::{BasicAuth, TlsConfig};
 use std::collections::BTreeMap;
 
 /// Remote-write version to speak.
@@ -219,10 +219,7 @@ impl Config {
         {
             return Err("tenant_id must be a non-empty, printable header value".into());
         }
-        sluice_core::http_client::validate_auth(
-            self.basic_auth.as_ref(),
-            self.bearer_token.as_deref(),
-        )?;
+        sluice_http_client::validate_auth(self.basic_auth.as_ref(), self.bearer_token.as_deref())?;
         self.tls.validate()?;
         for (name, value) in &self.external_labels {
             if !is_valid_label_name(name) {

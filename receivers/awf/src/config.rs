@@ -4,8 +4,8 @@
 use crate::convert::ConvertConfig;
 use crate::redact::{RedactionMode, Redactor};
 use serde::Deserialize;
-pub use sluice_core::http_client::TlsConfig;
 use sluice_core::{ByteSize, DurationStr};
+pub use sluice_http_client::TlsConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use sluice_core::{Exporter, Item, SendOutcome, Signal};
-use sluice_exporter_otlp::debug::{self, Config, Verbosity};
+use sluice_exporter_debug::{self as debug, Config, Verbosity};
 
 fn config(text: &str) -> Config {
     let c: Config = toml::from_str(text).expect("parse");

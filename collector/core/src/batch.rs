@@ -1,18 +1,21 @@
-//! `type = "batch"`: how a pipeline's exporters group items read from the spool.
+//! Batching: how an exporter driver groups items it reads from the spool. A setting of the
+//! driver, like [`crate::retry::RetryConfig`], not a processor.
 //!
-//! Unlike the OpenTelemetry Collector's batch processor this stage sits *after* the spool, so
-//! data waiting for a batch to fill is already durable: a crash loses nothing. Defaults are
-//! Alloy's `otelcol.processor.batch` defaults. A pipeline without a batch processor batches with
-//! these defaults too.
+//! A config spells it as a processor (`type = "batch"` listed in a pipeline's `processors`),
+//! as Alloy's `otelcol.processor.batch` does, but unlike that processor this runs *after* the
+//! spool, so data waiting for a batch to fill is already durable: a crash loses nothing.
+//! Defaults are Alloy's `otelcol.processor.batch` defaults; a pipeline that lists no batch
+//! stage batches with these defaults too.
 
+use crate::{ByteSize, DurationStr};
 use serde::Deserialize;
-use sluice_core::{ByteSize, DurationStr};
 
+/// The `type` a config uses to set a pipeline's batching.
 pub const TYPE_NAME: &str = "batch";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct BatchConfig {
     /// A batch is sent as soon as it holds this many spans / data points / log records.
     pub send_batch_size: u64,
     /// Upper bound on items in one batch (0 = no bound beyond `send_batch_size`). Items are whole
@@ -26,9 +29,9 @@ pub struct Config {
     pub max_in_flight: usize,
 }
 
-impl Default for Config {
+impl Default for BatchConfig {
     fn default() -> Self {
-        Config {
+        BatchConfig {
             send_batch_size: 2000,
             send_batch_max_size: 3000,
             send_batch_max_bytes: ByteSize::mib(3),
@@ -38,7 +41,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl BatchConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.send_batch_size == 0 {
             return Err("send_batch_size must be at least 1".into());
