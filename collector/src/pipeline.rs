@@ -213,10 +213,9 @@ pub async fn run_driver<E: Exporter>(
             if pending.is_empty() {
                 pending_start = reader.position();
             }
-            let room_items = usize::try_from(max_items - pending_items).unwrap_or(usize::MAX);
-            // Records are whole requests: a count cap in records approximates the item cap and
-            // the item count below makes it exact enough.
-            let records = reader.read(room_items.max(1), max_bytes - pending_bytes);
+            // Records are whole client requests: a batch holds at most `max_items` items unless
+            // one request alone is larger.
+            let records = reader.read_items(max_items - pending_items, max_bytes - pending_bytes);
             for r in records {
                 pending_items += u64::from(r.item.count);
                 pending_bytes += r.item.payload.len();

@@ -23,6 +23,10 @@ pub struct SinkArgs {
     /// (event-to-export latency, when the producer stamps events as it makes them).
     #[arg(long)]
     pub log_latency: bool,
+    /// Print each report as one JSON line (`{"unix_ms":…,"items":…}`), for scripts that
+    /// measure what arrived over time.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub struct CountingConsumer {
@@ -105,6 +109,10 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
                 let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), now);
                 match &counter.latency_ms {
+                    _ if args.json => {
+                        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+                        println!("{{\"unix_ms\":{unix_ms},\"items\":{now}}}");
+                    }
                     Some(h) => {
                         let mut h = h.lock();
                         println!(

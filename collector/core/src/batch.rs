@@ -36,7 +36,7 @@ impl Default for BatchConfig {
             send_batch_max_size: 3000,
             send_batch_max_bytes: ByteSize::mib(3),
             timeout: DurationStr::from_millis(200),
-            max_in_flight: 4,
+            max_in_flight: 8,
         }
     }
 }

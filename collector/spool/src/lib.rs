@@ -525,9 +525,25 @@ impl SpoolReader {
         }
     }
 
-    /// Reads up to `max_items` records / `max_bytes` payload bytes (at least one record if any
-    /// is available) without waiting.
-    pub fn read(&mut self, max_items: usize, max_bytes: usize) -> Vec<Record> {
+    /// Reads up to `max_records` records / `max_bytes` payload bytes (at least one record if
+    /// any is available) without waiting.
+    pub fn read(&mut self, max_records: usize, max_bytes: usize) -> Vec<Record> {
+        self.read_limited(max_records as u64, max_bytes, |_| 1)
+    }
+
+    /// Reads records holding up to `max_items` items (spans, data points, log records) /
+    /// `max_bytes` payload bytes (at least one record if any is available) without waiting.
+    /// Batches are sized in items, as Alloy's `send_batch_max_size` is.
+    pub fn read_items(&mut self, max_items: u64, max_bytes: usize) -> Vec<Record> {
+        self.read_limited(max_items, max_bytes, |r| u64::from(r.item.count))
+    }
+
+    fn read_limited(
+        &mut self,
+        max_weight: u64,
+        max_bytes: usize,
+        weight: impl Fn(&Record) -> u64,
+    ) -> Vec<Record> {
         let mut out = Vec::new();
         let published = self.shared.published.load(Ordering::Acquire);
         if self.pos >= published {
@@ -538,13 +554,16 @@ impl SpoolReader {
             if self.pos >= state.tail.first_seq {
                 let start = (self.pos - state.tail.first_seq) as usize;
                 let mut bytes = 0usize;
+                let mut taken = 0u64;
                 for r in state.tail.records.iter().skip(start) {
+                    let w = weight(r);
                     if !out.is_empty()
-                        && (out.len() >= max_items || bytes + r.item.payload.len() > max_bytes)
+                        && (taken + w > max_weight || bytes + r.item.payload.len() > max_bytes)
                     {
                         break;
                     }
                     bytes += r.item.payload.len();
+                    taken += w;
                     out.push(r.clone());
                 }
                 true
@@ -553,7 +572,7 @@ impl SpoolReader {
             }
         };
         if !from_memory {
-            self.read_disk(&mut out, max_items, max_bytes);
+            self.read_disk(&mut out, max_weight, max_bytes, weight);
         }
         if let Some(last) = out.last() {
             self.pos = last.seq + 1;
@@ -585,8 +604,15 @@ impl SpoolReader {
         }
     }
 
-    fn read_disk(&mut self, out: &mut Vec<Record>, max_items: usize, max_bytes: usize) {
+    fn read_disk(
+        &mut self,
+        out: &mut Vec<Record>,
+        max_weight: u64,
+        max_bytes: usize,
+        weight: impl Fn(&Record) -> u64,
+    ) {
         let mut bytes = 0usize;
+        let mut taken = 0u64;
         loop {
             // Find the segment holding `pos`, reusing the open reader when it still fits.
             let (meta, tail_first) = {
@@ -627,7 +653,7 @@ impl SpoolReader {
                 return;
             };
             loop {
-                if !out.is_empty() && out.len() >= max_items {
+                if !out.is_empty() && taken >= max_weight {
                     return;
                 }
                 match reader.next(meta.len) {
@@ -635,11 +661,15 @@ impl SpoolReader {
                         if r.seq < self.pos {
                             continue;
                         }
-                        if !out.is_empty() && bytes + r.item.payload.len() > max_bytes {
+                        let w = weight(&r);
+                        if !out.is_empty()
+                            && (bytes + r.item.payload.len() > max_bytes || taken + w > max_weight)
+                        {
                             reader.unread();
                             return;
                         }
                         bytes += r.item.payload.len();
+                        taken += w;
                         self.pos = r.seq + 1;
                         out.push(r);
                     }
@@ -706,9 +736,133 @@ struct Writer {
     shared: Arc<Shared>,
     next_seq: u64,
     file: Option<File>,
+    /// First sequence number of the segment `file` is.
+    segment_first_seq: u64,
     buf: Vec<u8>,
     /// With `fsync = "interval"`: the thread that syncs, so appends never wait behind an fsync.
     syncer: Option<(Arc<IntervalSyncer>, thread::JoinHandle<()>)>,
+    /// With `fsync = "always"`: the threads that sync written groups and then acknowledge them.
+    always: Option<AlwaysSyncers>,
+}
+
+/// Threads that fsync and acknowledge groups for `fsync = "always"`.
+///
+/// The writer hands each written group over and goes on encoding and writing the next one, so
+/// compression and `write` overlap the flush instead of queueing behind it. Several threads let
+/// a new group's `fdatasync` start at once rather than after the one in progress: the device
+/// completes concurrent flushes far faster than serial ones (`benches/RESULTS.md`), which is
+/// what bounds a client's latency, and so its throughput, at this level.
+struct AlwaysSyncers {
+    jobs: Option<std::sync::mpsc::Sender<SyncJob>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+/// A written group waiting for its fsync.
+struct SyncJob {
+    /// The segment the group went to (a handle of its own: the writer may rotate meanwhile),
+    /// and that segment's first sequence number, which names it.
+    file: File,
+    segment: u64,
+    acks: Vec<(oneshot::Sender<Result<u64, Refusal>>, u64)>,
+}
+
+const ALWAYS_SYNC_THREADS: usize = 4;
+/// Most groups one fsync acknowledges; more waiting groups go to the next free thread.
+const MAX_JOBS_PER_SYNC: usize = 256;
+
+impl AlwaysSyncers {
+    fn start(name: &str) -> io::Result<AlwaysSyncers> {
+        let (tx, rx) = std::sync::mpsc::channel::<SyncJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(ALWAYS_SYNC_THREADS);
+        for i in 0..ALWAYS_SYNC_THREADS {
+            let rx = rx.clone();
+            let name = name.to_owned();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("spool-fsync-{name}-{i}"))
+                    .spawn(move || Self::run(&name, &rx))?,
+            );
+        }
+        Ok(AlwaysSyncers {
+            jobs: Some(tx),
+            threads,
+        })
+    }
+
+    fn run(name: &str, rx: &Mutex<std::sync::mpsc::Receiver<SyncJob>>) {
+        loop {
+            // Everything queued now was written before the fsync below starts, so one fsync
+            // per segment covers all of it.
+            let jobs = {
+                let rx = rx.lock();
+                let Ok(first) = rx.recv() else {
+                    return; // the writer stopped and every job was taken
+                };
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_JOBS_PER_SYNC {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                jobs
+            };
+            let mut synced: Vec<(u64, Result<(), Refusal>)> = Vec::new();
+            for job in jobs {
+                let result = match synced.iter().find(|(seg, _)| *seg == job.segment) {
+                    Some((_, r)) => r.clone(),
+                    None => {
+                        let r = Self::sync(name, &job.file);
+                        synced.push((job.segment, r.clone()));
+                        r
+                    }
+                };
+                for (ack, seq) in job.acks {
+                    let _ = ack.send(result.clone().map(|()| seq));
+                }
+            }
+        }
+    }
+
+    fn sync(name: &str, file: &File) -> Result<(), Refusal> {
+        let start = Instant::now();
+        let result = file.sync_data();
+        metrics::histogram!("sluice_spool_fsync_duration_seconds", "pipeline" => name.to_owned())
+            .record(start.elapsed().as_secs_f64());
+        result.map_err(|e| {
+            // The data stays in the segment (and may be delivered); the client is told it was
+            // not kept and resends, so the worst case is a duplicate, never a lost ack.
+            tracing::error!(spool = name, error = %e, "fsync failed; refusing the appends it covered");
+            Refusal::Unavailable {
+                reason: "storage_error",
+                message: format!("spool fsync failed: {e}"),
+            }
+        })
+    }
+
+    fn submit(&self, job: SyncJob) {
+        if let Some(tx) = &self.jobs
+            && let Err(std::sync::mpsc::SendError(job)) = tx.send(job)
+        {
+            // Every sync thread is gone (it cannot happen short of a panic there): refuse
+            // rather than leave the clients waiting.
+            for (ack, _) in job.acks {
+                let _ = ack.send(Err(Refusal::Unavailable {
+                    reason: "spool_stopped",
+                    message: "the spool's fsync threads stopped".into(),
+                }));
+            }
+        }
+    }
+
+    /// Waits until every submitted group was synced and acknowledged.
+    fn stop(mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Runs `interval` fsyncs off the writer thread. Under steady load the writer never idles, so
@@ -784,12 +938,25 @@ impl Writer {
             }
             None => None,
         };
+        let always = match shared.config.fsync {
+            Fsync::Always => match AlwaysSyncers::start(&shared.name) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    // The writer then syncs each group itself, as durable, only slower.
+                    tracing::error!(spool = %shared.name, error = %e, "cannot start the fsync threads; syncing on the writer thread");
+                    None
+                }
+            },
+            _ => None,
+        };
         Writer {
             shared,
             next_seq,
             file: None,
+            segment_first_seq: next_seq,
             buf: Vec::with_capacity(1 << 20),
             syncer,
+            always,
         }
     }
 
@@ -821,6 +988,9 @@ impl Writer {
                 continue;
             }
             if self.shared.closed.load(Ordering::Acquire) && self.shared.queue.is_empty() {
+                if let Some(always) = self.always.take() {
+                    always.stop();
+                }
                 if let Some((syncer, handle)) = self.syncer.take() {
                     syncer.stop.store(true, Ordering::Release);
                     handle.thread().unpark();
@@ -835,18 +1005,21 @@ impl Writer {
     /// Opens the newest segment for appending, or starts a new one when it is full.
     fn ensure_segment(&mut self) -> io::Result<()> {
         let seg_bytes = self.shared.config.segment_bytes.0;
-        let (need_new, last_path) = {
+        let (need_new, last) = {
             let state = self.shared.state.lock();
             match state.segments.last() {
-                Some(last) if last.len < seg_bytes => (false, Some(last.path.clone())),
+                Some(last) if last.len < seg_bytes => {
+                    (false, Some((last.path.clone(), last.first_seq)))
+                }
                 _ => (true, None),
             }
         };
         if !need_new {
             if self.file.is_none()
-                && let Some(path) = last_path
+                && let Some((path, first_seq)) = last
             {
                 self.file = Some(OpenOptions::new().append(true).open(path)?);
+                self.segment_first_seq = first_seq;
                 self.track_active();
             }
             return Ok(());
@@ -862,6 +1035,7 @@ impl Writer {
             File::open(&self.shared.dir)?.sync_all()?;
         }
         self.file = Some(file);
+        self.segment_first_seq = self.next_seq;
         self.track_active();
         self.shared.state.lock().segments.push(SegmentMeta {
             first_seq: self.next_seq,
@@ -890,7 +1064,7 @@ impl Writer {
                 let _ = file.set_len(before);
                 return Err(e);
             }
-            if shared.config.fsync == Fsync::Always {
+            if shared.config.fsync == Fsync::Always && self.always.is_none() {
                 let start = Instant::now();
                 if let Err(e) = file.sync_data() {
                     let _ = file.set_len(before);
@@ -940,9 +1114,33 @@ impl Writer {
                 shared.published.store(self.next_seq, Ordering::Release);
                 shared.readers_notify.notify_waiters();
                 metrics::counter!("sluice_spool_appended_items_total", "pipeline" => shared.name.clone()).increment(items);
-                for (i, p) in group.drain(..).enumerate() {
-                    if let Some(ack) = p.ack {
-                        let _ = ack.send(Ok(first + i as u64));
+                let acks = group
+                    .drain(..)
+                    .enumerate()
+                    .filter_map(|(i, p)| p.ack.map(|ack| (ack, first + i as u64)));
+                let sync_file = match (&self.always, &self.file) {
+                    (Some(_), Some(file)) => file.try_clone().ok(),
+                    _ => None,
+                };
+                match (&self.always, sync_file) {
+                    (Some(always), Some(file)) => always.submit(SyncJob {
+                        file,
+                        segment: self.segment_first_seq,
+                        acks: acks.collect(),
+                    }),
+                    (Some(_), None) => {
+                        // No handle to sync with: refuse rather than acknowledge unsynced data.
+                        for (ack, _) in acks {
+                            let _ = ack.send(Err(Refusal::Unavailable {
+                                reason: "storage_error",
+                                message: "cannot open the segment for fsync".into(),
+                            }));
+                        }
+                    }
+                    _ => {
+                        for (ack, seq) in acks {
+                            let _ = ack.send(Ok(seq));
+                        }
                     }
                 }
                 metrics::gauge!("sluice_spool_bytes", "pipeline" => shared.name.clone())

@@ -73,6 +73,12 @@ pub struct Config {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// gRPC only: HTTP/2 connections that requests are spread over. A server that keeps the
+    /// protocol's 64 KiB flow-control window (RFC 9113 §6.9.2) lets one connection carry only
+    /// that much per round trip, so concurrent batches on one connection queue behind each
+    /// other. Default 8, the pipeline's default batches in flight.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
     /// Retry policy; applied by the pipeline.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -80,6 +86,10 @@ pub struct Config {
 
 fn default_timeout() -> DurationStr {
     DurationStr::from_secs(5)
+}
+
+fn default_connections() -> usize {
+    8
 }
 
 fn default_max_request_size() -> ByteSize {
@@ -108,11 +118,18 @@ impl Config {
             max_request_size: default_max_request_size(),
             headers: BTreeMap::new(),
             tls: None,
+            connections: default_connections(),
             retry: RetryConfig::default(),
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.connections == 0 || self.connections > 64 {
+            return Err(format!(
+                "connections: {} must be between 1 and 64",
+                self.connections
+            ));
+        }
         let uri: http::Uri = self
             .endpoint
             .parse()

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use sluice_core::SendOutcome;
 use sluice_otlp::grpc::RawCodec;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
@@ -15,7 +16,9 @@ use tonic_types::StatusExt;
 
 pub(super) struct GrpcSender {
     component_id: Arc<str>,
-    channel: Channel,
+    /// One lazily connected channel per configured connection, used in turn.
+    channels: Vec<Channel>,
+    next_channel: AtomicUsize,
     gzip: bool,
     timeout: Duration,
     headers: ::http::HeaderMap,
@@ -54,7 +57,10 @@ impl GrpcSender {
         }
         Ok(GrpcSender {
             component_id,
-            channel: endpoint.connect_lazy(),
+            channels: (0..config.connections)
+                .map(|_| endpoint.clone().connect_lazy())
+                .collect(),
+            next_channel: AtomicUsize::new(0),
             gzip: config.compression == Compression::Gzip,
             timeout: config.timeout.get(),
             headers,
@@ -66,7 +72,8 @@ impl GrpcSender {
             Ok(h) => h,
             Err(outcome) => return outcome,
         };
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let turn = self.next_channel.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        let mut grpc = tonic::client::Grpc::new(self.channels[turn].clone());
         if self.gzip {
             grpc = grpc
                 .send_compressed(CompressionEncoding::Gzip)

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Delivered throughput: load generator -> collector -> counting sink, on one box.
+
+Counts what ARRIVES at the sink, not what the load generator got acknowledged. Per run:
+
+* steady rate: spans that arrived at the sink per second between `--warmup` seconds after the
+  load started and the moment it stopped;
+* drain: how long after the load stopped until everything acknowledged had arrived, and how
+  much acknowledged data had still not arrived `--drain-limit` seconds after the stop;
+* CPU seconds of the collector per 100k delivered spans, over the whole run including the drain;
+* peak RSS of the collector (VmHWM).
+
+Usage (from the repository root, after `cargo build --release -p sluice`):
+
+    python3 benches/delivered.py --rounds 3 --seconds 15 [--cases rotel,interval,always,none]
+        [--rate 0] [--spans-per-request 100] [--concurrency 16]
+
+Collectors run one after another, interleaved per round, against one sink process; the table
+gives medians over rounds and, for Sluice, the median of the per-round ratios to rotel.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLUICE = os.path.join(ROOT, "target", "release", "sluice")
+SINK_GRPC = "127.0.0.1:5317"
+
+
+def rotel_binary():
+    found = glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages/rotel/rotel-agent"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "venv", os.path.join(ROOT, ".venv")], check=True)
+        subprocess.run([os.path.join(ROOT, ".venv/bin/pip"), "install", "-q", "rotel"], check=True)
+        found = glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages/rotel/rotel-agent"))
+    return found[0]
+
+
+def python_with_grpcio():
+    """The venv's Python, with grpcio and the OTLP protobuf classes installed."""
+    venv_python = os.path.join(ROOT, ".venv", "bin", "python")
+    check = [venv_python, "-c", "import grpc, opentelemetry.proto.collector.trace.v1"]
+    if not os.path.exists(venv_python) or subprocess.run(check, capture_output=True).returncode:
+        rotel_binary()  # creates the venv
+        subprocess.run([os.path.join(ROOT, ".venv/bin/pip"), "install", "-q",
+                        "-r", os.path.join(ROOT, "collector/tests/python/requirements.txt")], check=True)
+    return venv_python
+
+
+def wait_port(port, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Sink:
+    """`sluice sink --json`: one line per 100 ms with the total items received."""
+
+    def __init__(self, workdir, kind):
+        self.log_path = os.path.join(workdir, "sink.log")
+        self.log = open(self.log_path, "w")
+        if kind == "grpc-js":
+            command = ["node", os.path.join(ROOT, "benches", "sink_grpc_js.js"), SINK_GRPC]
+            node_modules = os.path.join(ROOT, "benches", ".node")
+            if not os.path.isdir(os.path.join(node_modules, "node_modules", "@grpc", "grpc-js")):
+                subprocess.run(["npm", "install", "--silent", "--prefix", node_modules, "@grpc/grpc-js@1"], check=True)
+            os.environ["NODE_PATH"] = os.path.join(node_modules, "node_modules")
+        elif kind == "grpcio":
+            command = [python_with_grpcio(), os.path.join(ROOT, "benches", "sink_grpcio.py"),
+                       "--listen", SINK_GRPC]
+        else:
+            command = [SLUICE, "sink", "--grpc", SINK_GRPC, "--http", "127.0.0.1:5318",
+                       "--report-every", "100ms", "--json"]
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.DEVNULL)
+        wait_port(5317)
+
+    def samples(self):
+        out = []
+        with open(self.log_path) as f:
+            for line in f:
+                if line.startswith("{"):
+                    try:
+                        d = json.loads(line)
+                        out.append((d["unix_ms"] / 1000.0, d["items"]))
+                    except (ValueError, KeyError):
+                        pass
+        return out
+
+    def count(self):
+        time.sleep(0.15)
+        s = self.samples()
+        return s[-1][1] if s else 0
+
+    def count_at(self, t):
+        """Items received by time t (the last sample at or before it)."""
+        best = None
+        for ts, n in self.samples():
+            if ts <= t:
+                best = (ts, n)
+        return best
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
+
+
+def sluice_config(path, fsync):
+    with open(path, "w") as f:
+        f.write(f"""
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:4317"
+[exporters.sink]
+type = "otlp"
+endpoint = "http://{SINK_GRPC}"
+compression = "none"
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["otlp"]
+exporters = ["sink"]
+[pipelines.spool]
+fsync = "{fsync}"
+""")
+
+
+def collector_command(case, workdir):
+    if case == "rotel":
+        return [rotel_binary(), "start", "--otlp-grpc-endpoint", "127.0.0.1:4317",
+                "--otlp-http-endpoint", "127.0.0.1:4319", "--exporter", "otlp",
+                "--otlp-exporter-endpoint", f"http://{SINK_GRPC}",
+                "--otlp-exporter-compression", "none"]
+    config = os.path.join(workdir, f"sluice-{case}.toml")
+    sluice_config(config, case)
+    data = os.path.join(workdir, f"data-{case}")
+    shutil.rmtree(data, ignore_errors=True)
+    return [SLUICE, "run", config, "--storage.path", data,
+            "--server.http.listen-addr", "127.0.0.1:12399", "--shutdown.timeout", "2s",
+            "--log.level", "warn"]
+
+
+def run_case(case, args, sink, workdir):
+    log = open(os.path.join(workdir, f"{case}.log"), "w")
+    proc = subprocess.Popen(collector_command(case, workdir), stdout=log, stderr=log)
+    try:
+        wait_port(4317)
+        time.sleep(1.0)
+        base = sink.count()
+        cpu0 = cpu_seconds(proc.pid)
+        start = time.time()
+        load = subprocess.run(
+            [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317",
+             "--concurrency", str(args.concurrency), "--spans-per-request",
+             str(args.spans_per_request), "--rate", str(args.rate),
+             "--duration", f"{args.seconds}s", "--json"],
+            capture_output=True, text=True, check=True)
+        stop = time.time()
+        report = json.loads(load.stdout)
+        acked = report["spans_accepted"]
+        # Drain: wait until everything acknowledged has arrived, or the limit.
+        drained_at = None
+        while time.time() < stop + args.drain_limit:
+            if sink.count() - base >= acked:
+                drained_at = time.time()
+                break
+            time.sleep(0.1)
+        arrived = sink.count() - base
+        cpu1 = cpu_seconds(proc.pid)
+        rss = peak_rss_mib(proc.pid)
+        w0 = sink.count_at(start + args.warmup)
+        w1 = sink.count_at(stop)
+        steady = (w1[1] - w0[1]) / (w1[0] - w0[0]) if w0 and w1 and w1[0] > w0[0] else 0.0
+        return {
+            "case": case,
+            "acked_per_s": report["spans_per_second"],
+            "delivered_per_s": steady,
+            "offered": args.rate,
+            "p50_ms": report["p50_ms"],
+            "p99_ms": report["p99_ms"],
+            "acked": acked,
+            "not_arrived": max(acked - arrived, 0),
+            "drain_s": (drained_at - stop) if drained_at else None,
+            "cpu_per_100k": (cpu1 - cpu0) / max(arrived, 1) * 100_000,
+            "rss_mib": rss,
+            "errors": sum(report["errors"].values()),
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--drain-limit", type=float, default=10.0)
+    p.add_argument("--rate", type=int, default=0, help="spans/s offered; 0 = as fast as acknowledged")
+    p.add_argument("--spans-per-request", type=int, default=100)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--cases", default="rotel,interval,always,none")
+    p.add_argument("--sink", choices=["sluice", "grpcio", "grpc-js"], default="sluice",
+                   help="the counting backend: `sluice sink`, or an independent one on gRPC C-core or grpc-js")
+    p.add_argument("--jsonl", help="also append every run as a JSON line to this file")
+    args = p.parse_args()
+    cases = args.cases.split(",")
+    workdir = tempfile.mkdtemp(prefix="sluice-delivered-")
+    sink = Sink(workdir, args.sink)
+    rows = []
+    try:
+        for r in range(args.rounds):
+            for case in cases:
+                row = run_case(case, args, sink, workdir)
+                row["round"] = r
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                if args.jsonl:
+                    with open(args.jsonl, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+    finally:
+        sink.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def med(case, key):
+        vals = [x[key] for x in rows if x["case"] == case and x[key] is not None]
+        return statistics.median(vals) if vals else float("nan")
+
+    load = f"sink {args.sink}, rate {'unlimited' if args.rate == 0 else args.rate}, {args.spans_per_request} spans/request, {args.concurrency} connections, {args.seconds} s"
+    print(f"medians over {args.rounds} interleaved rounds ({load})")
+    print("| collector | delivered spans/s (steady) | × rotel (per-round ratios) | acked spans/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | errors |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for case in cases:
+        mine = [x for x in rows if x["case"] == case]
+        ratio = ""
+        if "rotel" in cases and case != "rotel":
+            rot = [x for x in rows if x["case"] == "rotel"]
+            rs = [a["delivered_per_s"] / b["delivered_per_s"] for a, b in zip(mine, rot) if b["delivered_per_s"] > 0]
+            if rs:
+                ratio = f"{statistics.median(rs):.2f} ({', '.join(f'{v:.2f}' for v in rs)})"
+        label = case if case == "rotel" else f"sluice fsync={case}"
+        print(f"| {label} | {med(case, 'delivered_per_s'):.0f} | {ratio} | {med(case, 'acked_per_s'):.0f} | "
+              f"{max(x['not_arrived'] for x in mine)} | {med(case, 'drain_s'):.1f} | {med(case, 'cpu_per_100k'):.2f} | "
+              f"{med(case, 'rss_mib'):.0f} | {med(case, 'p50_ms'):.2f} | {med(case, 'p99_ms'):.2f} | {sum(x['errors'] for x in mine)} |")
+
+
+if __name__ == "__main__":
+    main()
