@@ -486,14 +486,6 @@ pub fn map<'e>(
     stmts: &[Stmt],
     env: &'e dyn Fn(&str) -> Option<String>,
 ) -> Result<Converted, Error> {
-    map_inner(text, stmts, env)
-}
-
-fn map_inner<'e>(
-    text: &'e str,
-    stmts: &[Stmt],
-    env: &'e dyn Fn(&str) -> Option<String>,
-) -> Result<Converted, Error> {
     // Component ids first: references may point forward.
     let mut ids: Vec<String> = Vec::new();
     let mut blocks = Vec::new();
