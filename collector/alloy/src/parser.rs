@@ -60,7 +60,11 @@ pub enum ExprKind {
 
 pub fn parse(text: &str) -> Result<Vec<Stmt>, Error> {
     let tokens = lex(text)?;
-    let mut p = Parser { tokens, i: 0 };
+    let mut p = Parser {
+        tokens,
+        i: 0,
+        depth: 0,
+    };
     let body = p.body(true)?;
     Ok(body)
 }
@@ -68,7 +72,11 @@ pub fn parse(text: &str) -> Result<Vec<Stmt>, Error> {
 struct Parser {
     tokens: Vec<Token>,
     i: usize,
+    /// Nesting of blocks and expressions, bounded so hostile input cannot exhaust the stack.
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn tok(&self) -> &Tok {
@@ -91,6 +99,20 @@ impl Parser {
             self.i += 1;
         }
         t
+    }
+
+    /// Runs `f` one nesting level deeper.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Error::syntax(
+                self.pos(),
+                format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
 
     fn skip_newlines(&mut self) {
@@ -189,7 +211,7 @@ impl Parser {
             return Err(self.unexpected(what));
         }
         self.bump();
-        let body = self.body(false)?;
+        let body = self.nested(|p| p.body(false))?;
         self.expect(Tok::RBrace, "'}'")?;
         Ok(Stmt::Block(Block {
             name,
@@ -200,7 +222,7 @@ impl Parser {
     }
 
     pub fn expr(&mut self) -> Result<Expr, Error> {
-        self.binary(0)
+        self.nested(|p| p.binary(0))
     }
 
     fn binary(&mut self, level: usize) -> Result<Expr, Error> {
@@ -235,7 +257,7 @@ impl Parser {
         let base = self.unary()?;
         if *self.tok() == Tok::Op("^") {
             self.bump();
-            let exp = self.power()?;
+            let exp = self.nested(|p| p.power())?;
             return Ok(Expr {
                 pos: base.pos,
                 kind: ExprKind::Binary("^", Box::new(base), Box::new(exp)),
@@ -247,7 +269,7 @@ impl Parser {
     fn unary(&mut self) -> Result<Expr, Error> {
         if let Tok::Op(op @ ("!" | "-")) = *self.tok() {
             let pos = self.bump().pos;
-            let inner = self.unary()?;
+            let inner = self.nested(|p| p.unary())?;
             return Ok(Expr {
                 pos,
                 kind: ExprKind::Unary(op, Box::new(inner)),

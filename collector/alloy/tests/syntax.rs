@@ -93,3 +93,80 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("ab\ncé d", 7), (2, 4));
     assert_eq!(line_col("", 10), (1, 1));
 }
+
+/// Malformed input is an error, never a panic: every prefix of the PRD's file, and the file
+/// with each character replaced by each of a set of troublesome ones.
+#[test]
+fn no_input_panics() {
+    let prd = include_str!("../../../configs/alloy-config.river");
+    let env = |_: &str| Some("x".to_string());
+    let boundaries: Vec<usize> = (0..=prd.len())
+        .filter(|i| prd.is_char_boundary(*i))
+        .collect();
+    for &i in &boundaries {
+        let _ = convert(&prd[..i], &env);
+    }
+    let troublemakers = [
+        "\"",
+        "`",
+        "{",
+        "}",
+        "[",
+        "]",
+        "(",
+        ")",
+        ".",
+        "=",
+        ",",
+        "\\",
+        "/*",
+        "é",
+        "\n",
+        "-",
+        "^",
+        "9999999999999999999999",
+        "env(",
+        "#",
+    ];
+    for w in boundaries.windows(2) {
+        for t in troublemakers {
+            let text = format!("{}{t}{}", &prd[..w[0]], &prd[w[1]..]);
+            let _ = convert(&text, &env);
+        }
+    }
+    assert!(convert(prd, &env).is_ok());
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for (open, close) in [("[", "]"), ("(", ")"), ("!", ""), ("-", ""), ("2 ^ ", "2")] {
+        let text = format!(
+            "a \"b\" {{\n  x = {}1{}\n}}\n",
+            open.repeat(100_000),
+            close.repeat(100_000)
+        );
+        let e = check_syntax(&text).unwrap_err();
+        assert_eq!(e.reason, "nested more than 64 levels deep", "{open}");
+    }
+    let blocks = format!("{}{}", "a {\n".repeat(100_000), "}\n".repeat(100_000));
+    assert_eq!(
+        check_syntax(&blocks).unwrap_err().reason,
+        "nested more than 64 levels deep"
+    );
+    // Nesting up to the limit evaluates within a 2 MiB thread stack (a tokio worker's).
+    let deep = format!("{}[7]{}", "(".repeat(60), ")".repeat(60));
+    let size = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || batch_size(&format!("{deep}[0]")))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(size, "send_batch_size = 7");
+    // Reasonable nesting is fine.
+    check_syntax(&format!(
+        "a \"b\" {{\n  x = {}1{}\n}}\n",
+        "[".repeat(50),
+        "]".repeat(50)
+    ))
+    .unwrap();
+}
