@@ -14,8 +14,9 @@ mod parser;
 
 pub use mapping::{Converted, Logging, Origin};
 
-/// A problem at a byte offset of the Alloy file.
-#[derive(Debug, Clone, PartialEq)]
+/// A problem at a byte offset of the Alloy file (`line_col` turns it into a line and column).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("byte {pos}: {}{reason}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
 pub struct Error {
     pub pos: usize,
     /// Dotted Alloy path of what is wrong (`otelcol.exporter.otlp.tempo.client.endpoint`), or

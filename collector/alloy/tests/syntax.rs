@@ -170,3 +170,14 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     ))
     .unwrap();
 }
+
+#[test]
+fn errors_display_their_offset_key_and_reason() {
+    let e = check_syntax("}\n").unwrap_err();
+    assert_eq!(e.to_string(), "byte 0: unmatched '}'");
+    let e = convert("log_level = 1\n", &env_none).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "byte 0: log_level: attributes are not allowed at the top level of an Alloy file; put them in a component block"
+    );
+}
