@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-pub use sluice::loadgen::build_request as traces_request;
+pub use sluice_loadgen::loadgen::build_request as traces_request;
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {

@@ -5,9 +5,9 @@
 
 use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig};
 
+use crate::awf_sim::SimConfig;
 use serde::Deserialize;
 use sluice_core::Signal;
-use sluice_receiver_awf::sim::SimConfig;
 use sluice_spool::SpoolConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -4,11 +4,10 @@
 pub mod admin;
 pub mod alloy;
 pub mod app;
+pub mod awf_sim;
 pub mod config;
-pub mod loadgen;
 pub mod pipeline;
 pub mod registry;
-pub mod sink;
 pub mod storage;
 pub mod topology;
 

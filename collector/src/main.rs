@@ -85,13 +85,17 @@ enum Command {
     /// Print the Sluice TOML equivalent of an Alloy config file (docs/alloy.md).
     Convert { file: PathBuf },
     /// Send OTLP traces at a given rate and report throughput and latency.
-    Loadgen(sluice::loadgen::LoadgenArgs),
+    #[cfg(feature = "loadgen")]
+    Loadgen(sluice_loadgen::loadgen::LoadgenArgs),
     /// An OTLP endpoint that accepts and counts everything (a backend for benchmarks).
-    Sink(sluice::sink::SinkArgs),
+    #[cfg(feature = "loadgen")]
+    Sink(sluice_loadgen::sink::SinkArgs),
     /// Simulate AWF's API: executions listing, SSE event streams, faults, control endpoints.
+    #[cfg(feature = "awf-sim")]
     AwfSim(AwfSimArgs),
 }
 
+#[cfg(feature = "awf-sim")]
 #[derive(clap::Args)]
 struct AwfSimArgs {
     /// Address of the simulated AWF API.
@@ -158,9 +162,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Convert { file } => convert(&file),
+        #[cfg(feature = "awf-sim")]
         Command::AwfSim(args) => {
             init_logging(&args.log);
-            let cfg = sluice_receiver_awf::sim::SimConfig {
+            let cfg = sluice_awf_sim::SimConfig {
                 listen: args.listen,
                 seed: args.seed,
                 events_per_second: args.rate,
@@ -178,10 +183,7 @@ fn main() -> ExitCode {
                 cfg.listen
             );
             match runtime().and_then(|rt| {
-                rt.block_on(sluice_receiver_awf::sim::run_simulator(
-                    cfg,
-                    tokio::signal::ctrl_c(),
-                ))
+                rt.block_on(sluice_awf_sim::run_simulator(cfg, tokio::signal::ctrl_c()))
             }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -190,8 +192,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "loadgen")]
         Command::Sink(args) => {
-            match runtime().and_then(|rt| rt.block_on(sluice::sink::run(args))) {
+            match runtime().and_then(|rt| rt.block_on(sluice_loadgen::sink::run(args))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sink: {e:#}");
@@ -199,10 +202,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "loadgen")]
         Command::Loadgen(args) => {
-            match runtime().and_then(|rt| rt.block_on(sluice::loadgen::run(args.clone()))) {
+            match runtime().and_then(|rt| rt.block_on(sluice_loadgen::loadgen::run(args.clone()))) {
                 Ok(report) => {
-                    sluice::loadgen::print(&report, args.json);
+                    sluice_loadgen::loadgen::print(&report, args.json);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

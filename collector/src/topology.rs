@@ -18,7 +18,7 @@ pub struct Topology {
     spools: Vec<Spool>,
     drivers: Vec<(String, JoinHandle<()>)>,
     pub listen_addrs: Vec<SocketAddr>,
-    simulator: Option<sluice_receiver_awf::sim::SimHandle>,
+    simulator: Option<crate::awf_sim::SimHandle>,
     watchers: Vec<sluice_watcher::Watcher>,
 }
 
@@ -43,7 +43,7 @@ impl Topology {
 
         let simulator = match &config.awf_simulator {
             Some(sim) => Some(
-                sluice_receiver_awf::sim::start_simulator(sim.clone())
+                crate::awf_sim::start_simulator(sim.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("awf_simulator: {e:#}"))?,
             ),

@@ -221,7 +221,7 @@ async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
     );
 
     // Traces over gRPC.
-    let req = sluice::loadgen::build_request(20, 2, 7);
+    let req = sluice_loadgen::loadgen::build_request(20, 2, 7);
     let sent_ids = support::span_ids(&req);
     TraceClient::new(&format!("http://127.0.0.1:{grpc}"))
         .send(req.encode_to_vec().into())
@@ -519,7 +519,7 @@ loki.write "l" {{
         sluice.log_text()
     );
 
-    let req = sluice::loadgen::build_request(10, 1, 11);
+    let req = sluice_loadgen::loadgen::build_request(10, 1, 11);
     let mut want = support::span_ids(&req);
     want.sort_unstable();
     TraceClient::new(&format!("http://127.0.0.1:{grpc}"))

@@ -66,7 +66,7 @@ fn spawn_senders(
                 let mut client = TraceClient::new(&endpoint);
                 let mut seed = c;
                 while seed < requests {
-                    let req = sluice::loadgen::build_request(spans, 1, 10_000 + seed);
+                    let req = sluice_loadgen::loadgen::build_request(spans, 1, 10_000 + seed);
                     let body = bytes::Bytes::from(prost::Message::encode_to_vec(&req));
                     loop {
                         match client.send(body.clone()).await {
@@ -262,7 +262,7 @@ async fn full_spool_refuses_retryably_then_resumes() {
     let mut refused = None;
     // The spool compresses what it stores, so this takes a few hundred requests.
     for seed in 0..20_000u64 {
-        let req = sluice::loadgen::build_request(20, 1, 50_000 + seed);
+        let req = sluice_loadgen::loadgen::build_request(20, 1, 50_000 + seed);
         match client
             .send(prost::Message::encode_to_vec(&req).into())
             .await
@@ -288,7 +288,7 @@ async fn full_spool_refuses_retryably_then_resumes() {
 
     backend.restart().await;
     // Intake resumes once the exporter drains the spool.
-    let req = sluice::loadgen::build_request(20, 1, 99_999);
+    let req = sluice_loadgen::loadgen::build_request(20, 1, 99_999);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if client
@@ -338,7 +338,7 @@ async fn damaged_spool_files_are_recovered_at_start() {
     let mut client = TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     let mut requests = Vec::new();
     for seed in 0..10u64 {
-        let req = sluice::loadgen::build_request(10, 1, 70_000 + seed);
+        let req = sluice_loadgen::loadgen::build_request(10, 1, 70_000 + seed);
         client
             .send(prost::Message::encode_to_vec(&req).into())
             .await

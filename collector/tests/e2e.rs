@@ -274,7 +274,7 @@ async fn admin_endpoints_reload_and_bad_reload() {
         sluice.post("/-/reload").await,
         (200, "config reloaded\n".to_string())
     );
-    let body = sluice::loadgen::build_request(3, 1, 42);
+    let body = sluice_loadgen::loadgen::build_request(3, 1, 42);
     let client = reqwest::Client::new();
     let post = |port: u16| {
         let client = client.clone();
@@ -343,7 +343,8 @@ async fn sigterm_drains_accepted_data_and_keeps_the_rest_for_next_start() {
     let mut sluice = Sluice::start(&config, &storage).await;
     let mut client = support::TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     for seed in 0..50 {
-        let body = prost::Message::encode_to_vec(&sluice::loadgen::build_request(20, 1, seed));
+        let body =
+            prost::Message::encode_to_vec(&sluice_loadgen::loadgen::build_request(20, 1, seed));
         client.send(body.into()).await.expect("accepted");
     }
     assert!(
@@ -358,7 +359,8 @@ async fn sigterm_drains_accepted_data_and_keeps_the_rest_for_next_start() {
     let mut sluice = Sluice::start_with(&config, &storage, &["--shutdown.timeout=2s"]).await;
     let mut client = support::TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
     for seed in 100..110 {
-        let body = prost::Message::encode_to_vec(&sluice::loadgen::build_request(10, 1, seed));
+        let body =
+            prost::Message::encode_to_vec(&sluice_loadgen::loadgen::build_request(10, 1, seed));
         client
             .send(body.into())
             .await

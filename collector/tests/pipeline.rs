@@ -59,7 +59,7 @@ async fn rig(server: &OtlpTestServer, extra: &str, batch: sluice_core::batch::Ba
 }
 
 fn traces(seed: u64, spans: usize) -> Item {
-    let req = sluice::loadgen::build_request(spans, 2, seed);
+    let req = sluice_loadgen::loadgen::build_request(spans, 2, seed);
     Item::new(
         Signal::Traces,
         Bytes::from(req.encode_to_vec()),
@@ -90,10 +90,10 @@ async fn items_flow_to_the_backend_and_spool_is_trimmed() {
         server.span_count()
     );
     // Ids survive the passthrough untouched.
-    let expected = sluice::loadgen::build_request(50, 2, 7).resource_spans[0].scope_spans[0].spans
-        [3]
-    .span_id
-    .clone();
+    let expected =
+        sluice_loadgen::loadgen::build_request(50, 2, 7).resource_spans[0].scope_spans[0].spans[3]
+            .span_id
+            .clone();
     assert!(server.spans().iter().any(|s| s.span_id == expected));
     assert!(!rig.router.accepts(Signal::Metrics));
     assert!(matches!(

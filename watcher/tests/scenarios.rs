@@ -12,7 +12,7 @@ mod support;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sluice_receiver_awf::sim::SimConfig;
+use sluice_awf_sim::SimConfig;
 use sluice_testkit::loki::{LokiServerOptions, LokiTestServer};
 use sluice_watcher::{Config, Watcher};
 use std::collections::BTreeMap;

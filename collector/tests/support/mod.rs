@@ -183,13 +183,13 @@ impl TraceClient {
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let path = sluice_otlp::grpc::export_path(sluice_core::Signal::Traces);
         self.grpc
-            .unary(tonic::Request::new(body), path, sluice::loadgen::RawCodec)
+            .unary(tonic::Request::new(body), path, sluice_otlp::grpc::RawCodec)
             .await
             .map(|_| ())
     }
 }
 
-/// Span ids of a request built by `sluice::loadgen::build_request`, as u64.
+/// Span ids of a request built by `sluice_loadgen::loadgen::build_request`, as u64.
 pub fn span_ids(
     req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
 ) -> Vec<u64> {

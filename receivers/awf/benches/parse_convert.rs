@@ -2,8 +2,8 @@
 //! `cargo bench -p sluice-receiver-awf --bench parse_convert`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_awf_sim::world::World;
 use sluice_receiver_awf::convert::{ConvertConfig, Converter};
-use sluice_receiver_awf::sim::world::World;
 use sluice_receiver_awf::sse::SseParser;
 use sluice_receiver_awf::stream::decode_sse_event;
 use std::hint::black_box;

@@ -1,5 +1,5 @@
-//! AWF workflow events: SSE client, push endpoint, conversion to OTLP, and a simulator of the
-//! AWF API.
+//! AWF workflow events: SSE client, push endpoint, conversion to OTLP. The simulator of the
+//! AWF API is a separate tool, `tools/awf-sim`.
 //!
 //! * [`event`] — the `WorkflowEvent` model (lenient JSON parsing).
 //! * [`sse`] — an incremental WHATWG Server-Sent Events parser.
@@ -17,7 +17,6 @@ pub mod ids;
 pub mod push;
 pub mod receiver;
 pub mod redact;
-pub mod sim;
 pub mod sse;
 pub mod stream;
 pub mod time;

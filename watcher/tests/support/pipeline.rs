@@ -4,11 +4,11 @@
 //! Prometheus), to Loki's native OTLP endpoint (the testkit Loki) and to the Tempo stand-in.
 
 use futures::future::BoxFuture;
+use sluice_awf_sim::{SimConfig, SimHandle, start_simulator};
 use sluice_core::{
     Batch, Consumer, Exporter, Item, Processor, ReceiverContext, Refusal, SendOutcome, Signal,
 };
 use sluice_exporter_prometheus::RemoteWriteExporter;
-use sluice_receiver_awf::sim::{SimConfig, SimHandle, start_simulator};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;

@@ -42,7 +42,7 @@ pub struct Workflow {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Catalog {
+pub struct Deployment {
     pub agents: Vec<Agent>,
     pub workflows: Vec<Workflow>,
 }
@@ -83,9 +83,9 @@ const fn step(id: &'static str, agent: &'static str, timeout_ms: f64) -> Step {
     }
 }
 
-impl Default for Catalog {
+impl Default for Deployment {
     fn default() -> Self {
-        Catalog {
+        Deployment {
             agents: vec![
                 agent(
                     "planner",
@@ -252,7 +252,7 @@ impl Default for Catalog {
     }
 }
 
-impl Catalog {
+impl Deployment {
     pub fn agent(&self, id: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.id == id)
     }
@@ -289,8 +289,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalogue_is_consistent() {
-        let c = Catalog::default();
+    fn deployment_is_consistent() {
+        let c = Deployment::default();
         for w in &c.workflows {
             for s in &w.steps {
                 assert!(

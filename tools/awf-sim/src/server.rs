@@ -71,7 +71,7 @@ fn optional_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result
 fn record(sim: &Sim, action: &str, detail: Value) {
     let mut a = sim.actions.lock();
     a.push_back(json!({
-        "at": crate::time::format_rfc3339(sim.now_unix_ns()),
+        "at": sluice_receiver_awf::time::format_rfc3339(sim.now_unix_ns()),
         "action": action,
         "detail": detail,
     }));
@@ -106,7 +106,7 @@ async fn create_execution(State(s): State<AppState>, body: Bytes) -> Response {
     let (now_ms, now_ns) = (s.sim.now_ms(), s.sim.now_unix_ns());
     let mut w = s.sim.world.lock();
     let wf = match &b.workflow_id {
-        Some(id) => match w.catalog.workflow(id) {
+        Some(id) => match w.deployment.workflow(id) {
             Some((i, _)) => i,
             None => return error(StatusCode::NOT_FOUND, format!("unknown workflow {id:?}")),
         },
@@ -465,7 +465,7 @@ async fn state(State(s): State<AppState>) -> Response {
 }
 
 async fn catalog(State(s): State<AppState>) -> Response {
-    let c = serde_json::to_value(&s.sim.world.lock().catalog).unwrap_or(Value::Null);
+    let c = serde_json::to_value(&s.sim.world.lock().deployment).unwrap_or(Value::Null);
     json_response(StatusCode::OK, c)
 }
 

@@ -7,7 +7,7 @@
 //! optionally pushes every event to a push endpoint, and takes fault scenarios and the AWF
 //! control endpoints a remediation calls — which really change what it generates.
 
-pub mod catalog;
+pub mod deployment;
 mod pusher;
 mod server;
 pub mod world;
@@ -203,7 +203,7 @@ async fn serve(
             cfg.retain_executions,
         )),
         started: Instant::now(),
-        started_unix_ns: crate::time::now_unix_nanos(),
+        started_unix_ns: sluice_receiver_awf::time::now_unix_nanos(),
         push_tx,
         push_dropped: Default::default(),
         actions: Default::default(),
@@ -317,10 +317,10 @@ async fn generate(sim: Arc<Sim>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Events per finished execution so far (retries and fallbacks make it vary), or the
-/// catalogue's estimate before enough executions finished.
+/// deployment's estimate before enough executions finished.
 fn observed_events_per_execution(w: &World) -> f64 {
     let finished = w.stats.executions_completed + w.stats.executions_failed;
-    let estimate = w.catalog.mean_events_per_execution();
+    let estimate = w.deployment.mean_events_per_execution();
     if finished < 20 {
         return estimate;
     }

@@ -4,13 +4,13 @@
 //! The world is deterministic for a seed and a sequence of `advance` calls: tests drive it
 //! with a virtual clock, the server with the wall clock.
 
-use super::catalog::{Agent, Catalog, Step};
-use crate::event::{EventError, EventKind, TaskMetrics, TokenUsage, WorkflowEvent};
+use crate::deployment::{Agent, Deployment, Step};
 use parking_lot::RwLock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sluice_receiver_awf::event::{EventError, EventKind, TaskMetrics, TokenUsage, WorkflowEvent};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -161,7 +161,7 @@ pub enum ControlError {
 /// The whole simulated deployment.
 pub struct World {
     rng: StdRng,
-    pub catalog: Catalog,
+    pub deployment: Deployment,
     faults: BTreeMap<String, FaultKind>,
     disabled: BTreeSet<String>,
     routes: BTreeMap<String, String>,
@@ -191,7 +191,7 @@ impl World {
     pub fn new(seed: u64, workers: u32, worker_capacity: u32, retain: usize) -> World {
         World {
             rng: StdRng::seed_from_u64(seed),
-            catalog: Catalog::default(),
+            deployment: Deployment::default(),
             faults: BTreeMap::new(),
             disabled: BTreeSet::new(),
             routes: BTreeMap::new(),
@@ -233,9 +233,9 @@ impl World {
 
     /// Picks a workflow by weight.
     pub fn pick_workflow(&mut self) -> usize {
-        let total: f64 = self.catalog.workflows.iter().map(|w| w.weight).sum();
+        let total: f64 = self.deployment.workflows.iter().map(|w| w.weight).sum();
         let mut x = self.rng.random::<f64>() * total;
-        for (i, w) in self.catalog.workflows.iter().enumerate() {
+        for (i, w) in self.deployment.workflows.iter().enumerate() {
             if x < w.weight {
                 return i;
             }
@@ -338,7 +338,7 @@ impl World {
             return;
         }
         let step = self
-            .catalog
+            .deployment
             .workflows
             .get(ex.workflow)
             .and_then(|w| w.steps.get(ex.step_idx))
@@ -408,7 +408,7 @@ impl World {
                     ex.phase = Phase::StepStart;
                     return self.store(ex, Some(now_ms), now_ms);
                 };
-                let agent = self.catalog.agent(&agent_id).cloned();
+                let agent = self.deployment.agent(&agent_id).cloned();
                 let (framework, provider, model) = agent
                     .as_ref()
                     .map(|a| (a.framework, a.provider, a.model))
@@ -528,7 +528,7 @@ impl World {
             return Some(now_ms + 100.0 * f64::from(ex.tries_on_agent));
         }
         let fallback = self
-            .catalog
+            .deployment
             .agent(agent_id)
             .and_then(|a| a.fallback)
             .filter(|f| !self.disabled.contains(*f))
@@ -663,10 +663,10 @@ impl World {
                 continue;
             }
             if self.disabled.contains(&id) {
-                id = self.catalog.agent(&id)?.fallback?.to_owned();
+                id = self.deployment.agent(&id)?.fallback?.to_owned();
                 continue;
             }
-            return self.catalog.agent(&id);
+            return self.deployment.agent(&id);
         }
         None
     }
@@ -767,7 +767,7 @@ impl World {
 
     fn event(&self, ex: &Exec, kind: EventKind, now_ns: u64) -> WorkflowEvent {
         let wf = self
-            .catalog
+            .deployment
             .workflows
             .get(ex.workflow)
             .map(|w| w.id)
@@ -839,7 +839,7 @@ impl World {
                 factor,
                 added_ms,
             } => {
-                if !self.catalog.has_step(step_id) {
+                if !self.deployment.has_step(step_id) {
                     return Err(ControlError::Invalid(format!("unknown step {step_id:?}")));
                 }
                 let ok = |v: &Option<f64>| v.is_none_or(|v| v.is_finite() && v >= 0.0);
@@ -850,7 +850,7 @@ impl World {
                 }
             }
             FaultKind::ProviderTimeout { provider } => {
-                if !self.catalog.has_provider(provider) {
+                if !self.deployment.has_provider(provider) {
                     return Err(ControlError::Invalid(format!(
                         "unknown provider {provider:?}"
                     )));
@@ -873,7 +873,7 @@ impl World {
     }
 
     fn known_agent(&self, id: &str) -> Result<(), ControlError> {
-        if self.catalog.agent(id).is_none() {
+        if self.deployment.agent(id).is_none() {
             return Err(ControlError::Invalid(format!("unknown agent {id:?}")));
         }
         Ok(())
@@ -881,7 +881,7 @@ impl World {
 
     /// `POST /agents/{id}/disable`.
     pub fn disable_agent(&mut self, id: &str) -> Result<(), ControlError> {
-        if self.catalog.agent(id).is_none() {
+        if self.deployment.agent(id).is_none() {
             return Err(ControlError::NotFound(format!("unknown agent {id:?}")));
         }
         self.disabled.insert(id.to_owned());
@@ -890,7 +890,7 @@ impl World {
 
     /// `POST /agents/{id}/enable`.
     pub fn enable_agent(&mut self, id: &str) -> Result<(), ControlError> {
-        if self.catalog.agent(id).is_none() {
+        if self.deployment.agent(id).is_none() {
             return Err(ControlError::NotFound(format!("unknown agent {id:?}")));
         }
         self.disabled.remove(id);
@@ -901,7 +901,7 @@ impl World {
     /// configured fallback). Returns the agent switched to.
     pub fn switch_fallback(&mut self, id: &str, to: Option<&str>) -> Result<String, ControlError> {
         let agent = self
-            .catalog
+            .deployment
             .agent(id)
             .ok_or_else(|| ControlError::NotFound(format!("unknown agent {id:?}")))?;
         let target = match to {
@@ -911,7 +911,7 @@ impl World {
                 .ok_or_else(|| ControlError::Conflict(format!("agent {id:?} has no fallback")))?
                 .to_owned(),
         };
-        if target == id || self.catalog.agent(&target).is_none() {
+        if target == id || self.deployment.agent(&target).is_none() {
             return Err(ControlError::Invalid(format!(
                 "cannot fall back from {id:?} to {target:?}"
             )));
@@ -933,7 +933,7 @@ impl World {
         timeout_ms: Option<f64>,
     ) -> Result<f64, ControlError> {
         let default = self
-            .catalog
+            .deployment
             .workflows
             .iter()
             .flat_map(|w| &w.steps)
@@ -1009,7 +1009,7 @@ impl World {
         }
         let wf = ex.workflow;
         let idx = self
-            .catalog
+            .deployment
             .workflows
             .get(wf)
             .and_then(|w| w.steps.iter().position(|s| s.id == step))
@@ -1051,7 +1051,7 @@ impl World {
 
     fn describe(&self, e: &Exec) -> Value {
         let wf = self
-            .catalog
+            .deployment
             .workflows
             .get(e.workflow)
             .map(|w| w.id)
@@ -1065,7 +1065,7 @@ impl World {
             "id": e.id,
             "workflow_id": wf,
             "status": e.status.as_str(),
-            "created_at": crate::time::format_rfc3339(e.created_unix_ns),
+            "created_at": sluice_receiver_awf::time::format_rfc3339(e.created_unix_ns),
             "events_url": format!("/executions/{}/events", e.id),
             "event_count": events,
         })
@@ -1121,7 +1121,7 @@ mod tests {
         }
 
         fn start(&mut self, workflow: &str) -> String {
-            let (wf, _) = self.w.catalog.workflow(workflow).unwrap();
+            let (wf, _) = self.w.deployment.workflow(workflow).unwrap();
             let (ms, ns) = (self.now_ms, self.ns());
             self.w
                 .start_execution(wf, ms, ns, 0, None, Map::new())
