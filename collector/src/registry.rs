@@ -1,23 +1,19 @@
 //! The one place component types are known: `type = "..."` → typed config → running component.
-//! Adding a component means adding one arm to each enum here.
+//! Adding a receiver or exporter is one line in [`components!`]'s invocation below: its crate
+//! provides `TYPE_NAME`, `Config` (with `validate` and [`ComponentConfig`]) and `build`; an
+//! exporter also `SIGNALS`.
 
 use crate::config::{ComponentError, parse_listen_addr};
 use crate::pipeline::{DriverSettings, run_driver};
 use serde::de::DeserializeOwned;
 use sluice_core::retry::RetryConfig;
-use sluice_core::{Exporter, Receiver, Signal};
+use sluice_core::{ComponentConfig, Exporter, Receiver, Signal};
 use sluice_spool::SpoolReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use sluice_core::batch::{self, BatchConfig};
-use sluice_exporter_debug as debug;
-use sluice_exporter_loki as loki;
-use sluice_exporter_otlp::otlp as otlp_exporter;
-use sluice_exporter_prometheus as remote_write;
-use sluice_receiver_awf as awf;
-use sluice_receiver_otlp as otlp_receiver;
 
 /// Deserializes a component body strictly, then runs its semantic checks.
 fn typed<T: DeserializeOwned>(
@@ -39,68 +35,131 @@ fn typed<T: DeserializeOwned>(
     Ok(cfg)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiverConfig {
-    Otlp(otlp_receiver::Config),
-    // Boxed: the AWF receiver's config is several times larger than the others.
-    Awf(Box<awf::Config>),
+/// Generates the receiver and exporter config enums, one variant per registered component,
+/// with every `match` over them.
+macro_rules! components {
+    (
+        receivers { $($rv:ident => $($rc:ident)::+),* $(,)? }
+        exporters { $($ev:ident => $($ec:ident)::+),* $(,)? }
+    ) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ReceiverConfig {
+            // Boxed: component configs differ a lot in size.
+            $($rv(Box<$($rc)::+::Config>)),*
+        }
+
+        impl ReceiverConfig {
+            pub const KNOWN: &'static [&'static str] = &[$($($rc)::+::TYPE_NAME),*];
+
+            pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
+                $(if ty == $($rc)::+::TYPE_NAME {
+                    return typed(body, $($rc)::+::Config::validate).map(|c| Self::$rv(Box::new(c)));
+                })*
+                Err(ComponentError::UnknownType { known: Self::KNOWN })
+            }
+
+            pub fn type_name(&self) -> &'static str {
+                match self { $(Self::$rv(_) => $($rc)::+::TYPE_NAME),* }
+            }
+
+            fn settings(&self) -> &dyn ComponentConfig {
+                match self { $(Self::$rv(c) => c.as_ref()),* }
+            }
+
+            pub fn build(&self, component_id: &str) -> anyhow::Result<Box<dyn Receiver>> {
+                Ok(match self {
+                    $(Self::$rv(c) => Box::new($($rc)::+::build(c, component_id)?)),*
+                })
+            }
+        }
+
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ExporterConfig {
+            $($ev(Box<$($ec)::+::Config>)),*
+        }
+
+        impl ExporterConfig {
+            pub const KNOWN: &'static [&'static str] = &[$($($ec)::+::TYPE_NAME),*];
+
+            pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
+                $(if ty == $($ec)::+::TYPE_NAME {
+                    return typed(body, $($ec)::+::Config::validate).map(|c| Self::$ev(Box::new(c)));
+                })*
+                Err(ComponentError::UnknownType { known: Self::KNOWN })
+            }
+
+            pub fn type_name(&self) -> &'static str {
+                match self { $(Self::$ev(_) => $($ec)::+::TYPE_NAME),* }
+            }
+
+            pub fn signals(&self) -> &'static [Signal] {
+                match self { $(Self::$ev(_) => $($ec)::+::SIGNALS),* }
+            }
+
+            fn settings(&self) -> &dyn ComponentConfig {
+                match self { $(Self::$ev(c) => c.as_ref()),* }
+            }
+
+            /// Builds the exporter and starts its driver on `reader`.
+            pub fn start(
+                &self,
+                reader: SpoolReader,
+                settings: DriverSettings,
+            ) -> anyhow::Result<JoinHandle<()>> {
+                let id = settings.component_id.to_string();
+                Ok(match self {
+                    $(Self::$ev(c) => spawn_driver($($ec)::+::build(c, &id)?, reader, settings)),*
+                })
+            }
+        }
+    };
+}
+
+components! {
+    receivers {
+        Otlp => sluice_receiver_otlp,
+        Awf => sluice_receiver_awf,
+    }
+    exporters {
+        Otlp => sluice_exporter_otlp::otlp,
+        Debug => sluice_exporter_debug,
+        RemoteWrite => sluice_exporter_prometheus,
+        Loki => sluice_exporter_loki,
+    }
+}
+
+fn spawn_driver<E: Exporter>(
+    e: E,
+    reader: SpoolReader,
+    settings: DriverSettings,
+) -> JoinHandle<()> {
+    tokio::spawn(run_driver(Arc::new(e), reader, settings))
 }
 
 impl ReceiverConfig {
-    pub const KNOWN: &'static [&'static str] = &[otlp_receiver::TYPE_NAME, awf::TYPE_NAME];
-
-    pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
-        match ty {
-            otlp_receiver::TYPE_NAME => {
-                typed(body, otlp_receiver::Config::validate).map(Self::Otlp)
-            }
-            awf::TYPE_NAME => typed(body, awf::Config::validate).map(|c| Self::Awf(Box::new(c))),
-            _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Otlp(_) => otlp_receiver::TYPE_NAME,
-            Self::Awf(_) => awf::TYPE_NAME,
-        }
-    }
-
-    /// Addresses this receiver will listen on, with the config field naming each.
+    /// Addresses this receiver will listen on, with the config key naming each.
     pub fn listen_addrs(&self) -> Vec<(String, SocketAddr)> {
-        let endpoints: Vec<(&str, &str)> = match self {
-            Self::Otlp(c) => {
-                let mut v = Vec::new();
-                if let Some(g) = &c.grpc {
-                    v.push(("grpc.endpoint", g.endpoint.as_str()));
-                }
-                if let Some(h) = &c.http {
-                    v.push(("http.endpoint", h.endpoint.as_str()));
-                }
-                v
-            }
-            Self::Awf(c) => c
-                .push
-                .iter()
-                .map(|p| ("push.endpoint", p.endpoint.as_str()))
-                .collect(),
-        };
-        endpoints
+        self.settings()
+            .listen_endpoints()
             .into_iter()
-            .filter_map(|(f, e)| parse_listen_addr(e).ok().map(|a| (f.to_string(), a)))
+            .filter_map(|(key, e)| parse_listen_addr(e).ok().map(|a| (key.to_string(), a)))
             .collect()
-    }
-
-    pub fn build(&self, component_id: &str) -> anyhow::Result<Box<dyn Receiver>> {
-        Ok(match self {
-            Self::Otlp(c) => Box::new(otlp_receiver::build(c, component_id)?),
-            Self::Awf(c) => Box::new(awf::build(c, component_id)?),
-        })
     }
 }
 
+impl ExporterConfig {
+    /// The retry policy the driver applies to this exporter.
+    pub fn retry(&self) -> RetryConfig {
+        self.settings().retry()
+    }
+}
+
+/// An entry of a config's `processors` table. The watcher is a processor on the ingest path;
+/// `batch` is spelled as a processor (as Alloy's `otelcol.processor.batch` is) but is the
+/// exporter driver's batching setting for the pipelines that list it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProcessorConfig {
+    /// The driver's batching setting, not a processor: nothing runs on the ingest path.
     Batch(BatchConfig),
     // Boxed: the watcher's config is much larger than the batch settings.
     Watcher(Box<sluice_watcher::Config>),
@@ -119,7 +178,7 @@ impl ProcessorConfig {
         }
     }
 
-    /// Batch settings, when this is the pipeline's batch stage.
+    /// The driver's batch settings, when this entry is `type = "batch"`.
     pub fn batch_settings(&self) -> Option<&BatchConfig> {
         match self {
             Self::Batch(b) => Some(b),
@@ -133,85 +192,5 @@ impl ProcessorConfig {
             Self::Watcher(w) => Some(w),
             Self::Batch(_) => None,
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExporterConfig {
-    Otlp(otlp_exporter::Config),
-    Debug(debug::Config),
-    RemoteWrite(remote_write::Config),
-    Loki(loki::Config),
-}
-
-impl ExporterConfig {
-    pub const KNOWN: &'static [&'static str] = &[
-        otlp_exporter::TYPE_NAME,
-        debug::TYPE_NAME,
-        remote_write::TYPE_NAME,
-        loki::TYPE_NAME,
-    ];
-
-    pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
-        match ty {
-            otlp_exporter::TYPE_NAME => {
-                typed(body, otlp_exporter::Config::validate).map(Self::Otlp)
-            }
-            debug::TYPE_NAME => typed(body, debug::Config::validate).map(Self::Debug),
-            remote_write::TYPE_NAME => {
-                typed(body, remote_write::Config::validate).map(Self::RemoteWrite)
-            }
-            loki::TYPE_NAME => typed(body, loki::Config::validate).map(Self::Loki),
-            _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Otlp(_) => otlp_exporter::TYPE_NAME,
-            Self::Debug(_) => debug::TYPE_NAME,
-            Self::RemoteWrite(_) => remote_write::TYPE_NAME,
-            Self::Loki(_) => loki::TYPE_NAME,
-        }
-    }
-
-    pub fn signals(&self) -> &'static [Signal] {
-        match self {
-            Self::Otlp(_) => otlp_exporter::SIGNALS,
-            Self::Debug(_) => debug::SIGNALS,
-            Self::RemoteWrite(_) => remote_write::SIGNALS,
-            Self::Loki(_) => loki::SIGNALS,
-        }
-    }
-
-    pub fn retry(&self) -> RetryConfig {
-        match self {
-            Self::Otlp(c) => c.retry.clone(),
-            Self::Debug(_) => RetryConfig::default(),
-            Self::RemoteWrite(c) => c.retry.clone(),
-            Self::Loki(c) => c.retry.clone(),
-        }
-    }
-
-    /// Builds the exporter and starts its driver on `reader`.
-    pub fn start(
-        &self,
-        reader: SpoolReader,
-        settings: DriverSettings,
-    ) -> anyhow::Result<JoinHandle<()>> {
-        fn spawn<E: Exporter>(
-            e: E,
-            reader: SpoolReader,
-            settings: DriverSettings,
-        ) -> JoinHandle<()> {
-            tokio::spawn(run_driver(Arc::new(e), reader, settings))
-        }
-        let id = settings.component_id.to_string();
-        Ok(match self {
-            Self::Otlp(c) => spawn(otlp_exporter::build(c, &id)?, reader, settings),
-            Self::Debug(c) => spawn(debug::build(c, &id)?, reader, settings),
-            Self::RemoteWrite(c) => spawn(remote_write::build(c, &id)?, reader, settings),
-            Self::Loki(c) => spawn(loki::build(c, &id)?, reader, settings),
-        })
     }
 }

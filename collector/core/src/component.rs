@@ -181,3 +181,19 @@ pub trait Exporter: Send + Sync + 'static {
     /// Sends one request once. The pipeline retries according to the outcome.
     fn send(&self, request: &Self::Request) -> impl Future<Output = SendOutcome> + Send;
 }
+
+/// What the collector's registry asks of a component's typed config besides parsing it and
+/// its `validate`. Every component's `Config` implements it; the defaults fit components
+/// that listen nowhere and retry with the default policy.
+pub trait ComponentConfig {
+    /// Endpoints this component will listen on, by config key (`("grpc.endpoint",
+    /// "127.0.0.1:4317")`), so clashes are found before anything binds.
+    fn listen_endpoints(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
+
+    /// The retry policy the exporter driver applies to this exporter's requests.
+    fn retry(&self) -> crate::retry::RetryConfig {
+        crate::retry::RetryConfig::default()
+    }
+}

@@ -13,7 +13,8 @@ pub mod retry;
 pub mod telemetry;
 
 pub use component::{
-    Batch, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal, SendOutcome,
+    Batch, ComponentConfig, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal,
+    SendOutcome,
 };
 pub use config::{ByteSize, DurationStr};
 pub use item::{Item, Signal};

@@ -231,3 +231,9 @@ impl Exporter for DebugExporter {
         SendOutcome::Sent
     }
 }
+
+impl sluice_core::ComponentConfig for Config {
+    fn retry(&self) -> sluice_core::retry::RetryConfig {
+        self.retry.clone()
+    }
+}

@@ -23,3 +23,9 @@ use sluice_core::Signal;
 pub const TYPE_NAME: &str = "loki";
 /// Signals this exporter accepts.
 pub const SIGNALS: &[Signal] = &[Signal::Logs];
+
+impl sluice_core::ComponentConfig for Config {
+    fn retry(&self) -> sluice_core::retry::RetryConfig {
+        self.retry.clone()
+    }
+}

@@ -21,3 +21,9 @@ pub const TYPE_NAME: &str = "prometheus_remote_write";
 
 /// Signals this exporter accepts.
 pub const SIGNALS: &[Signal] = &[Signal::Metrics];
+
+impl sluice_core::ComponentConfig for Config {
+    fn retry(&self) -> sluice_core::retry::RetryConfig {
+        self.retry.clone()
+    }
+}

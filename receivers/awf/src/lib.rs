@@ -23,3 +23,12 @@ pub mod time;
 pub mod window;
 
 pub use receiver::{AwfReceiver, Config, SIGNALS, TYPE_NAME, build};
+
+impl sluice_core::ComponentConfig for Config {
+    fn listen_endpoints(&self) -> Vec<(&'static str, &str)> {
+        self.push
+            .iter()
+            .map(|p| ("push.endpoint", p.endpoint.as_str()))
+            .collect()
+    }
+}

@@ -142,3 +142,17 @@ impl Receiver for OtlpReceiver {
         })
     }
 }
+
+impl sluice_core::ComponentConfig for Config {
+    fn listen_endpoints(&self) -> Vec<(&'static str, &str)> {
+        let grpc = self
+            .grpc
+            .iter()
+            .map(|g| ("grpc.endpoint", g.endpoint.as_str()));
+        let http = self
+            .http
+            .iter()
+            .map(|h| ("http.endpoint", h.endpoint.as_str()));
+        grpc.chain(http).collect()
+    }
+}

@@ -227,6 +227,12 @@ fn partial_success_outcome(component_id: &str, signal: Signal, body: &[u8]) -> S
     }
 }
 
+impl sluice_core::ComponentConfig for Config {
+    fn retry(&self) -> sluice_core::retry::RetryConfig {
+        self.retry.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
