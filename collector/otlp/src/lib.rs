@@ -11,12 +11,14 @@ mod error;
 pub mod grpc;
 mod json;
 mod response;
+mod rules;
 mod schema;
 mod walk;
 
 pub use error::{PathSegment, WireError, WireErrorKind};
 pub use json::{json_to_protobuf, protobuf_to_json};
 pub use response::{export_response, rpc, status_body};
+pub use rules::{Checked, Problem, Reason, Rules, check, filter};
 pub use sluice_core::Signal;
 
 use schema::{LOGS_REQUEST, METRICS_REQUEST, Schema, TRACE_REQUEST};

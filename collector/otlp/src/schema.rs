@@ -20,14 +20,29 @@ pub(crate) enum Kind {
     Str,
     /// bytes without constraint.
     Bytes,
-    /// trace or span id: exactly this many bytes, or empty.
-    Id(usize),
+    /// trace or span id: exactly this many bytes, or empty; [`IdRule`] adds the intake rule.
+    Id(usize, IdRule),
+    /// A fixed64 timestamp in Unix nanoseconds that intake validation bounds in the future.
+    Time,
+    /// An attribute key that becomes a Prometheus label name (data point attributes).
+    LabelKey,
     /// A nested message.
     Msg(&'static Schema),
     /// repeated fixed64 / double: packed (length-delimited) or one value per field.
     PackedFixed64,
     /// repeated uint64: packed or one value per field.
     PackedVarint,
+}
+
+/// What intake validation ([`crate::check`]) demands of an id besides its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdRule {
+    /// Only the length (parent span ids: empty means a root span).
+    Any,
+    /// Optional, but not all zeros when present (log records, links, exemplars).
+    NonZero,
+    /// Present and not all zeros; the bit is this id's flag in `Schema::required_ids`.
+    Required(u8),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +55,13 @@ pub(crate) struct Field {
 pub(crate) struct Schema {
     /// Each occurrence of this message is one counted item (span, data point, log record).
     pub is_item: bool,
+    /// Holds items somewhere below (request, resource, scope, metric and its data), so
+    /// filtering out refused items rewrites it.
+    pub container: bool,
+    /// A `Metric`: its name applies to every data point inside.
+    pub metric: bool,
+    /// Bits of the `IdRule::Required` ids an item must carry.
+    pub required_ids: u8,
     /// Indexed by field number; gaps are `UNKNOWN`.
     pub fields: &'static [Field],
 }
@@ -67,16 +89,30 @@ const fn table<const N: usize, const M: usize>(entries: [(usize, Field); M]) -> 
 const fn message(fields: &'static [Field]) -> Schema {
     Schema {
         is_item: false,
+        container: false,
+        metric: false,
+        required_ids: 0,
         fields,
+    }
+}
+
+const fn container(fields: &'static [Field]) -> Schema {
+    Schema {
+        container: true,
+        ..message(fields)
     }
 }
 
 const fn item(fields: &'static [Field]) -> Schema {
     Schema {
         is_item: true,
-        fields,
+        ..message(fields)
     }
 }
+
+/// Span: trace id and span id are required.
+const TRACE_ID_BIT: u8 = 1;
+const SPAN_ID_BIT: u8 = 2;
 
 // ---- common.v1 / resource.v1 ----
 
@@ -105,6 +141,14 @@ static KEY_VALUE_FIELDS: [Field; 4] = table([
 ]);
 static KEY_VALUE: Schema = message(&KEY_VALUE_FIELDS);
 
+/// A data point attribute: its key becomes a Prometheus label name.
+static LABEL_KEY_VALUE_FIELDS: [Field; 4] = table([
+    (1, f("key", LabelKey)),
+    (2, f("value", Msg(&ANY_VALUE))),
+    (3, f("key_strindex", Varint)),
+]);
+static LABEL_KEY_VALUE: Schema = message(&LABEL_KEY_VALUE_FIELDS);
+
 static SCOPE_FIELDS: [Field; 5] = table([
     (1, f("name", Str)),
     (2, f("version", Str)),
@@ -131,31 +175,31 @@ static RESOURCE: Schema = message(&RESOURCE_FIELDS);
 // ---- trace.v1 ----
 
 static TRACE_REQUEST_FIELDS: [Field; 2] = table([(1, f("resource_spans", Msg(&RESOURCE_SPANS)))]);
-pub(crate) static TRACE_REQUEST: Schema = message(&TRACE_REQUEST_FIELDS);
+pub(crate) static TRACE_REQUEST: Schema = container(&TRACE_REQUEST_FIELDS);
 
 static RESOURCE_SPANS_FIELDS: [Field; 4] = table([
     (1, f("resource", Msg(&RESOURCE))),
     (2, f("scope_spans", Msg(&SCOPE_SPANS))),
     (3, f("schema_url", Str)),
 ]);
-static RESOURCE_SPANS: Schema = message(&RESOURCE_SPANS_FIELDS);
+static RESOURCE_SPANS: Schema = container(&RESOURCE_SPANS_FIELDS);
 
 static SCOPE_SPANS_FIELDS: [Field; 4] = table([
     (1, f("scope", Msg(&SCOPE))),
     (2, f("spans", Msg(&SPAN))),
     (3, f("schema_url", Str)),
 ]);
-static SCOPE_SPANS: Schema = message(&SCOPE_SPANS_FIELDS);
+static SCOPE_SPANS: Schema = container(&SCOPE_SPANS_FIELDS);
 
 static SPAN_FIELDS: [Field; 17] = table([
-    (1, f("trace_id", Id(16))),
-    (2, f("span_id", Id(8))),
+    (1, f("trace_id", Id(16, IdRule::Required(TRACE_ID_BIT)))),
+    (2, f("span_id", Id(8, IdRule::Required(SPAN_ID_BIT)))),
     (3, f("trace_state", Str)),
-    (4, f("parent_span_id", Id(8))),
+    (4, f("parent_span_id", Id(8, IdRule::Any))),
     (5, f("name", Str)),
     (6, f("kind", Varint)),
-    (7, f("start_time_unix_nano", Fixed64)),
-    (8, f("end_time_unix_nano", Fixed64)),
+    (7, f("start_time_unix_nano", Time)),
+    (8, f("end_time_unix_nano", Time)),
     (9, f("attributes", Msg(&KEY_VALUE))),
     (10, f("dropped_attributes_count", Varint)),
     (11, f("events", Msg(&SPAN_EVENT))),
@@ -165,7 +209,10 @@ static SPAN_FIELDS: [Field; 17] = table([
     (15, f("status", Msg(&SPAN_STATUS))),
     (16, f("flags", Fixed32)),
 ]);
-static SPAN: Schema = item(&SPAN_FIELDS);
+static SPAN: Schema = Schema {
+    required_ids: TRACE_ID_BIT | SPAN_ID_BIT,
+    ..item(&SPAN_FIELDS)
+};
 
 static SPAN_EVENT_FIELDS: [Field; 5] = table([
     (1, f("time_unix_nano", Fixed64)),
@@ -176,8 +223,8 @@ static SPAN_EVENT_FIELDS: [Field; 5] = table([
 static SPAN_EVENT: Schema = message(&SPAN_EVENT_FIELDS);
 
 static SPAN_LINK_FIELDS: [Field; 7] = table([
-    (1, f("trace_id", Id(16))),
-    (2, f("span_id", Id(8))),
+    (1, f("trace_id", Id(16, IdRule::NonZero))),
+    (2, f("span_id", Id(8, IdRule::NonZero))),
     (3, f("trace_state", Str)),
     (4, f("attributes", Msg(&KEY_VALUE))),
     (5, f("dropped_attributes_count", Varint)),
@@ -192,21 +239,21 @@ static SPAN_STATUS: Schema = message(&SPAN_STATUS_FIELDS);
 
 static METRICS_REQUEST_FIELDS: [Field; 2] =
     table([(1, f("resource_metrics", Msg(&RESOURCE_METRICS)))]);
-pub(crate) static METRICS_REQUEST: Schema = message(&METRICS_REQUEST_FIELDS);
+pub(crate) static METRICS_REQUEST: Schema = container(&METRICS_REQUEST_FIELDS);
 
 static RESOURCE_METRICS_FIELDS: [Field; 4] = table([
     (1, f("resource", Msg(&RESOURCE))),
     (2, f("scope_metrics", Msg(&SCOPE_METRICS))),
     (3, f("schema_url", Str)),
 ]);
-static RESOURCE_METRICS: Schema = message(&RESOURCE_METRICS_FIELDS);
+static RESOURCE_METRICS: Schema = container(&RESOURCE_METRICS_FIELDS);
 
 static SCOPE_METRICS_FIELDS: [Field; 4] = table([
     (1, f("scope", Msg(&SCOPE))),
     (2, f("metrics", Msg(&METRIC))),
     (3, f("schema_url", Str)),
 ]);
-static SCOPE_METRICS: Schema = message(&SCOPE_METRICS_FIELDS);
+static SCOPE_METRICS: Schema = container(&SCOPE_METRICS_FIELDS);
 
 static METRIC_FIELDS: [Field; 13] = table([
     (1, f("name", Str)),
@@ -219,53 +266,56 @@ static METRIC_FIELDS: [Field; 13] = table([
     (11, f("summary", Msg(&SUMMARY))),
     (12, f("metadata", Msg(&KEY_VALUE))),
 ]);
-static METRIC: Schema = message(&METRIC_FIELDS);
+static METRIC: Schema = Schema {
+    metric: true,
+    ..container(&METRIC_FIELDS)
+};
 
 static GAUGE_FIELDS: [Field; 2] = table([(1, f("data_points", Msg(&NUMBER_POINT)))]);
-static GAUGE: Schema = message(&GAUGE_FIELDS);
+static GAUGE: Schema = container(&GAUGE_FIELDS);
 
 static SUM_FIELDS: [Field; 4] = table([
     (1, f("data_points", Msg(&NUMBER_POINT))),
     (2, f("aggregation_temporality", Varint)),
     (3, f("is_monotonic", Varint)),
 ]);
-static SUM: Schema = message(&SUM_FIELDS);
+static SUM: Schema = container(&SUM_FIELDS);
 
 static HISTOGRAM_FIELDS: [Field; 3] = table([
     (1, f("data_points", Msg(&HISTOGRAM_POINT))),
     (2, f("aggregation_temporality", Varint)),
 ]);
-static HISTOGRAM: Schema = message(&HISTOGRAM_FIELDS);
+static HISTOGRAM: Schema = container(&HISTOGRAM_FIELDS);
 
 static EXP_HISTOGRAM_FIELDS: [Field; 3] = table([
     (1, f("data_points", Msg(&EXP_HISTOGRAM_POINT))),
     (2, f("aggregation_temporality", Varint)),
 ]);
-static EXP_HISTOGRAM: Schema = message(&EXP_HISTOGRAM_FIELDS);
+static EXP_HISTOGRAM: Schema = container(&EXP_HISTOGRAM_FIELDS);
 
 static SUMMARY_FIELDS: [Field; 2] = table([(1, f("data_points", Msg(&SUMMARY_POINT)))]);
-static SUMMARY: Schema = message(&SUMMARY_FIELDS);
+static SUMMARY: Schema = container(&SUMMARY_FIELDS);
 
 static NUMBER_POINT_FIELDS: [Field; 9] = table([
     (2, f("start_time_unix_nano", Fixed64)),
-    (3, f("time_unix_nano", Fixed64)),
+    (3, f("time_unix_nano", Time)),
     (4, f("as_double", Fixed64)),
     (5, f("exemplars", Msg(&EXEMPLAR))),
     (6, f("as_int", Fixed64)),
-    (7, f("attributes", Msg(&KEY_VALUE))),
+    (7, f("attributes", Msg(&LABEL_KEY_VALUE))),
     (8, f("flags", Varint)),
 ]);
 static NUMBER_POINT: Schema = item(&NUMBER_POINT_FIELDS);
 
 static HISTOGRAM_POINT_FIELDS: [Field; 13] = table([
     (2, f("start_time_unix_nano", Fixed64)),
-    (3, f("time_unix_nano", Fixed64)),
+    (3, f("time_unix_nano", Time)),
     (4, f("count", Fixed64)),
     (5, f("sum", Fixed64)),
     (6, f("bucket_counts", PackedFixed64)),
     (7, f("explicit_bounds", PackedFixed64)),
     (8, f("exemplars", Msg(&EXEMPLAR))),
-    (9, f("attributes", Msg(&KEY_VALUE))),
+    (9, f("attributes", Msg(&LABEL_KEY_VALUE))),
     (10, f("flags", Varint)),
     (11, f("min", Fixed64)),
     (12, f("max", Fixed64)),
@@ -273,9 +323,9 @@ static HISTOGRAM_POINT_FIELDS: [Field; 13] = table([
 static HISTOGRAM_POINT: Schema = item(&HISTOGRAM_POINT_FIELDS);
 
 static EXP_HISTOGRAM_POINT_FIELDS: [Field; 15] = table([
-    (1, f("attributes", Msg(&KEY_VALUE))),
+    (1, f("attributes", Msg(&LABEL_KEY_VALUE))),
     (2, f("start_time_unix_nano", Fixed64)),
-    (3, f("time_unix_nano", Fixed64)),
+    (3, f("time_unix_nano", Time)),
     (4, f("count", Fixed64)),
     (5, f("sum", Fixed64)),
     (6, f("scale", Varint)),
@@ -298,11 +348,11 @@ static EXP_BUCKETS: Schema = message(&EXP_BUCKETS_FIELDS);
 
 static SUMMARY_POINT_FIELDS: [Field; 9] = table([
     (2, f("start_time_unix_nano", Fixed64)),
-    (3, f("time_unix_nano", Fixed64)),
+    (3, f("time_unix_nano", Time)),
     (4, f("count", Fixed64)),
     (5, f("sum", Fixed64)),
     (6, f("quantile_values", Msg(&VALUE_AT_QUANTILE))),
-    (7, f("attributes", Msg(&KEY_VALUE))),
+    (7, f("attributes", Msg(&LABEL_KEY_VALUE))),
     (8, f("flags", Varint)),
 ]);
 static SUMMARY_POINT: Schema = item(&SUMMARY_POINT_FIELDS);
@@ -314,8 +364,8 @@ static VALUE_AT_QUANTILE: Schema = message(&VALUE_AT_QUANTILE_FIELDS);
 static EXEMPLAR_FIELDS: [Field; 8] = table([
     (2, f("time_unix_nano", Fixed64)),
     (3, f("as_double", Fixed64)),
-    (4, f("span_id", Id(8))),
-    (5, f("trace_id", Id(16))),
+    (4, f("span_id", Id(8, IdRule::NonZero))),
+    (5, f("trace_id", Id(16, IdRule::NonZero))),
     (6, f("as_int", Fixed64)),
     (7, f("filtered_attributes", Msg(&KEY_VALUE))),
 ]);
@@ -324,33 +374,33 @@ static EXEMPLAR: Schema = message(&EXEMPLAR_FIELDS);
 // ---- logs.v1 ----
 
 static LOGS_REQUEST_FIELDS: [Field; 2] = table([(1, f("resource_logs", Msg(&RESOURCE_LOGS)))]);
-pub(crate) static LOGS_REQUEST: Schema = message(&LOGS_REQUEST_FIELDS);
+pub(crate) static LOGS_REQUEST: Schema = container(&LOGS_REQUEST_FIELDS);
 
 static RESOURCE_LOGS_FIELDS: [Field; 4] = table([
     (1, f("resource", Msg(&RESOURCE))),
     (2, f("scope_logs", Msg(&SCOPE_LOGS))),
     (3, f("schema_url", Str)),
 ]);
-static RESOURCE_LOGS: Schema = message(&RESOURCE_LOGS_FIELDS);
+static RESOURCE_LOGS: Schema = container(&RESOURCE_LOGS_FIELDS);
 
 static SCOPE_LOGS_FIELDS: [Field; 4] = table([
     (1, f("scope", Msg(&SCOPE))),
     (2, f("log_records", Msg(&LOG_RECORD))),
     (3, f("schema_url", Str)),
 ]);
-static SCOPE_LOGS: Schema = message(&SCOPE_LOGS_FIELDS);
+static SCOPE_LOGS: Schema = container(&SCOPE_LOGS_FIELDS);
 
 static LOG_RECORD_FIELDS: [Field; 13] = table([
-    (1, f("time_unix_nano", Fixed64)),
+    (1, f("time_unix_nano", Time)),
     (2, f("severity_number", Varint)),
     (3, f("severity_text", Str)),
     (5, f("body", Msg(&ANY_VALUE))),
     (6, f("attributes", Msg(&KEY_VALUE))),
     (7, f("dropped_attributes_count", Varint)),
     (8, f("flags", Fixed32)),
-    (9, f("trace_id", Id(16))),
-    (10, f("span_id", Id(8))),
-    (11, f("observed_time_unix_nano", Fixed64)),
+    (9, f("trace_id", Id(16, IdRule::NonZero))),
+    (10, f("span_id", Id(8, IdRule::NonZero))),
+    (11, f("observed_time_unix_nano", Time)),
     (12, f("event_name", Str)),
 ]);
 static LOG_RECORD: Schema = item(&LOG_RECORD_FIELDS);

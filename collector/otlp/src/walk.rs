@@ -1,7 +1,8 @@
 //! The validating walker: one pass over the protobuf wire format, no allocation, no decode.
 
 use crate::error::{PathSegment, WireError, WireErrorKind};
-use crate::schema::{Kind, Schema, UNKNOWN};
+use crate::rules::{self, Checked, Problem, ProblemKind, Reason};
+use crate::schema::{Field, IdRule, Kind, Schema, UNKNOWN};
 
 const WT_VARINT: u8 = 0;
 const WT_I64: u8 = 1;
@@ -17,13 +18,88 @@ pub(crate) const MAX_DEPTH: u32 = 64;
 
 /// Walks `buf` as a `schema` message and returns the number of item messages inside.
 pub(crate) fn walk(schema: &'static Schema, buf: &[u8]) -> Result<u32, WireError> {
-    let mut walker = Walker { count: 0 };
+    let mut walker = Walker::new(None);
     walker.message(schema, buf, 0, buf.len(), 0)?;
     Ok(walker.count)
 }
 
+/// Walks `buf` like [`walk`] and applies the intake rules to every item.
+pub(crate) fn check(
+    schema: &'static Schema,
+    buf: &[u8],
+    limits: Limits,
+) -> Result<Checked, WireError> {
+    let mut walker = Walker::new(Some(limits));
+    walker.message(schema, buf, 0, buf.len(), 0)?;
+    Ok(Checked {
+        items: walker.count,
+        rejected: walker.rejected,
+        first: walker.first,
+        by_reason: walker.by_reason,
+        limits,
+    })
+}
+
+/// Re-encodes a request that passed [`check`] without its refused items. Cold path: it runs
+/// only when something was refused.
+pub(crate) fn filter(
+    schema: &'static Schema,
+    buf: &[u8],
+    limits: Limits,
+) -> Result<Vec<u8>, WireError> {
+    let mut walker = Walker::new(Some(limits));
+    let mut out = Vec::with_capacity(buf.len());
+    walker.filter_message(schema, buf, 0, buf.len(), 0, &mut out)?;
+    Ok(out)
+}
+
+/// The intake rules' parameters, fixed for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Timestamps above this (Unix ns) are too far in the future.
+    pub latest_ns: u64,
+}
+
 struct Walker {
     count: u32,
+    limits: Option<Limits>,
+    /// The first problem of the item being walked.
+    item_problem: Option<Problem>,
+    /// `IdRule::Required` bits seen in the item being walked.
+    item_ids: u8,
+    /// A problem every item inside the current `Metric` shares (its name).
+    inherited: Option<Problem>,
+    rejected: u32,
+    first: Option<Problem>,
+    by_reason: [u32; Reason::COUNT],
+}
+
+impl Walker {
+    fn new(limits: Option<Limits>) -> Walker {
+        Walker {
+            count: 0,
+            limits,
+            item_problem: None,
+            item_ids: 0,
+            inherited: None,
+            rejected: 0,
+            first: None,
+            by_reason: [0; Reason::COUNT],
+        }
+    }
+
+    #[cold]
+    fn problem(&mut self, kind: ProblemKind, field: &'static str, at: usize, len: usize) {
+        if self.item_problem.is_none() {
+            self.item_problem = Some(Problem {
+                kind,
+                field,
+                item: self.count,
+                at,
+                len,
+            });
+        }
+    }
 }
 
 /// Reads a varint at `*pos`, refusing the ones prost refuses (truncated, over 10 bytes, or
@@ -106,7 +182,7 @@ fn length_delimited(data: &[u8], pos: &mut usize) -> Result<(usize, usize), Wire
 fn expected_wire(kind: Kind) -> &'static str {
     match kind {
         Kind::Varint | Kind::PackedVarint => "varint",
-        Kind::Fixed64 | Kind::PackedFixed64 => "64-bit",
+        Kind::Fixed64 | Kind::PackedFixed64 | Kind::Time => "64-bit",
         Kind::Fixed32 => "32-bit",
         _ => "length-delimited",
     }
@@ -132,7 +208,7 @@ impl Walker {
                 .get(number as usize)
                 .copied()
                 .unwrap_or(UNKNOWN);
-            if let Err(mut err) = self.field(field.kind, number, wire, data, &mut pos, depth) {
+            if let Err(mut err) = self.field(field, number, wire, data, &mut pos, depth) {
                 err.push(match field.kind {
                     Kind::Unknown => PathSegment::Unknown(number),
                     _ => PathSegment::Field(field.name),
@@ -143,25 +219,66 @@ impl Walker {
         Ok(())
     }
 
+    /// Walks one item message and returns its first problem under the intake rules.
+    fn item(
+        &mut self,
+        schema: &'static Schema,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        depth: u32,
+    ) -> Result<Option<Problem>, WireError> {
+        self.item_problem = self.inherited.map(|p| Problem {
+            item: self.count,
+            ..p
+        });
+        self.item_ids = 0;
+        self.message(schema, data, start, end, depth)?;
+        if self.limits.is_some() {
+            let missing = schema.required_ids & !self.item_ids;
+            if missing != 0 {
+                // Bit 1 is the trace id (schema.rs); name the first one missing.
+                let field = if missing & 1 != 0 {
+                    "trace_id"
+                } else {
+                    "span_id"
+                };
+                self.problem(ProblemKind::MissingId, field, start, 0);
+            }
+        }
+        Ok(self.item_problem.take())
+    }
+
     #[inline(always)]
     fn field(
         &mut self,
-        kind: Kind,
+        field: Field,
         number: u32,
         wire: u8,
         data: &[u8],
         pos: &mut usize,
         depth: u32,
     ) -> Result<(), WireError> {
+        let kind = field.kind;
         let end = data.len();
         let at = *pos;
         match (kind, wire) {
             (Kind::Varint | Kind::PackedVarint | Kind::Unknown, WT_VARINT) => {
                 varint(data, pos)?;
             }
+            (Kind::Time, WT_I64) => {
+                skip(end, pos, 8)?;
+                if let Some(limits) = self.limits {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(&data[at..at + 8]);
+                    if u64::from_le_bytes(le) > limits.latest_ns {
+                        self.problem(ProblemKind::FutureTimestamp, field.name, at, 8);
+                    }
+                }
+            }
             (Kind::Fixed64 | Kind::PackedFixed64 | Kind::Unknown, WT_I64) => skip(end, pos, 8)?,
             (Kind::Fixed32 | Kind::Unknown, WT_I32) => skip(end, pos, 4)?,
-            (Kind::Varint | Kind::Fixed64 | Kind::Fixed32, WT_LEN) => {
+            (Kind::Varint | Kind::Fixed64 | Kind::Fixed32 | Kind::Time, WT_LEN) => {
                 return Err(WireError::at(
                     WireErrorKind::WireType {
                         expected: expected_wire(kind),
@@ -178,9 +295,19 @@ impl Walker {
                         if depth >= MAX_DEPTH {
                             return Err(WireError::at(WireErrorKind::TooDeep, body_start));
                         }
-                        self.message(sub, data, body_start, body_end, depth + 1)?;
                         if sub.is_item {
+                            let problem = self.item(sub, data, body_start, body_end, depth + 1)?;
+                            if let Some(problem) = problem {
+                                self.reject(problem);
+                            }
                             self.count = self.count.saturating_add(1);
+                        } else if sub.metric && self.limits.is_some() {
+                            self.inherited = metric_name_problem(data, body_start, body_end);
+                            let walked = self.message(sub, data, body_start, body_end, depth + 1);
+                            self.inherited = None;
+                            walked?;
+                        } else {
+                            self.message(sub, data, body_start, body_end, depth + 1)?;
                         }
                     }
                     Kind::Str => {
@@ -188,7 +315,20 @@ impl Walker {
                             return Err(WireError::at(WireErrorKind::InvalidUtf8, body_start));
                         }
                     }
-                    Kind::Id(len) => {
+                    Kind::LabelKey => {
+                        if std::str::from_utf8(body).is_err() {
+                            return Err(WireError::at(WireErrorKind::InvalidUtf8, body_start));
+                        }
+                        if self.limits.is_some() && !rules::label_name_ok(body) {
+                            self.problem(
+                                ProblemKind::LabelName,
+                                field.name,
+                                body_start,
+                                body.len(),
+                            );
+                        }
+                    }
+                    Kind::Id(len, rule) => {
                         if !body.is_empty() && body.len() != len {
                             return Err(WireError::at(
                                 WireErrorKind::IdLength {
@@ -197,6 +337,14 @@ impl Walker {
                                 },
                                 body_start,
                             ));
+                        }
+                        if self.limits.is_some() && !body.is_empty() {
+                            if let IdRule::Required(bit) = rule {
+                                self.item_ids |= bit;
+                            }
+                            if rule != IdRule::Any && body.iter().all(|&b| b == 0) {
+                                self.problem(ProblemKind::ZeroId, field.name, body_start, len);
+                            }
                         }
                     }
                     Kind::Bytes | Kind::Unknown => {}
@@ -215,7 +363,7 @@ impl Walker {
                         }
                     }
                     // Refused above, before reading the length.
-                    Kind::Varint | Kind::Fixed64 | Kind::Fixed32 => {}
+                    Kind::Varint | Kind::Fixed64 | Kind::Fixed32 | Kind::Time => {}
                 }
             }
             (Kind::Unknown, WT_START_GROUP) => skip_group(number, data, pos, depth)?,
@@ -234,6 +382,120 @@ impl Walker {
         }
         Ok(())
     }
+
+    #[cold]
+    fn reject(&mut self, problem: Problem) {
+        self.rejected = self.rejected.saturating_add(1);
+        let reason = problem.reason() as usize;
+        self.by_reason[reason] = self.by_reason[reason].saturating_add(1);
+        if self.first.is_none() {
+            self.first = Some(problem);
+        }
+    }
+
+    /// Copies `buf[start..end]` into `out`, leaving out refused items and rewriting the
+    /// lengths of the messages that held them.
+    fn filter_message(
+        &mut self,
+        schema: &'static Schema,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+        depth: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let data = &buf[..end];
+        let mut pos = start;
+        while pos < end {
+            let field_start = pos;
+            let (number, wire) = key(data, &mut pos)?;
+            let field = schema
+                .fields
+                .get(number as usize)
+                .copied()
+                .unwrap_or(UNKNOWN);
+            match (field.kind, wire) {
+                (Kind::Msg(sub), WT_LEN) if sub.is_item || sub.container => {
+                    let (body_start, body_end) = length_delimited(data, &mut pos)?;
+                    if depth >= MAX_DEPTH {
+                        return Err(WireError::at(WireErrorKind::TooDeep, body_start));
+                    }
+                    if sub.is_item {
+                        let problem = self.item(sub, data, body_start, body_end, depth + 1)?;
+                        self.count = self.count.saturating_add(1);
+                        if problem.is_none() {
+                            out.extend_from_slice(&data[field_start..body_end]);
+                        }
+                        continue;
+                    }
+                    if sub.metric && metric_name_problem(data, body_start, body_end).is_some() {
+                        // Every point of a metric Prometheus cannot name is refused: leave
+                        // out the whole metric, counting its points.
+                        self.count = self
+                            .count
+                            .saturating_add(walk(sub, &data[body_start..body_end])?);
+                        continue;
+                    }
+                    let mut inner = Vec::with_capacity(body_end - body_start);
+                    self.filter_message(sub, data, body_start, body_end, depth + 1, &mut inner)?;
+                    encode_varint(u64::from(number) << 3 | u64::from(WT_LEN), out);
+                    encode_varint(inner.len() as u64, out);
+                    out.extend_from_slice(&inner);
+                }
+                _ => {
+                    self.field(field, number, wire, data, &mut pos, depth)?;
+                    out.extend_from_slice(&data[field_start..pos]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The problem of a `Metric` (in `data[start..end]`) whose name Prometheus cannot use, found by
+/// hopping over its top-level fields. Malformed input yields `None`: the main walk reports it.
+#[cold]
+fn metric_name_problem(data: &[u8], start: usize, end: usize) -> Option<Problem> {
+    let data = &data[..end];
+    let mut pos = start;
+    while pos < end {
+        let (number, wire) = key(data, &mut pos).ok()?;
+        match wire {
+            WT_VARINT => {
+                varint(data, &mut pos).ok()?;
+            }
+            WT_I64 => skip(end, &mut pos, 8).ok()?,
+            WT_I32 => skip(end, &mut pos, 4).ok()?,
+            WT_LEN => {
+                let (s, e) = length_delimited(data, &mut pos).ok()?;
+                if number == 1 {
+                    return (!rules::metric_name_ok(&data[s..e])).then_some(Problem {
+                        kind: ProblemKind::MetricName,
+                        field: "name",
+                        item: 0,
+                        at: s,
+                        len: e - s,
+                    });
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(Problem {
+        kind: ProblemKind::MetricName,
+        field: "name",
+        item: 0,
+        at: start,
+        len: 0,
+    })
 }
 
 /// Skips a (deprecated) group of an unknown field up to its matching end marker.

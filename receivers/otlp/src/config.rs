@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 use sluice_core::ByteSize;
+use sluice_core::config::DurationStr;
+use std::time::Duration;
 
 /// The OTLP receiver's configuration. An absent `grpc`/`http` table leaves that server off;
 /// an empty one starts it with its defaults. At least one must be present.
@@ -19,6 +21,38 @@ pub struct Config {
     /// OTLP/HTTP server. Default: off.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Intake validation (docs/validation.md). Default: on.
+    #[serde(default)]
+    pub validation: ValidationConfig,
+}
+
+/// `[<receiver>.validation]`: refuse, item by item, what the backends are known to refuse.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Apply the rules. Off, only malformed protobuf/JSON is refused. Default `true`.
+    pub enabled: bool,
+    /// Timestamps later than now plus this are refused. Default `"10m"` (Mimir's and Loki's
+    /// `creation_grace_period`).
+    pub max_future: DurationStr,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            enabled: true,
+            max_future: DurationStr(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl ValidationConfig {
+    /// The rules to apply, or `None` when validation is off.
+    pub fn rules(&self) -> Option<sluice_otlp::Rules> {
+        self.enabled.then_some(sluice_otlp::Rules {
+            max_future: self.max_future.get(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -140,6 +174,23 @@ mod tests {
         assert_eq!(http.max_request_body_size, ByteSize::mib(20));
         assert_eq!(http.max_decompressed_size, ByteSize::mib(64));
         assert_eq!(config.tenant_header.as_deref(), Some("X-Scope-OrgID"));
+        assert_eq!(
+            config.validation.rules(),
+            Some(sluice_otlp::Rules::default())
+        );
+    }
+
+    #[test]
+    fn validation_can_be_turned_off_or_tuned() {
+        let config = parse("[grpc]\n[validation]\nenabled = false\n").unwrap();
+        assert_eq!(config.validation.rules(), None);
+        let config = parse("[grpc]\n[validation]\nmax_future = \"1h\"\n").unwrap();
+        assert_eq!(
+            config.validation.rules().unwrap().max_future,
+            Duration::from_secs(3600)
+        );
+        let err = parse("[grpc]\n[validation]\nstrict = true\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

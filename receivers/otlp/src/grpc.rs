@@ -70,7 +70,12 @@ impl GrpcService {
                 });
                 async move {
                     match ingest.protobuf(signal, request.into_inner(), tenant).await {
-                        Ok(_) => Ok(tonic::Response::new(Bytes::new())),
+                        Ok(accepted) => Ok(tonic::Response::new(sluice_otlp::export_response(
+                            signal,
+                            accepted.rejected,
+                            &accepted.message,
+                            false,
+                        ))),
                         Err(rejection) => Err(status_for(rejection)),
                     }
                 }

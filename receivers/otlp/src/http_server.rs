@@ -3,13 +3,16 @@
 //! request's encoding, `Retry-After`).
 
 use crate::decompress::{ContentEncoding, DecompressError, decompress};
-use crate::ingest::{Ingest, OFF_REACTOR_BYTES, Rejection, http_signal, tenant_from};
+use crate::ingest::{
+    Accepted, Ingest, OFF_REACTOR_BYTES, Rejection, Screened, http_signal, screen, tenant_from,
+};
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use sluice_core::{Refusal, Signal, telemetry};
+use sluice_otlp::Rules;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,8 +118,13 @@ impl HttpHandler {
             );
         };
         match self.receive(signal, format, request).await {
-            Ok(_) => {
-                let body = sluice_otlp::export_response(signal, 0, "", format.is_json());
+            Ok(accepted) => {
+                let body = sluice_otlp::export_response(
+                    signal,
+                    accepted.rejected,
+                    &accepted.message,
+                    format.is_json(),
+                );
                 respond(StatusCode::OK, format, body)
             }
             Err(rejection) => error_response(format, rejection),
@@ -128,7 +136,7 @@ impl HttpHandler {
         signal: Signal,
         format: Format,
         request: Request<Incoming>,
-    ) -> Result<u32, Rejection> {
+    ) -> Result<Accepted, Rejection> {
         self.ingest.check_accepts(signal)?;
         let headers = request.headers();
         let encoding_header = headers.get(CONTENT_ENCODING).map(|v| v.to_str());
@@ -174,7 +182,7 @@ impl HttpHandler {
             }
         };
         if body.is_empty() {
-            return Ok(0);
+            return Ok(Accepted::default());
         }
 
         let cap = self.max_decompressed_size;
@@ -182,22 +190,32 @@ impl HttpHandler {
         let decoded = if encoding != ContentEncoding::Identity || body.len() >= OFF_REACTOR_BYTES {
             // The semaphore is never closed, so acquiring only waits.
             let _slot = self.decode_slots.acquire().await.ok();
-            tokio::task::spawn_blocking(move || decode(signal, format, encoding, body, cap))
-                .await
-                .unwrap_or_else(|e| {
-                    Err((
-                        "internal",
-                        Rejection::Malformed(format!("decoding failed: {e}")),
-                    ))
-                })
+            let rules = self.ingest.rules;
+            tokio::task::spawn_blocking(move || {
+                decode(signal, format, encoding, body, cap, rules.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err((
+                    "internal",
+                    Rejection::Malformed(format!("decoding failed: {e}")),
+                ))
+            })
         } else {
-            decode(signal, format, encoding, body, cap)
+            decode(
+                signal,
+                format,
+                encoding,
+                body,
+                cap,
+                self.ingest.rules.as_ref(),
+            )
         };
-        let (payload, count) = decoded.map_err(|(reason, rejection)| {
+        let screened = decoded.map_err(|(reason, rejection)| {
             self.ingest.refused(Some(signal), reason);
             rejection
         })?;
-        self.ingest.deliver(signal, payload, count, tenant).await
+        self.ingest.deliver(signal, screened, tenant).await
     }
 
     fn body_too_large(&self) -> Rejection {
@@ -215,7 +233,8 @@ fn decode(
     encoding: ContentEncoding,
     body: Bytes,
     cap: usize,
-) -> Result<(Bytes, u32), (&'static str, Rejection)> {
+    rules: Option<&Rules>,
+) -> Result<Screened, (&'static str, Rejection)> {
     let raw = decompress(encoding, body, cap).map_err(|err| match err {
         DecompressError::TooLarge { cap } => (
             "too_large",
@@ -228,16 +247,21 @@ fn decode(
             Rejection::Malformed(format!("cannot decompress the {encoding:?} body: {e}")),
         ),
     })?;
+    let malformed = |err| ("malformed", Rejection::malformed(err));
     if raw.is_empty() {
-        return Ok((raw, 0));
+        return Ok(Screened {
+            payload: raw,
+            count: 0,
+            refused: None,
+        });
     }
     match format {
-        Format::Protobuf => match sluice_otlp::validate(signal, &raw) {
-            Ok(count) => Ok((raw, count)),
-            Err(err) => Err(("malformed", Rejection::malformed(err))),
-        },
-        Format::Json => sluice_otlp::json_to_protobuf(signal, &raw)
-            .map_err(|err| ("malformed", Rejection::malformed(err))),
+        Format::Protobuf => screen(signal, raw, rules, None).map_err(malformed),
+        Format::Json => {
+            let (payload, count) =
+                sluice_otlp::json_to_protobuf(signal, &raw).map_err(malformed)?;
+            screen(signal, payload, rules, Some(count)).map_err(malformed)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use sluice_core::{Consumer, Item, Refusal, Signal, telemetry};
-use sluice_otlp::WireError;
+use sluice_otlp::{Checked, Rules, WireError};
 use std::sync::Arc;
 
 /// Bodies at least this large are checked/converted on the blocking pool, so one big request
@@ -30,6 +30,76 @@ impl Rejection {
 pub(crate) struct Ingest {
     pub component_id: Arc<str>,
     pub consumer: Arc<dyn Consumer>,
+    /// Intake rules; `None` when validation is off.
+    pub rules: Option<Rules>,
+}
+
+/// A checked request: what to deliver and what the rules refused.
+#[derive(Debug)]
+pub(crate) struct Screened {
+    /// The request to deliver: the body as received when nothing was refused (no copy), else
+    /// its re-encoding without the refused items.
+    pub payload: Bytes,
+    /// Items in `payload`.
+    pub count: u32,
+    /// The rules' verdict when they refused something.
+    pub refused: Option<(Checked, String)>,
+}
+
+/// What the client is told on success: OTLP `partial_success` when items were refused.
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// Checks a protobuf request: the wire format always, the intake rules when `rules` is set.
+/// `known_count` is the item count when the body was already walked (converted JSON).
+/// CPU work only; callers run big bodies off the reactor.
+pub(crate) fn screen(
+    signal: Signal,
+    payload: Bytes,
+    rules: Option<&Rules>,
+    known_count: Option<u32>,
+) -> Result<Screened, WireError> {
+    let Some(rules) = rules else {
+        let count = match known_count {
+            Some(count) => count,
+            None => sluice_otlp::validate(signal, &payload)?,
+        };
+        return Ok(Screened {
+            payload,
+            count,
+            refused: None,
+        });
+    };
+    let checked = sluice_otlp::check(signal, &payload, rules)?;
+    let Some(first) = checked.first.filter(|_| checked.rejected > 0) else {
+        return Ok(Screened {
+            payload,
+            count: checked.items,
+            refused: None,
+        });
+    };
+    // Cold path: something was refused; copy out the rest.
+    let message = first.describe(signal, &payload, rules);
+    let message = match checked.rejected {
+        1 => message,
+        n => format!(
+            "{n} {} refused; first: {message}",
+            signal.unit().replace('_', " ")
+        ),
+    };
+    let kept = if checked.rejected < checked.items {
+        Bytes::from(sluice_otlp::filter(signal, &payload, &checked)?)
+    } else {
+        Bytes::new()
+    };
+    Ok(Screened {
+        payload: kept,
+        count: checked.items - checked.rejected,
+        refused: Some((checked, message)),
+    })
 }
 
 impl Ingest {
@@ -48,49 +118,75 @@ impl Ingest {
         Err(Rejection::Refused(refusal))
     }
 
-    /// Validates a protobuf request and delivers it; returns the items accepted.
+    /// Validates a protobuf request and delivers it.
     pub(crate) async fn protobuf(
         &self,
         signal: Signal,
         payload: Bytes,
         tenant: Option<Arc<str>>,
-    ) -> Result<u32, Rejection> {
+    ) -> Result<Accepted, Rejection> {
         self.check_accepts(signal)?;
+        let rules = self.rules;
         let checked = if payload.len() >= OFF_REACTOR_BYTES {
-            let payload = payload.clone();
-            tokio::task::spawn_blocking(move || sluice_otlp::validate(signal, &payload))
+            tokio::task::spawn_blocking(move || screen(signal, payload, rules.as_ref(), None))
                 .await
                 .map_err(|e| Rejection::Malformed(format!("validation failed: {e}")))?
         } else {
-            sluice_otlp::validate(signal, &payload)
+            screen(signal, payload, rules.as_ref(), None)
         };
-        let count = match checked {
-            Ok(count) => count,
+        let screened = match checked {
+            Ok(screened) => screened,
             Err(err) => {
                 self.refused(Some(signal), "malformed");
                 return Err(Rejection::malformed(err));
             }
         };
-        self.deliver(signal, payload, count, tenant).await
+        self.deliver(signal, screened, tenant).await
     }
 
-    /// Hands a validated protobuf request to the pipeline.
+    /// Counts what the rules refused and hands the rest of a checked request to the pipeline.
+    /// A request whose every item was refused is refused as a whole (400 / INVALID_ARGUMENT).
     pub(crate) async fn deliver(
         &self,
         signal: Signal,
-        payload: Bytes,
-        count: u32,
+        screened: Screened,
         tenant: Option<Arc<str>>,
-    ) -> Result<u32, Rejection> {
+    ) -> Result<Accepted, Rejection> {
+        let Screened {
+            payload,
+            count,
+            refused,
+        } = screened;
+        let accepted = match refused {
+            None => Accepted::default(),
+            Some((checked, message)) => {
+                for (reason, n) in checked.reasons() {
+                    telemetry::receiver_refused(
+                        &self.component_id,
+                        Some(signal),
+                        reason.as_str(),
+                        u64::from(n),
+                    );
+                }
+                tracing::debug!(component_id = %self.component_id, %signal, rejected = checked.rejected, %message, "intake validation refused items");
+                if count == 0 {
+                    return Err(Rejection::Malformed(message));
+                }
+                Accepted {
+                    rejected: u64::from(checked.rejected),
+                    message,
+                }
+            }
+        };
         if count == 0 {
             // Nothing to store (an empty request, or resources without items): success.
-            return Ok(0);
+            return Ok(accepted);
         }
         let item = Item::new(signal, payload, count).with_tenant(tenant);
         match self.consumer.consume(item).await {
             Ok(()) => {
                 telemetry::receiver_accepted(&self.component_id, signal, u64::from(count));
-                Ok(count)
+                Ok(accepted)
             }
             Err(refusal) => {
                 telemetry::receiver_refused(

@@ -10,7 +10,7 @@ mod http_server;
 mod ingest;
 mod server;
 
-pub use config::{Config, GrpcConfig, HttpConfig};
+pub use config::{Config, GrpcConfig, HttpConfig, ValidationConfig};
 
 use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;
@@ -109,6 +109,7 @@ impl Receiver for OtlpReceiver {
             let ingest = Arc::new(Ingest {
                 component_id: ctx.component_id.clone(),
                 consumer: ctx.consumer.clone(),
+                rules: config.validation.rules(),
             });
             let tenant_header = config
                 .tenant_header

@@ -131,5 +131,15 @@ async fn accepted_refused_and_requests_are_counted() {
     assert_eq!(requests("http", "429"), 1);
     assert_eq!(requests("grpc", "OK"), 1);
     assert_eq!(requests("grpc", "RESOURCE_EXHAUSTED"), 1);
+
+    // Intake validation counts each refused item with its reason; the rest is accepted.
+    let mut poisoned = traces(3);
+    let spans = &mut poisoned.resource_spans[0].scope_spans[0].spans;
+    spans[0].span_id = vec![0; 8];
+    spans[1].trace_id = vec![0; 16];
+    grpc.export(poisoned).await.unwrap();
+    assert_eq!(refused("traces", "invalid_span_id"), 1);
+    assert_eq!(refused("traces", "invalid_trace_id"), 1);
+    assert_eq!(c.get(RECEIVER_ACCEPTED, &[id, ("signal", "traces")]), 8);
     rx.stop().await;
 }
