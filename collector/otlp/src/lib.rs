@@ -13,6 +13,7 @@ mod json;
 mod response;
 mod rules;
 mod schema;
+mod split;
 mod walk;
 
 pub use error::{PathSegment, WireError, WireErrorKind};
@@ -20,6 +21,7 @@ pub use json::{json_to_protobuf, protobuf_to_json};
 pub use response::{export_response, rpc, status_body};
 pub use rules::{Checked, Problem, Reason, Rules, check, filter};
 pub use sluice_core::Signal;
+pub use split::split;
 
 use schema::{LOGS_REQUEST, METRICS_REQUEST, Schema, TRACE_REQUEST};
 

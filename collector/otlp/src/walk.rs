@@ -6,7 +6,7 @@ use crate::schema::{Field, IdRule, Kind, Schema, UNKNOWN};
 
 const WT_VARINT: u8 = 0;
 const WT_I64: u8 = 1;
-const WT_LEN: u8 = 2;
+pub(crate) const WT_LEN: u8 = 2;
 const WT_START_GROUP: u8 = 3;
 const WT_END_GROUP: u8 = 4;
 const WT_I32: u8 = 5;
@@ -145,7 +145,7 @@ fn varint_slow(data: &[u8], pos: &mut usize) -> Result<u64, WireError> {
 
 /// Decodes a field key into (field number, wire type), refusing what prost refuses.
 #[inline(always)]
-fn key(data: &[u8], pos: &mut usize) -> Result<(u32, u8), WireError> {
+pub(crate) fn key(data: &[u8], pos: &mut usize) -> Result<(u32, u8), WireError> {
     let at = *pos;
     let key = varint(data, pos)?;
     let wire = (key & 7) as u8;
@@ -167,7 +167,7 @@ fn skip(end: usize, pos: &mut usize, n: usize) -> Result<(), WireError> {
 
 /// Reads a length prefix and returns the body's range.
 #[inline(always)]
-fn length_delimited(data: &[u8], pos: &mut usize) -> Result<(usize, usize), WireError> {
+pub(crate) fn length_delimited(data: &[u8], pos: &mut usize) -> Result<(usize, usize), WireError> {
     let at = *pos;
     let len = varint(data, pos)?;
     let remaining = data.len() - *pos;
@@ -452,7 +452,7 @@ impl Walker {
     }
 }
 
-fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
+pub(crate) fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -496,6 +496,24 @@ fn metric_name_problem(data: &[u8], start: usize, end: usize) -> Option<Problem>
         at: start,
         len: 0,
     })
+}
+
+/// Skips one field of any wire type whose key was just read.
+pub(crate) fn skip_field(
+    number: u32,
+    wire: u8,
+    data: &[u8],
+    pos: &mut usize,
+) -> Result<(), WireError> {
+    let end = data.len();
+    match wire {
+        WT_VARINT => varint(data, pos).map(|_| ()),
+        WT_I64 => skip(end, pos, 8),
+        WT_I32 => skip(end, pos, 4),
+        WT_LEN => length_delimited(data, pos).map(|_| ()),
+        WT_START_GROUP => skip_group(number, data, pos, 0),
+        _ => Err(WireError::at(WireErrorKind::UnexpectedEndGroup, *pos)),
+    }
 }
 
 /// Skips a (deprecated) group of an unknown field up to its matching end marker.

@@ -273,3 +273,46 @@ proptest! {
         prop_assert_eq!(again.items, checked.items - checked.rejected);
     }
 }
+
+/// Splits `buf` recursively down to single items; returns the span names of each leaf.
+fn split_to_leaves(buf: &[u8], leaves: &mut Vec<Vec<String>>, depth: u32) {
+    assert!(depth <= 8, "split does not converge");
+    match sluice_otlp::split(Signal::Traces, buf) {
+        None => leaves.push(span_names(buf)),
+        Some((a, b)) => {
+            let (na, nb) = (
+                validate(Signal::Traces, &a).unwrap(),
+                validate(Signal::Traces, &b).unwrap(),
+            );
+            assert!(na >= 1 && nb >= 1);
+            assert_eq!(na + nb, validate(Signal::Traces, buf).unwrap());
+            // Halves are balanced to within one child's items.
+            split_to_leaves(&a, leaves, depth + 1);
+            split_to_leaves(&b, leaves, depth + 1);
+        }
+    }
+}
+
+#[test]
+fn split_halves_down_to_single_items_keeping_every_item() {
+    // Concatenated requests (as the exporter batches them): several resources, one with many.
+    let mut buf = traces(vec![(1..=9).map(span).collect()]);
+    buf.extend(traces(vec![
+        vec![span(10)],
+        vec![],
+        vec![span(11), span(12)],
+    ]));
+    let mut leaves = Vec::new();
+    split_to_leaves(&buf, &mut leaves, 0);
+    assert_eq!(leaves.len(), 12);
+    assert!(leaves.iter().all(|l| l.len() == 1));
+    let mut names: Vec<String> = leaves.concat();
+    names.sort_by_key(|n| n[5..].parse::<u32>().unwrap());
+    let want: Vec<String> = (1..=12).map(|n| format!("span-{n}")).collect();
+    assert_eq!(names, want);
+    // Resources survive the split.
+    assert_eq!(
+        sluice_otlp::split(Signal::Traces, &traces(vec![vec![span(1)]])),
+        None
+    );
+}

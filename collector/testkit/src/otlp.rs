@@ -373,6 +373,9 @@ struct State {
     requests: Vec<ReceivedRequest>,
     invalid: Vec<InvalidRequest>,
     script: VecDeque<Behavior>,
+    /// Refuse, as Tempo does, any traces request holding a span with an empty or all-zero
+    /// trace or span id (the whole request, with `InvalidArgument`).
+    refuse_zero_ids: bool,
 }
 
 struct Shared {
@@ -382,7 +385,29 @@ struct Shared {
     options: ServerOptions,
 }
 
+/// Tempo's answer to a request holding a span it cannot index (the whole request is refused).
+pub const TEMPO_ZERO_ID_MESSAGE: &str = "span ids must be 64 bit and not all zero";
+
+fn has_zero_id(payload: &Payload) -> bool {
+    let zero = |id: &[u8]| id.iter().all(|&b| b == 0);
+    match payload {
+        Payload::Traces(r) => spans_of(r).any(|s| zero(&s.span_id) || zero(&s.trace_id)),
+        _ => false,
+    }
+}
+
 impl Shared {
+    /// The answer to `payload`: Tempo's refusal of zero ids when enabled, else the script.
+    fn outcome_for(&self, payload: &Payload) -> (Outcome, Duration) {
+        if self.state.lock().refuse_zero_ids && has_zero_id(payload) {
+            return (
+                Outcome::grpc(Code::InvalidArgument, TEMPO_ZERO_ID_MESSAGE),
+                Duration::ZERO,
+            );
+        }
+        self.next_behavior()
+    }
+
     fn next_behavior(&self) -> (Outcome, Duration) {
         let mut state = self.state.lock();
         let Some(front) = state.script.front_mut() else {
@@ -529,6 +554,13 @@ impl OtlpTestServer {
     }
 
     /// Drops every queued behaviour: requests succeed from now on.
+    /// Refuse (or stop refusing), as Tempo does, every traces request holding a span whose
+    /// trace or span id is empty or all zeros: `InvalidArgument` / HTTP 400 for the whole
+    /// request, nothing stored.
+    pub fn refuse_zero_ids(&self, on: bool) {
+        self.shared.state.lock().refuse_zero_ids = on;
+    }
+
     pub fn clear_behaviors(&self) {
         self.shared.state.lock().script.clear();
     }
@@ -850,7 +882,7 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                     return Err(Status::internal(format!("grpc: error {message}")));
                 }
             };
-            let (outcome, delay) = shared.next_behavior();
+            let (outcome, delay) = shared.outcome_for(&payload);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -1142,7 +1174,7 @@ async fn handle_http(shared: Arc<Shared>, req: http::Request<Incoming>) -> HttpR
         Ok(p) => p,
         Err(message) => return fail(StatusCode::BAD_REQUEST, Code::InvalidArgument, message),
     };
-    let (outcome, delay) = shared.next_behavior();
+    let (outcome, delay) = shared.outcome_for(&payload);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

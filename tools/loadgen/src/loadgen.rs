@@ -75,6 +75,8 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
             let mut trace_id = [0u8; 16];
             trace_id[..8].copy_from_slice(&n.to_be_bytes());
             trace_id[8..].copy_from_slice(&seed.to_be_bytes());
+            // Never all zeros (seed 0, span 0): backends and intake validation refuse that.
+            trace_id[0] |= 0x80;
             Span {
                 trace_id: trace_id.to_vec(),
                 span_id: n.wrapping_add(1).to_be_bytes().to_vec(),
