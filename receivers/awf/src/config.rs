@@ -36,7 +36,7 @@ pub struct Config {
     /// Timeout for establishing a connection. Default `"10s"`.
     pub connect_timeout: DurationStr,
     /// First reconnect delay, unless the server set one with `retry:`. Doubles per consecutive
-    /// failure. Default `"1s"`.
+    /// connection without a new event. Default `"1s"`.
     pub reconnect_delay: DurationStr,
     /// Cap on the reconnect delay. Default `"30s"`.
     pub max_reconnect_delay: DurationStr,
@@ -122,6 +122,10 @@ pub struct DiscoveryConfig {
     /// Executions followed at once. Default `1000`.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+    /// A stream whose body ends before the execution's terminal event is reconnected; after
+    /// this many such ends in a row without a new event it is given up. Default `10`.
+    #[serde(default = "default_max_premature_ends")]
+    pub max_premature_ends: u32,
 }
 
 fn default_interval() -> DurationStr {
@@ -134,6 +138,10 @@ fn default_events_url() -> String {
 
 fn default_max_streams() -> usize {
     1000
+}
+
+pub fn default_max_premature_ends() -> u32 {
+    10
 }
 
 /// `push = { endpoint = "0.0.0.0:4320" }`.
@@ -182,6 +190,9 @@ impl Config {
             check_url("discovery.events_url", &events_url(d, "x"))?;
             if d.max_streams == 0 {
                 return Err("discovery.max_streams: must be greater than 0".to_owned());
+            }
+            if d.max_premature_ends == 0 {
+                return Err("discovery.max_premature_ends: must be greater than 0".to_owned());
             }
         }
         if let Some(p) = &self.push {
@@ -333,6 +344,7 @@ mod tests {
         .unwrap();
         let d = c.discovery.as_ref().unwrap();
         assert_eq!(d.interval, DurationStr::from_secs(2));
+        assert_eq!(d.max_premature_ends, 10);
         assert_eq!(
             events_url(d, "ex 1/x"),
             "http://awf:8000/executions/ex%201%2Fx/events"
@@ -360,6 +372,9 @@ mod tests {
             parse(r#"discovery = { url = "http://a/executions", events_url = "http://a/x" }"#)
                 .unwrap_err();
         assert!(err.starts_with("discovery.events_url"), "{err}");
+        let err = parse(r#"discovery = { url = "http://a/executions", max_premature_ends = 0 }"#)
+            .unwrap_err();
+        assert!(err.starts_with("discovery.max_premature_ends"), "{err}");
         let err = parse(r#"push = { endpoint = "4320" }"#).unwrap_err();
         assert!(err.starts_with("push.endpoint"), "{err}");
         let err = parse("push = {}\nidle_timeout = \"0\"").unwrap_err();

@@ -21,6 +21,12 @@ pub const EVENTS_REPLAYED: &str = "sluice_awf_events_replayed_total";
 pub const CONSUME_RETRIES: &str = "sluice_awf_consume_retries_total";
 pub const STREAM_CONNECTIONS: &str = "sluice_awf_stream_connections_total";
 pub const STREAMS_ACTIVE: &str = "sluice_awf_streams_active";
+/// Discovered streams whose body ended before the execution's terminal event.
+pub const STREAM_PREMATURE_ENDS: &str = "sluice_awf_stream_premature_ends_total";
+/// Reconnects, by the outcome of the connection before (`after`).
+pub const STREAM_RECONNECTS: &str = "sluice_awf_stream_reconnects_total";
+/// Discovered executions given up before their terminal event: their later events are lost.
+pub const STREAMS_ABANDONED: &str = "sluice_awf_streams_abandoned_total";
 pub const TIMEOUTS: &str = "sluice_awf_timeouts_total";
 pub const REDACTED: &str = "sluice_awf_redacted_values_total";
 pub const SERIES_DROPPED: &str = "sluice_awf_metric_series_dropped_total";

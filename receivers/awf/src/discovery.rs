@@ -1,5 +1,6 @@
 //! Discovery: poll the AWF executions listing and follow each running execution's event
-//! stream until its terminal event.
+//! stream until its terminal event (a body that ends before it is reconnected, see
+//! [`crate::stream::follow`]).
 
 use crate::config::{DiscoveryConfig, events_url};
 use crate::deliver::Shared;
@@ -8,7 +9,7 @@ use crate::stream::{StreamEnd, StreamKind, StreamSettings, follow};
 use crate::window::SeenWindow;
 use futures::StreamExt;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -102,10 +103,8 @@ pub async fn run(
     settings: Arc<StreamSettings>,
     cfg: DiscoveryConfig,
 ) {
-    let mut tasks: JoinSet<(String, StreamEnd, String)> = JoinSet::new();
+    let mut tasks: JoinSet<(String, StreamEnd)> = JoinSet::new();
     let mut following: HashSet<String> = HashSet::new();
-    // Last event ids of streams that ended early, to resume them.
-    let mut resume: HashMap<String, String> = HashMap::new();
     let mut finished = SeenWindow::new(100_000);
     // Executions listed before. One that first shows up already ended started and ended
     // between two polls: its stream is replayed (backfill). At the first poll, ended
@@ -149,27 +148,25 @@ pub async fn run(
                         },
                         None => events_url(&cfg, &x.id),
                     };
-                    let mut last_id = resume.remove(&x.id).unwrap_or_default();
                     following.insert(x.id.clone());
                     let (shared, client, settings) = (shared.clone(), client.clone(), settings.clone());
                     tasks.spawn(async move {
+                        // The stream is followed to its terminal event, reconnecting after a
+                        // premature end; the listing's status plays no part any more.
                         let kind = StreamKind::Discovered { execution_id: x.id.clone() };
-                        let end = follow(&shared, &client, &settings, &url, &kind, &mut last_id).await;
-                        (x.id, end, last_id)
+                        let end = follow(&shared, &client, &settings, &url, &kind, &mut String::new()).await;
+                        (x.id, end)
                     });
                 }
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((id, end, last_id)) = done else { continue };
+                let Ok((id, end)) = done else { continue };
                 following.remove(&id);
                 match end {
-                    StreamEnd::Finished | StreamEnd::Gone(_) => {
+                    // An abandoned stream (counted in `sluice_awf_streams_abandoned_total`) is
+                    // not taken up again: its bound was spent on reconnects already.
+                    StreamEnd::Finished | StreamEnd::Gone(_) | StreamEnd::Abandoned => {
                         finished.insert(ids::key("exec", &[&id]));
-                    }
-                    StreamEnd::Ended => {
-                        if resume.len() < 100_000 {
-                            resume.insert(id, last_id);
-                        }
                     }
                     StreamEnd::Stopped => {}
                 }

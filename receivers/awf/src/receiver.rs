@@ -1,6 +1,7 @@
 //! The `type = "awf"` receiver: follows AWF SSE streams (fixed and discovered), serves the
 //! push endpoint, and delivers the converted traces, logs and metrics to its pipelines.
 
+use crate::config::default_max_premature_ends;
 pub use crate::config::{Config, DiscoveryConfig, PushConfig, TlsConfig};
 use crate::convert::Converter;
 use crate::deliver::Shared;
@@ -86,6 +87,10 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<AwfReceiver>
         reconnect_delay: config.reconnect_delay.get(),
         max_reconnect_delay: config.max_reconnect_delay.get(),
         max_event_bytes: config.max_event_size.as_usize(),
+        max_premature_ends: config
+            .discovery
+            .as_ref()
+            .map_or_else(default_max_premature_ends, |d| d.max_premature_ends),
     });
     Ok(AwfReceiver {
         config: config.clone(),

@@ -4,17 +4,24 @@
 //! * Only `200` with MIME essence `text/event-stream` opens a stream; `204` means stop.
 //! * After a network error, an idle timeout or the end of the body: wait the reconnection
 //!   time (the server's `retry:`, else `reconnect_delay`), doubled per consecutive failure up
-//!   to `max_reconnect_delay`, then reconnect with `Last-Event-ID`.
+//!   to `max_reconnect_delay`, then reconnect with `Last-Event-ID`. A discovered execution's
+//!   body that ends before its terminal event is such an end too, bounded by
+//!   `max_premature_ends` consecutive ends without a new event.
 //! * Events are delivered before the next chunk is read, and `Last-Event-ID` only advances
 //!   past events the pipeline accepted.
 
-use crate::deliver::{Mode, STREAM_CONNECTIONS, STREAMS_ACTIVE, Shared};
+use crate::deliver::{
+    Mode, STREAM_CONNECTIONS, STREAM_PREMATURE_ENDS, STREAM_RECONNECTS, STREAMS_ABANDONED,
+    STREAMS_ACTIVE, Shared,
+};
 use crate::event::{EventParseError, WorkflowEvent, parse_event_values};
 use crate::sse::{SseEvent, SseParser, is_event_stream};
 use futures::StreamExt;
 use http::HeaderMap;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
+use sluice_core::DurationStr;
+use sluice_core::retry::{Backoff, RetryConfig};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -27,6 +34,8 @@ pub struct StreamSettings {
     pub reconnect_delay: Duration,
     pub max_reconnect_delay: Duration,
     pub max_event_bytes: usize,
+    /// Consecutive premature ends without a new event before a discovered stream is given up.
+    pub max_premature_ends: u32,
 }
 
 /// Which stream this is, which decides when following it ends.
@@ -46,9 +55,9 @@ pub enum StreamEnd {
     Finished,
     /// The server answered 204, or 404/410 for a discovered execution.
     Gone(u16),
-    /// A discovered stream's body ended without the terminal event; discovery decides whether
-    /// to follow it again.
-    Ended,
+    /// A discovered stream's body ended before the terminal event `max_premature_ends` times
+    /// in a row without a new event; following it was given up.
+    Abandoned,
     /// The receiver is shutting down.
     Stopped,
 }
@@ -70,14 +79,18 @@ pub async fn follow(
     kind: &StreamKind,
     last_event_id: &mut String,
 ) -> StreamEnd {
-    let mut failures: u32 = 0;
     let mut retry_ms: Option<u64> = None;
+    let mut backoff = reconnect_backoff(settings, None);
     let mut executions = ExecutionTracker::default();
+    // Consecutive premature ends that brought no new event.
+    let mut fruitless_ends: u32 = 0;
+    let discovered = matches!(kind, StreamKind::Discovered { .. });
+    let id = shared.component_id().to_owned();
     loop {
         if shared.is_stopping() {
             return StreamEnd::Stopped;
         }
-        let mut delivered = 0u64;
+        let mut got = Got::default();
         let conn = connect_once(
             shared,
             client,
@@ -86,7 +99,7 @@ pub async fn follow(
             kind,
             last_event_id,
             &mut retry_ms,
-            &mut delivered,
+            &mut got,
             &mut executions,
         )
         .await;
@@ -97,16 +110,34 @@ pub async fn follow(
             Conn::Status(_) => "http_status",
             Conn::Stopped => "stopped",
         };
-        metrics::counter!(STREAM_CONNECTIONS, "component_id" => shared.component_id().to_owned(), "outcome" => outcome)
+        metrics::counter!(STREAM_CONNECTIONS, "component_id" => id.clone(), "outcome" => outcome)
             .increment(1);
-        let discovered = matches!(kind, StreamKind::Discovered { .. });
         match conn {
             Conn::Terminal => return StreamEnd::Finished,
             Conn::Stopped => return StreamEnd::Stopped,
             Conn::Status(204) => return StreamEnd::Gone(204),
             Conn::Status(s @ (404 | 410)) if discovered => return StreamEnd::Gone(s),
-            Conn::Eof if discovered => return StreamEnd::Ended,
-            Conn::Eof if executions.all_ended() => return StreamEnd::Finished,
+            Conn::Eof if !discovered && executions.all_ended() => return StreamEnd::Finished,
+            Conn::Eof if discovered => {
+                // The body ended before the execution's terminal event: its tail is still to
+                // come, whatever the listing says by now (docs/awf-events.md §2).
+                metrics::counter!(STREAM_PREMATURE_ENDS, "component_id" => id.clone()).increment(1);
+                fruitless_ends = if got.fresh > 0 {
+                    0
+                } else {
+                    fruitless_ends.saturating_add(1)
+                };
+                if fruitless_ends >= settings.max_premature_ends {
+                    metrics::counter!(STREAMS_ABANDONED, "component_id" => id.clone(), "reason" => "premature_ends")
+                        .increment(1);
+                    tracing::warn!(
+                        url,
+                        ends = fruitless_ends,
+                        "AWF event stream keeps ending before its terminal event without new events; giving up on it"
+                    );
+                    return StreamEnd::Abandoned;
+                }
+            }
             Conn::Status(s) => {
                 tracing::warn!(url, status = s, "AWF event stream refused; will retry");
             }
@@ -115,22 +146,47 @@ pub async fn follow(
             }
             Conn::Eof => {}
         }
-        if delivered > 0 {
-            failures = 0;
-        } else {
-            failures = failures.saturating_add(1);
+        if got.fresh > 0 {
+            backoff.reset();
         }
-        let base = retry_ms
-            .map(Duration::from_millis)
-            .unwrap_or(settings.reconnect_delay);
-        let delay = base
-            .saturating_mul(1u32 << failures.min(16))
-            .min(settings.max_reconnect_delay.max(base));
+        if got.retry_changed {
+            // The server's `retry:` is the reconnection time (WHATWG HTML §9.2.3).
+            backoff = reconnect_backoff(settings, retry_ms);
+        }
+        let delay = backoff.next_delay(None);
+        metrics::counter!(STREAM_RECONNECTS, "component_id" => id.clone(), "after" => outcome)
+            .increment(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.ctx.stopped() => return StreamEnd::Stopped,
         }
     }
+}
+
+/// The reconnect backoff: the server's `retry:` (else `reconnect_delay`), doubled per
+/// consecutive failure up to `max_reconnect_delay`, with ±20 % jitter so that many streams
+/// cut at once do not reconnect in step.
+fn reconnect_backoff(settings: &StreamSettings, retry_ms: Option<u64>) -> Backoff {
+    let first = retry_ms
+        .map(Duration::from_millis)
+        .unwrap_or(settings.reconnect_delay)
+        .max(Duration::from_millis(1));
+    Backoff::new(&RetryConfig {
+        initial_interval: DurationStr(first),
+        max_interval: DurationStr(settings.max_reconnect_delay.max(first)),
+        multiplier: 2.0,
+        randomization_factor: 0.2,
+        max_age: None,
+    })
+}
+
+/// What one connection delivered.
+#[derive(Default)]
+struct Got {
+    /// Events the pipeline accepted that were not seen before (a replay brings none).
+    fresh: u64,
+    /// The server sent a new `retry:` value.
+    retry_changed: bool,
 }
 
 /// Executions seen on a stream and whether each has ended.
@@ -165,7 +221,7 @@ async fn connect_once(
     kind: &StreamKind,
     last_event_id: &mut String,
     retry_ms: &mut Option<u64>,
-    delivered: &mut u64,
+    got: &mut Got,
     executions: &mut ExecutionTracker,
 ) -> Conn {
     let mut req = client
@@ -262,20 +318,16 @@ async fn connect_once(
                 terminal = true;
             }
         }
-        let n = events.len() as u64;
-        if shared
-            .ingest(events, "sse", Mode::UntilAccepted)
-            .await
-            .is_err()
-        {
+        let Ok(stats) = shared.ingest(events, "sse", Mode::UntilAccepted).await else {
             // Only possible while stopping: the events were not accepted, so the last event
             // id stays where it was and a later run resumes before them.
             return Conn::Stopped;
-        }
-        *delivered += n;
+        };
+        got.fresh += stats.events.saturating_sub(stats.duplicates);
         parser.last_event_id().clone_into(last_event_id);
-        if parser.retry_ms().is_some() {
+        if parser.retry_ms().is_some() && parser.retry_ms() != *retry_ms {
             *retry_ms = parser.retry_ms();
+            got.retry_changed = true;
         }
         if terminal {
             return Conn::Terminal;

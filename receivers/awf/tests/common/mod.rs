@@ -139,6 +139,30 @@ pub fn counter_total(metrics: &[Metric], name: &str, labels: &[(&str, &str)]) ->
         .sum()
 }
 
+/// A gauge's value for the series whose labels include all of `labels`.
+pub fn gauge_value(metrics: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let m = metrics.iter().find(|m| m.name == name)?;
+    let Some(metric::Data::Gauge(g)) = &m.data else {
+        panic!("{name} is not a gauge");
+    };
+    g.data_points
+        .iter()
+        .find(|p| {
+            labels.iter().all(|(k, v)| {
+                p.attributes.iter().any(|kv| {
+                    kv.key == *k
+                        && matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                            Some(any_value::Value::StringValue(s)) if s == v)
+                })
+            })
+        })
+        .map(|p| match p.value {
+            Some(number_data_point::Value::AsInt(i)) => i as f64,
+            Some(number_data_point::Value::AsDouble(d)) => d,
+            None => 0.0,
+        })
+}
+
 /// Total count of a histogram across its series.
 pub fn histogram_count(metrics: &[Metric], name: &str) -> u64 {
     let Some(m) = metrics.iter().find(|m| m.name == name) else {
@@ -182,10 +206,16 @@ impl Running {
 
 /// Runs a receiver with a fresh test consumer.
 pub fn start(receiver: Box<dyn sluice_core::Receiver>) -> Running {
+    start_as(receiver, "receivers.awf")
+}
+
+/// Runs a receiver with a fresh test consumer under its own `component_id` (which keeps its
+/// self-metrics apart from other tests').
+pub fn start_as(receiver: Box<dyn sluice_core::Receiver>, component_id: &str) -> Running {
     let consumer = Arc::new(TestConsumer::default());
     let (stop, shutdown) = watch::channel(false);
     let ctx = ReceiverContext {
-        component_id: Arc::from("receivers.awf"),
+        component_id: Arc::from(component_id),
         consumer: consumer.clone(),
         shutdown,
     };
