@@ -87,11 +87,16 @@ impl PrometheusServer {
     /// Like `start`, on a given loopback port (to bring a backend up where a collector was
     /// already pointed while it was down).
     pub async fn start_on(port: u16) -> PrometheusServer {
+        Self::start_configured(port, "global:\n  scrape_interval: 1m\n").await
+    }
+
+    /// Like `start_on`, with a whole `prometheus.yml` (rule files, scrape jobs, alerting).
+    pub async fn start_configured(port: u16, config_yaml: &str) -> PrometheusServer {
         let bin = find_binary();
         let version = version_of(&bin);
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write config");
+        std::fs::write(&config, config_yaml).expect("write config");
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
