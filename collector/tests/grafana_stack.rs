@@ -335,3 +335,136 @@ async fn check_loki_panel(loki: &LokiTestServer, expr: &str, sluice: &Sluice) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// A tool of the test venv (`./test.sh` installs `collector/tests/python/requirements.txt`).
+fn venv_tool(name: &str) -> PathBuf {
+    let tool = support::python().with_file_name(name);
+    assert!(
+        tool.exists(),
+        "{} missing: run ./test.sh (it installs the schema validators into .venv)",
+        tool.display()
+    );
+    tool
+}
+
+fn run_ok(program: &Path, args: &[&str], paths: &[PathBuf]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .args(paths)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} {args:?}:\n{text}",
+        program.display()
+    );
+    text
+}
+
+#[test]
+fn compose_and_kubernetes_manifests_match_their_schemas() {
+    let compose = vec![
+        repo().join("deploy/docker-compose.yml"),
+        repo().join("deploy/alloy-prd/docker-compose.yml"),
+    ];
+    run_ok(
+        &venv_tool("check-jsonschema"),
+        &["--builtin-schema", "vendor.compose-spec"],
+        &compose,
+    );
+    let manifests = files("deploy/kubernetes", ".yaml");
+    let text = run_ok(&venv_tool("kubernetes-validate"), &["--strict"], &manifests);
+    for kind in ["daemonset/sluice-node", "deployment/sluice-gateway"] {
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn alertmanager_and_prometheus_configs_pass_their_checkers() {
+    let text = run_ok(
+        Path::new("amtool"),
+        &["check-config"],
+        &[repo().join("deploy/alertmanager/alertmanager.yml")],
+    );
+    assert!(text.contains("SUCCESS"), "{text}");
+    assert!(
+        text.contains("/webhooks/alertmanager") || text.contains("1 receivers"),
+        "{text}"
+    );
+    promtool(
+        &["check", "config"],
+        &[repo().join("deploy/prometheus/prometheus.yml")],
+    );
+}
+
+#[test]
+fn grafana_managed_alerts_mirror_the_prometheus_alerts_and_sign_their_webhook() {
+    let grafana =
+        std::fs::read_to_string(repo().join("deploy/grafana/provisioning/alerting/rules.yaml"))
+            .unwrap();
+    let mut alerts = 0;
+    for path in files("deploy/prometheus/rules", "alerts.yml") {
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            if let Some(name) = line.trim().strip_prefix("- alert: ") {
+                assert!(
+                    grafana.contains(&format!("title: {name}\n")),
+                    "{name} missing in Grafana rules"
+                );
+                alerts += 1;
+            }
+        }
+    }
+    assert_eq!(grafana.matches("\n    title: ").count(), alerts);
+    assert_eq!(grafana.matches("watcher_query: ").count(), alerts);
+    assert!(!grafana.contains("execution_id"));
+    let contact = std::fs::read_to_string(
+        repo().join("deploy/grafana/provisioning/alerting/contact-points.yaml"),
+    )
+    .unwrap();
+    for part in [
+        "/webhooks/grafana-alerts",
+        "secret: $WATCHER_HMAC_SECRET",
+        "timestampHeader: X-Grafana-Alerting-Timestamp",
+        "authorization_credentials: $WATCHER_WEBHOOK_TOKEN",
+    ] {
+        assert!(contact.contains(part), "{part}");
+    }
+}
+
+#[test]
+fn deployment_configs_need_their_secrets_from_the_environment() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    for config in ["configs/awf-compose.toml", "configs/k8s-node.toml"] {
+        let path = repo().join(config);
+        let bare = Command::new(sluice)
+            .arg("validate")
+            .arg(&path)
+            .env_remove("AWF_PUSH_TOKEN")
+            .env_remove("WATCHER_WEBHOOK_TOKEN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&bare.stderr).into_owned()
+            + &String::from_utf8_lossy(&bare.stdout);
+        assert!(!bare.status.success(), "{config} validated without secrets");
+        assert!(text.contains("is not set"), "{config}: {text}");
+        let out = Command::new(sluice)
+            .arg("validate")
+            .arg(&path)
+            .env("AWF_PUSH_TOKEN", "push-token-test")
+            .env("WATCHER_WEBHOOK_TOKEN", "webhook-token-test")
+            .env("WATCHER_HMAC_SECRET", "hmac-secret-test")
+            .env("WATCHER_APPROVER_TOKEN", "approver-token-test")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
