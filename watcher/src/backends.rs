@@ -354,6 +354,8 @@ pub struct TraceSummary {
     pub error_spans: usize,
     pub slowest: Option<(String, f64)>,
     pub error_messages: Vec<String>,
+    /// `execution_id` of a failed `awf.workflow` span in the trace.
+    pub failed_execution: Option<String>,
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
@@ -380,6 +382,15 @@ pub fn summarize_trace(v: &Value) -> TraceSummary {
                 s.spans += 1;
                 let code = &span["status"]["code"];
                 let is_err = code.as_u64() == Some(2) || code.as_str() == Some("STATUS_CODE_ERROR");
+                if is_err && span["name"] == "awf.workflow" && s.failed_execution.is_none() {
+                    s.failed_execution = span["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|kv| kv["key"] == "execution_id")
+                        .and_then(|kv| kv["value"]["stringValue"].as_str())
+                        .map(str::to_owned);
+                }
                 if is_err {
                     s.error_spans += 1;
                     if let Some(m) = span["status"]["message"].as_str()
@@ -433,9 +444,12 @@ mod tests {
         assert_eq!(l[0].line, "new");
         let t = json!({"batches":[{"scopeSpans":[{"spans":[
             {"name":"a","startTimeUnixNano":"1000000","endTimeUnixNano":"5000000","status":{"code":2,"message":"boom"}},
+            {"name":"awf.workflow","attributes":[{"key":"workflow_id","value":{"stringValue":"wf"}},
+                {"key":"execution_id","value":{"stringValue":"ex-9"}}],"status":{"code":"STATUS_CODE_ERROR"}},
             {"name":"b","startTimeUnixNano":"1000000","endTimeUnixNano":"2000000","status":{}}]}]}]});
         let s = summarize_trace(&t);
-        assert_eq!((s.spans, s.error_spans), (2, 1));
+        assert_eq!((s.spans, s.error_spans), (3, 2));
+        assert_eq!(s.failed_execution.as_deref(), Some("ex-9"));
         assert_eq!(s.slowest, Some(("a".into(), 4.0)));
         assert_eq!(s.error_messages, ["boom"]);
     }

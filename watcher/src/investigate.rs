@@ -2,7 +2,9 @@
 //! optionally mcp-grafana), all under one budget, each source with its own deadline.
 //!
 //! A check needs certain alert labels (`agent_id`, `step_id`, `provider`, `execution_id`,
-//! `trace_id`, a service label) and is skipped without them. A source that errors or times
+//! `trace_id`, `workflow_id`, a service label) and is skipped without them. An alert about a
+//! workflow (no `execution_id`) is resolved to its failed executions: the live window first,
+//! then Loki's `workflow.failed` records, then Tempo. A source that errors or times
 //! out is recorded as degraded; the investigation always returns a finding.
 
 use crate::alert::Alert;
@@ -97,6 +99,7 @@ impl Investigator {
             ("provider", &subject.provider),
             ("execution_id", &subject.execution_id),
             ("trace_id", &subject.trace_id),
+            ("workflow_id", &subject.workflow_id),
         ] {
             if let Some(v) = v {
                 f.signals.insert(k.into(), v.clone());
@@ -130,6 +133,27 @@ impl Investigator {
             self.tempo_check(&subject, trace_for_tempo.as_deref(), since, per_source),
             self.mcp_check(alert_query, per_source),
         );
+        // A workflow-level alert whose failed executions are not in the window: the newest one
+        // Loki (else Tempo) knows of.
+        let mut wa = wa;
+        if subject.execution_id.is_none()
+            && subject.workflow_id.is_some()
+            && !wa.signals.contains_key("execution_id")
+            && let Some((source, exec)) = [&loki, &tempo]
+                .iter()
+                .find_map(|p| Some((p.source, p.failed_executions.first()?.clone())))
+        {
+            let n = loki
+                .failed_executions
+                .len()
+                .max(tempo.failed_executions.len());
+            wa.signals.insert("execution_id".into(), exec.clone());
+            wa.candidates.push(workflow_failure(
+                &format!("execution {exec} of workflow {} failed (from {source}; {n} failed in the lookback)",
+                    subject.workflow_id.as_deref().unwrap_or("?")),
+                0.8,
+            ));
+        }
         for part in [prom, loki, tempo, mcp] {
             merge(&mut f, part);
         }
@@ -301,6 +325,7 @@ impl Investigator {
             ("agent_id", &s.agent_id),
             ("step_id", &s.step_id),
             ("provider", &s.provider),
+            ("workflow_id", &s.workflow_id),
         ]
         .iter()
         .filter_map(|(k, v)| {
@@ -309,7 +334,7 @@ impl Investigator {
         })
         .collect();
         if filters.is_empty() && s.service.is_none() {
-            part.skip("no execution/agent/step/provider/service label");
+            part.skip("no execution/agent/step/provider/workflow/service label");
             return part;
         }
         let selector = match &s.service {
@@ -331,6 +356,17 @@ impl Investigator {
         {
             Ok(lines) => {
                 part.ok += 1;
+                if s.execution_id.is_none() && s.workflow_id.is_some() {
+                    // Newest first, as Loki answered.
+                    for l in &lines {
+                        if loki_field(l, "event_type").as_deref() == Some("workflow.failed")
+                            && let Some(x) = loki_field(l, "execution_id")
+                            && !part.failed_executions.contains(&x)
+                        {
+                            part.failed_executions.push(x);
+                        }
+                    }
+                }
                 part.facts.push(Fact {
                     source: "loki".into(),
                     interesting: !lines.is_empty(),
@@ -374,7 +410,11 @@ impl Investigator {
         let trace_id = match trace_id {
             Some(t) => Some(t.to_owned()),
             None => {
-                let pairs = [("agent_id", &s.agent_id), ("step_id", &s.step_id)];
+                let pairs = [
+                    ("agent_id", &s.agent_id),
+                    ("step_id", &s.step_id),
+                    ("workflow_id", &s.workflow_id),
+                ];
                 let tag = pairs
                     .iter()
                     .find_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
@@ -383,10 +423,15 @@ impl Investigator {
                             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                     });
                 let Some((k, v)) = tag else {
-                    part.skip("no trace id, agent or step to look up");
+                    part.skip("no trace id, agent, step or workflow to look up");
                     return part;
                 };
-                let tags = format!("{k}={v}");
+                // About a workflow: its failed executions (the `awf.workflow` span's status).
+                let tags = if k == "workflow_id" {
+                    format!("{k}={v} status=failed")
+                } else {
+                    format!("{k}={v}")
+                };
                 match self
                     .backends
                     .tempo_search(&tags, start_s, end_s, 5, timeout)
@@ -420,6 +465,12 @@ impl Investigator {
         {
             Ok(t) => {
                 part.ok += 1;
+                if s.execution_id.is_none()
+                    && s.workflow_id.is_some()
+                    && let Some(x) = &t.failed_execution
+                {
+                    part.failed_executions.push(x.clone());
+                }
                 let mut result = vec![format!("{} spans, {} with errors", t.spans, t.error_spans)];
                 if let Some((name, ms)) = &t.slowest {
                     result.push(format!("slowest span {name} ({ms:.0} ms)"));
@@ -483,6 +534,8 @@ struct Part {
     skipped: Option<String>,
     facts: Vec<Fact>,
     evidence: Vec<Evidence>,
+    /// Failed executions of the alert's workflow, newest first (Loki, Tempo).
+    failed_executions: Vec<String>,
 }
 
 impl Part {
@@ -495,6 +548,7 @@ impl Part {
             skipped: None,
             facts: Vec::new(),
             evidence: Vec::new(),
+            failed_executions: Vec::new(),
         }
     }
     fn skip(&mut self, why: &str) {
@@ -598,22 +652,47 @@ fn count<'a>(it: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
     v
 }
 
+fn workflow_failure(summary: &str, confidence: f64) -> Hypothesis {
+    Hypothesis {
+        cause: "workflow_failure".into(),
+        summary: summary.to_owned(),
+        confidence,
+    }
+}
+
+/// A field of a Loki line: a stream label or structured metadata (Loki returns both as the
+/// stream's labels), else a key of the line as JSON or logfmt.
+fn loki_field(l: &crate::backends::LokiLine, key: &str) -> Option<String> {
+    if let Some(v) = l.labels.get(key) {
+        return Some(v.clone());
+    }
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&l.line) {
+        return match o.get(key)? {
+            serde_json::Value::String(v) => Some(v.clone()),
+            other => Some(other.to_string()),
+        };
+    }
+    l.line.split_whitespace().find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.trim_matches('"').to_owned())
+    })
+}
+
 /// Failure and cost patterns of the subject in the live window.
 fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
     let mut wa = WindowAnalysis::default();
-    let (dim, value) = match (
-        &s.execution_id,
-        &s.agent_id,
-        &s.step_id,
-        &s.provider,
-        &s.service,
-    ) {
-        (Some(e), ..) => (Dim::ExecutionId, e),
-        (_, Some(a), ..) => (Dim::AgentId, a),
-        (_, _, Some(st), ..) => (Dim::StepId, st),
-        (_, _, _, Some(p), _) => (Dim::Provider, p),
-        (_, _, _, _, Some(svc)) => (Dim::Service, svc),
-        _ => return wa,
+    // The most specific subject the alert names.
+    let Some((dim, value)) = [
+        (Dim::ExecutionId, &s.execution_id),
+        (Dim::AgentId, &s.agent_id),
+        (Dim::StepId, &s.step_id),
+        (Dim::Provider, &s.provider),
+        (Dim::WorkflowId, &s.workflow_id),
+        (Dim::Service, &s.service),
+    ]
+    .into_iter()
+    .find_map(|(d, v)| Some((d, v.as_ref()?))) else {
+        return wa;
     };
     let obs: Vec<Arc<Obs>> = w
         .by(dim, value, since_ms, 20_000)
@@ -693,8 +772,46 @@ fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
         wa.signals.insert("trace_id".into(), t.clone());
     }
 
-    // Execution-level outcome (per-execution alerts).
-    let failed_runs: Vec<&Arc<Obs>> = obs.iter().filter(|o| o.name == "workflow.failed").collect();
+    // Execution-level outcome (per-execution and per-workflow alerts): the `workflow.failed`
+    // record or the failed `awf.workflow` span, one entry per execution, oldest first.
+    let mut failed_runs: Vec<&Arc<Obs>> = Vec::new();
+    for o in &obs {
+        let failed_run = o.name == "workflow.failed"
+            || (o.name == "awf.workflow" && o.status.as_deref() == Some("failed"));
+        if failed_run {
+            failed_runs.retain(|r| r.execution_id.is_none() || r.execution_id != o.execution_id);
+            failed_runs.push(o);
+        }
+    }
+    if dim == Dim::WorkflowId {
+        // About a workflow: an execution already restarted or resumed (AWF names the origin in
+        // the new execution's `workflow.started`) is not a candidate again.
+        let redone: Vec<&str> = obs
+            .iter()
+            .filter_map(|o| {
+                o.extra("restarted_from")
+                    .or_else(|| o.extra("resumed_from"))
+            })
+            .collect();
+        failed_runs.retain(|r| {
+            r.execution_id
+                .as_deref()
+                .is_none_or(|e| !redone.contains(&e))
+        });
+    }
+    if dim == Dim::WorkflowId && !failed_runs.is_empty() {
+        wa.evidence.push(Evidence {
+            source: "window".into(),
+            query: format!("failed executions where {what}"),
+            result: failed_runs
+                .iter()
+                .rev()
+                .take(10)
+                .filter_map(|o| o.execution_id.clone())
+                .collect(),
+            ..Default::default()
+        });
+    }
     if let Some(last) = failed_runs.last() {
         if let Some(e) = &last.execution_id {
             wa.signals.insert("execution_id".into(), e.clone());
@@ -718,16 +835,20 @@ fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
             .first()
             .map(|(t, n)| format!(" ({t} ×{n})"))
             .unwrap_or_default();
-        wa.candidates.push(Hypothesis {
-            cause: "workflow_failure".into(),
-            summary: format!(
+        wa.candidates.push(workflow_failure(
+            &format!(
                 "execution {} failed{}{why}",
                 last.execution_id.as_deref().unwrap_or("?"),
                 step.map(|s| format!(" at step {s}")).unwrap_or_default()
             ),
-            // About one execution, its failure is the finding; its error pattern is detail.
-            confidence: if dim == Dim::ExecutionId { 0.95 } else { 0.5 },
-        });
+            // About one execution or one workflow, the failed executions are the finding;
+            // their error pattern is detail.
+            if matches!(dim, Dim::ExecutionId | Dim::WorkflowId) {
+                0.95
+            } else {
+                0.5
+            },
+        ));
     }
 
     // Error pattern.
@@ -868,6 +989,104 @@ mod tests {
         assert!(best.confidence > 0.8);
         assert_eq!(wa.signals["error_type"], "AgentError");
         assert_eq!(wa.failing_traces.len(), 1);
+    }
+
+    #[test]
+    fn a_workflow_alert_finds_the_latest_failed_execution() {
+        let w = Window::new(1000, Duration::from_secs(600));
+        let now = crate::alert::now_ms();
+        let run = |exec: &str, wf: &str, failed: bool, t: i64| {
+            let mut step = step("classifier", failed.then_some("AgentError"), t);
+            step.execution_id = Some(exec.into());
+            step.workflow_id = Some(wf.into());
+            let end = Obs {
+                name: "awf.workflow".into(),
+                execution_id: Some(exec.into()),
+                workflow_id: Some(wf.into()),
+                status: Some(if failed { "failed" } else { "completed" }.into()),
+                error: failed,
+                time_ms: t + 1,
+                ..Default::default()
+            };
+            // The converter's log record of the terminal event says the same.
+            let record = Obs {
+                name: if failed {
+                    "workflow.failed"
+                } else {
+                    "workflow.completed"
+                }
+                .into(),
+                execution_id: Some(exec.into()),
+                workflow_id: Some(wf.into()),
+                time_ms: t + 1,
+                ..Default::default()
+            };
+            vec![step, end, record]
+        };
+        let mut batch = run("ex-1", "code-review", true, now - 90);
+        batch.extend(run("ex-2", "code-review", false, now - 80));
+        batch.extend(run("ex-3", "code-review", true, now - 70));
+        batch.extend(run("ex-4", "code-review", false, now - 60));
+        // A later failure of another workflow is not this alert's.
+        batch.extend(run("ex-5", "support-triage", true, now - 50));
+        w.insert(batch, now);
+        let s = Subject {
+            workflow_id: Some("code-review".into()),
+            service: Some("awf".into()),
+            ..Default::default()
+        };
+        let wa = analyze_window(&w, &s, now - 60_000);
+        assert_eq!(wa.signals["execution_id"], "ex-3");
+        let best = wa
+            .candidates
+            .iter()
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .unwrap();
+        assert_eq!(best.cause, "workflow_failure");
+        assert!(best.summary.contains("ex-3"), "{}", best.summary);
+        let listed = wa
+            .evidence
+            .iter()
+            .find(|e| e.query.starts_with("failed executions"))
+            .unwrap();
+        assert_eq!(listed.result, ["ex-3", "ex-1"]);
+
+        // Once ex-3 was restarted, the next alert takes ex-1.
+        w.insert(
+            vec![Obs {
+                name: "workflow.started".into(),
+                execution_id: Some("ex-6".into()),
+                workflow_id: Some("code-review".into()),
+                extra: vec![("restarted_from".into(), "ex-3".into())],
+                time_ms: now - 40,
+                ..Default::default()
+            }],
+            now,
+        );
+        let wa = analyze_window(&w, &s, now - 60_000);
+        assert_eq!(wa.signals["execution_id"], "ex-1");
+    }
+
+    #[test]
+    fn loki_fields_from_labels_json_and_logfmt() {
+        let line = |labels: &[(&str, &str)], line: &str| crate::backends::LokiLine {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ts_ns: "1".into(),
+            line: line.into(),
+        };
+        let l = line(&[("execution_id", "ex-1")], "x");
+        assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-1"));
+        let l = line(
+            &[],
+            r#"{"event_type":"workflow.failed","execution_id":"ex-2"}"#,
+        );
+        assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-2"));
+        let l = line(&[], r#"event_type=workflow.failed execution_id="ex-3""#);
+        assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-3"));
+        assert_eq!(loki_field(&l, "step_id"), None);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! The processor only clones each item (a `Bytes` clone) into a bounded channel; a background
 //! task decodes spans and log records into small observations and keeps the newest
 //! `max_events` of them (none older than `max_age`), indexed by `execution_id`, `trace_id`,
-//! `agent_id`, `step_id`, `provider` and service. Metrics are not decoded: Prometheus answers
+//! `agent_id`, `step_id`, `provider`, `workflow_id` and service. Metrics are not decoded: Prometheus answers
 //! metric questions.
 
 use bytes::Bytes;
@@ -31,6 +31,7 @@ pub enum Dim {
     AgentId,
     StepId,
     Provider,
+    WorkflowId,
     Service,
 }
 
@@ -80,6 +81,7 @@ impl Obs {
             Dim::AgentId => self.agent_id.as_deref(),
             Dim::StepId => self.step_id.as_deref(),
             Dim::Provider => self.provider.as_deref(),
+            Dim::WorkflowId => self.workflow_id.as_deref(),
             Dim::Service => self.service.as_deref(),
         }
     }
@@ -92,12 +94,13 @@ impl Obs {
     }
 }
 
-const DIMS: [Dim; 6] = [
+const DIMS: [Dim; 7] = [
     Dim::ExecutionId,
     Dim::TraceId,
     Dim::AgentId,
     Dim::StepId,
     Dim::Provider,
+    Dim::WorkflowId,
     Dim::Service,
 ];
 

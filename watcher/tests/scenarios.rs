@@ -36,6 +36,10 @@ enum Rule {
     Cost { agent: &'static str },
     /// One alert for a failed execution of `workflow` (after the transient fault healed).
     WorkflowFailed { workflow: &'static str },
+    /// Failed executions of `workflow` over 10 s, as a Prometheus alerting rule on
+    /// `awf_workflow_total` gives it to Alertmanager: `workflow_id` is the only series label
+    /// (a rule never has `execution_id`). Sent after the transient fault healed.
+    WorkflowFailureRate { workflow: &'static str },
     /// Active executions at the workers' capacity.
     Saturated { capacity: u32 },
 }
@@ -172,6 +176,14 @@ fn scenarios() -> Vec<Scenario> {
         },
         "restart_workflow",
     ));
+    v.push(sc(
+        "code-review failure rate (workflow labels only, Alertmanager) → restart its latest failed execution",
+        vec![failing("classifier", 1.0)],
+        Rule::WorkflowFailureRate {
+            workflow: "code-review",
+        },
+        "restart_workflow",
+    ));
     let mut s = sc(
         "runaway reviewer → disable (a human approves)",
         vec![failing("reviewer", 0.9)],
@@ -256,6 +268,12 @@ findings = { cause = "workflow_failure" }
 actions = ["retry_step", "restart_workflow"]
 
 [[rules]]
+name = "workflow failure rate: restart the failed execution"
+labels = { alertname = "AWFWorkflowFailureRate" }
+findings = { cause = "workflow_failure" }
+actions = ["restart_workflow"]
+
+[[rules]]
 name = "saturation: more workers"
 labels = { alertname = "AwfWorkersSaturated" }
 actions = ["scale_workers"]
@@ -328,6 +346,9 @@ fn rule_query(rule: Rule, job: &str, sel: &str, threshold: f64) -> String {
         Rule::Saturated { capacity } => {
             format!("sum by (job) (awf_active_executions{{job=\"{job}\"}}) >= {capacity}")
         }
+        Rule::WorkflowFailureRate { workflow } => format!(
+            "sum by (workflow_id) (increase(awf_workflow_total{{job=\"{job}\",status=\"failed\",workflow_id=\"{workflow}\"}}[10s])) > 0"
+        ),
         Rule::WorkflowFailed { .. } => String::new(),
     }
 }
@@ -426,6 +447,31 @@ async fn post_signed(base: &str, payload: &Value) -> Value {
     r.json().await.expect("json")
 }
 
+/// Alertmanager's webhook: bearer token, no signature.
+async fn post_alertmanager(base: &str, payload: &Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/webhooks/alertmanager"))
+        .bearer_auth(HOOK_TOKEN)
+        .header("user-agent", "Alertmanager/0.28.1")
+        .json(payload)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(r.status(), 200, "webhook refused");
+    r.json().await.expect("json")
+}
+
+/// Ends the scenario's `agent_failing` faults (the outage was transient).
+async fn heal(sim: &str, faults: &[Value]) {
+    for f in faults {
+        let name = format!("agent_failing:{}", f["agent_id"].as_str().unwrap_or(""));
+        let _ = reqwest::Client::new()
+            .delete(format!("{sim}/sim/faults/{name}"))
+            .send()
+            .await;
+    }
+}
+
 async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
     let t0 = Instant::now();
     let job = format!("awf-s{n:02}");
@@ -515,14 +561,7 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            // The outage was transient.
-            for f in &s.faults {
-                let name = format!("agent_failing:{}", f["agent_id"].as_str().unwrap_or(""));
-                let _ = reqwest::Client::new()
-                    .delete(format!("{sim}/sim/faults/{name}"))
-                    .send()
-                    .await;
-            }
+            heal(&sim, &s.faults).await;
             let labels: BTreeMap<String, String> = [
                 ("alertname", "AwfWorkflowFailed"),
                 ("execution_id", failed.as_str()),
@@ -545,6 +584,32 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
                 &starts,
                 &fp,
             ));
+        }
+        Rule::WorkflowFailureRate { .. } => {
+            let q = rule_query(s.rule, &job, "", 0.0);
+            let series = wait_firing(&env.prom, &q, Duration::from_secs(40)).await;
+            heal(&sim, &s.faults).await;
+            for mut labels in series {
+                assert_eq!(
+                    labels.keys().collect::<Vec<_>>(),
+                    ["workflow_id"],
+                    "only the workflow"
+                );
+                labels.insert("alertname".into(), "AWFWorkflowFailureRate".into());
+                labels.insert("severity".into(), "warning".into());
+                let fp = fingerprint(&labels);
+                let l: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                alerts.push(grafana_alert(
+                    "firing",
+                    &l,
+                    &[("summary", "executions of a workflow fail")],
+                    &starts,
+                    &fp,
+                ));
+            }
         }
         rule => {
             let (alertname, filter) = match rule {
@@ -587,7 +652,11 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
         "{}: firing alerts {alerts:#?}",
         s.name
     );
-    let answer = post_signed(&base, &grafana_payload(alerts)).await;
+    let answer = if matches!(s.rule, Rule::WorkflowFailureRate { .. }) {
+        post_alertmanager(&base, &alertmanager_payload(alerts)).await
+    } else {
+        post_signed(&base, &grafana_payload(alerts)).await
+    };
     let ids: Vec<String> = answer["summary"]["incidents"]
         .as_array()
         .expect("ids")
@@ -694,8 +763,33 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
         }
         _ => {}
     }
+    // A workflow-level alert: the investigation found the failed execution and restarted it.
+    if let Rule::WorkflowFailureRate { workflow } = s.rule {
+        let actions = sim_get(&sim, "/sim/actions").await;
+        for inc in &incidents {
+            assert_eq!(
+                inc["finding"]["hypothesis"]["cause"], "workflow_failure",
+                "{inc:#}"
+            );
+            let exec = inc["actions"][0]["action"]["params"]["execution_id"]
+                .as_str()
+                .expect("execution_id filled by the investigation");
+            let e = sim_get(&sim, &format!("/executions/{exec}")).await;
+            assert_eq!(e["workflow_id"], workflow, "{e}");
+            assert_eq!(e["status"], "failed", "{e}");
+            let restarted = actions["actions"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["action"] == "restart_workflow" && x["detail"]["execution_id"] == exec
+                })
+            });
+            assert!(restarted, "{exec} not restarted: {actions}");
+        }
+    }
     // Execution-level remediations are verified through the live window.
-    if matches!(s.rule, Rule::WorkflowFailed { .. }) {
+    if matches!(
+        s.rule,
+        Rule::WorkflowFailed { .. } | Rule::WorkflowFailureRate { .. }
+    ) {
         assert_eq!(incidents[0]["verification"]["method"], "execution");
     } else if s.outcome == "recovered" {
         assert_eq!(incidents[0]["verification"]["method"], "promql");
