@@ -773,11 +773,15 @@ fn analyze_window(w: &Window, s: &Subject, since_ms: i64) -> WindowAnalysis {
     }
 
     // Execution-level outcome (per-execution and per-workflow alerts): the `workflow.failed`
-    // record or the failed `awf.workflow` span, one entry per execution, oldest first.
+    // record or the failed (or timed-out) `awf.workflow` span, one entry per execution,
+    // oldest first.
     let mut failed_runs: Vec<&Arc<Obs>> = Vec::new();
     for o in &obs {
+        // A timed-out execution (closed by the receiver, no terminal event) counts too; a
+        // cancelled one was stopped on purpose.
         let failed_run = o.name == "workflow.failed"
-            || (o.name == "awf.workflow" && o.status.as_deref() == Some("failed"));
+            || (o.name == "awf.workflow"
+                && matches!(o.status.as_deref(), Some("failed" | "timeout")));
         if failed_run {
             failed_runs.retain(|r| r.execution_id.is_none() || r.execution_id != o.execution_id);
             failed_runs.push(o);

@@ -269,7 +269,7 @@ actions = ["retry_step", "restart_workflow"]
 
 [[rules]]
 name = "workflow failure rate: restart the failed execution"
-labels = { alertname = "AWFWorkflowFailureRate" }
+labels = { alertname = "AwfWorkflowFailureRate" }
 findings = { cause = "workflow_failure" }
 actions = ["restart_workflow"]
 
@@ -595,7 +595,7 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
                     ["workflow_id"],
                     "only the workflow"
                 );
-                labels.insert("alertname".into(), "AWFWorkflowFailureRate".into());
+                labels.insert("alertname".into(), "AwfWorkflowFailureRate".into());
                 labels.insert("severity".into(), "warning".into());
                 let fp = fingerprint(&labels);
                 let l: Vec<(&str, &str)> = labels
