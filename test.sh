@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (Debian's
-# prometheus, the OpenTelemetry Python SDK), checks formatting and lints, validates every
-# shipped config, and runs every crate's tests.
+# prometheus and chromium, the OpenTelemetry Python SDK), checks formatting and lints,
+# validates every shipped config, and runs every crate's tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,6 +17,12 @@ if ! command -v amtool >/dev/null 2>&1; then
   echo "== installing Debian's prometheus-alertmanager (amtool checks deploy/alertmanager)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Debian's chromium (headless browser for the UI tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http" 2>/dev/null \

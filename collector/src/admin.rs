@@ -1,5 +1,5 @@
 //! The admin HTTP server, compatible with Alloy's: `/-/ready`, `/-/healthy`, `/-/reload`,
-//! `/metrics`.
+//! `/metrics`; the UI and JSON API (`crate::api`, docs/api.md) are merged in.
 
 use crate::app::App;
 use axum::Router;
@@ -16,7 +16,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/reload", get(reload).post(reload))
         .route("/metrics", get(metrics))
         .fallback(component_routes)
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(crate::api::router(app))
 }
 
 /// Everything else goes to the running components' routes (the watcher's webhooks and

@@ -139,6 +139,14 @@ impl App {
         }
     }
 
+    /// The running configuration and the addresses its receivers listen on (for the API).
+    pub async fn running(&self) -> Option<(Config, Vec<std::net::SocketAddr>)> {
+        let current = self.current.lock().await;
+        current
+            .as_ref()
+            .map(|(c, t)| (c.clone(), t.listen_addrs.clone()))
+    }
+
     /// The component routes currently served (none while a reload swaps topologies).
     pub fn component_routes(&self) -> Option<axum::Router> {
         self.routes.read().clone()

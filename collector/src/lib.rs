@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alloy;
+pub mod api;
 pub mod app;
 pub mod awf_sim;
 pub mod config;

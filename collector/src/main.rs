@@ -328,6 +328,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %args.listen_addr, "admin server listening");
 
     app.start().await?;
+    // The banner is for the person at the terminal; logs (text or JSON) stay on stderr.
+    if let Some((config, _)) = app.running().await {
+        println!(
+            "{}",
+            sluice::api::banner(&config, args.listen_addr, &args.storage_path)
+        );
+    }
+    sluice::api::spawn_summary(app.clone(), Duration::from_secs(10));
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

@@ -21,10 +21,10 @@ pub const SIGNALS: &[Signal] = &Signal::ALL;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verbosity {
-    /// One log line per batch: signal, items, payloads, bytes. The default.
+    /// One log line per batch (signal, items, payloads, bytes) at debug level. The default.
     #[default]
     Basic,
-    /// Also logs every item as OTLP/JSON.
+    /// One line per batch at info level, and every item as OTLP/JSON.
     Detailed,
 }
 
@@ -213,20 +213,33 @@ impl Exporter for DebugExporter {
                 message: format!("cannot append to {}: {e}", path.display()),
             };
         }
-        tracing::info!(
-            component_id = %self.component_id,
-            signal = %request.signal,
-            items = request.items,
-            payloads = request.payloads,
-            bytes = request.bytes,
-            "debug exporter: {} {}",
-            request.items,
-            request.signal.unit()
-        );
+        // One line per batch floods a first run; `sluice run` prints a summary every 10 s, so
+        // the per-batch line is for `detailed` or `--log.level=debug` (README, "First run").
         if self.verbosity == Verbosity::Detailed {
+            tracing::info!(
+                component_id = %self.component_id,
+                signal = %request.signal,
+                items = request.items,
+                payloads = request.payloads,
+                bytes = request.bytes,
+                "debug exporter: {} {}",
+                request.items,
+                request.signal.unit()
+            );
             for line in &request.json_lines {
                 tracing::info!(component_id = %self.component_id, signal = %request.signal, "{line}");
             }
+        } else {
+            tracing::debug!(
+                component_id = %self.component_id,
+                signal = %request.signal,
+                items = request.items,
+                payloads = request.payloads,
+                bytes = request.bytes,
+                "debug exporter: {} {}",
+                request.items,
+                request.signal.unit()
+            );
         }
         SendOutcome::Sent
     }
