@@ -195,11 +195,19 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     };
     let started = Instant::now();
     let end = started + args.duration;
+    // A person watching a terminal gets a live line; scripts (`--json`, pipes) get only the
+    // report, and no shared histogram slows the workers down.
+    let live = (!args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| Arc::new(Live::new()));
+    let ticker = live
+        .clone()
+        .map(|l| tokio::spawn(l.run(started, args.duration)));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let mut client = connect(&args).await?;
         let bodies = bodies.clone();
         let spans = args.spans_per_request as u64;
+        let live = live.clone();
         workers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds");
@@ -222,9 +230,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
                 match client.send(body).await {
                     Ok(()) => {
                         ok += 1;
-                        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+                        let us = t.elapsed().as_micros().max(1) as u64;
+                        let _ = hist.record(us);
+                        if let Some(l) = &live {
+                            l.ok(spans, us);
+                        }
                     }
                     Err(e) => {
+                        if let Some(l) = &live {
+                            l.error();
+                        }
                         *errors.entry(e).or_default() += 1;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
@@ -245,6 +260,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             *errors.entry(k).or_default() += v;
         }
     }
+    if let Some(t) = ticker {
+        t.abort();
+        // Clears the live line so the report starts on a clean line.
+        eprint!("\r\x1b[K");
+    }
     let seconds = started.elapsed().as_secs_f64();
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
@@ -259,6 +279,90 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         max_ms: hist.max() as f64 / 1000.0,
         errors,
     })
+}
+
+/// The live line's counters, shared by the workers.
+struct Live {
+    spans: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    /// Latencies (µs) since the last tick.
+    window: parking_lot::Mutex<Histogram<u64>>,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            spans: Default::default(),
+            errors: Default::default(),
+            window: parking_lot::Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 2).expect("static histogram bounds"),
+            ),
+        }
+    }
+
+    fn ok(&self, spans: u64, us: u64) {
+        self.spans
+            .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.window.lock().record(us);
+    }
+
+    fn error(&self) {
+        self.errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Rewrites one stderr line every second until aborted.
+    async fn run(self: Arc<Self>, started: Instant, total: Duration) {
+        use std::io::Write;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let spans = self.spans.load(std::sync::atomic::Ordering::Relaxed);
+            let p99_ms = {
+                let mut w = self.window.lock();
+                let p = w.value_at_quantile(0.99) as f64 / 1000.0;
+                w.reset();
+                p
+            };
+            let rate = (spans - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            last = (now, spans);
+            let line = live_line(
+                started.elapsed(),
+                total,
+                rate,
+                p99_ms,
+                spans,
+                self.errors.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K{line}");
+            let _ = err.flush();
+        }
+    }
+}
+
+/// `loadgen 3s/10s: 98.2k spans/s, p99 2.31 ms, 294000 spans, 0 errors`
+fn live_line(
+    elapsed: Duration,
+    total: Duration,
+    rate: f64,
+    p99_ms: f64,
+    spans: u64,
+    errors: u64,
+) -> String {
+    let rate = if rate >= 1000.0 {
+        format!("{:.1}k", rate / 1000.0)
+    } else {
+        format!("{rate:.0}")
+    };
+    format!(
+        "loadgen {}s/{}s: {rate} spans/s, p99 {p99_ms:.2} ms, {spans} spans, {errors} errors",
+        elapsed.as_secs(),
+        total.as_secs()
+    )
 }
 
 pub fn print(report: &Report, json: bool) {
@@ -277,6 +381,31 @@ pub fn print(report: &Report, json: bool) {
             report.p999_ms,
             report.max_ms,
             report.errors
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_line_shows_progress_rate_p99_and_errors() {
+        let line = live_line(
+            Duration::from_millis(3400),
+            Duration::from_secs(10),
+            98_230.0,
+            2.314,
+            294_000,
+            2,
+        );
+        assert_eq!(
+            line,
+            "loadgen 3s/10s: 98.2k spans/s, p99 2.31 ms, 294000 spans, 2 errors"
+        );
+        assert!(
+            live_line(Duration::ZERO, Duration::from_secs(5), 512.4, 0.5, 10, 0)
+                .contains(" 512 spans/s,")
         );
     }
 }
