@@ -2,7 +2,6 @@
 //! corrupt it, so the second one refuses to start.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Holds the lock until dropped.
@@ -20,13 +19,14 @@ pub fn lock(path: &Path) -> anyhow::Result<StorageLock> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", lock_path.display()))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        anyhow::bail!(
+    match file.try_lock() {
+        Ok(()) => Ok(StorageLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "storage path {} is in use by another sluice process (set a different --storage.path)",
             path.display()
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {}: {e}", lock_path.display())
+        }
     }
-    Ok(StorageLock { _file: file })
 }

@@ -91,15 +91,7 @@ impl Template {
 /// Percent-encodes everything but RFC 3986 unreserved characters, so a value stays inside
 /// one path segment or query value.
 pub fn percent_encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, sluice_http_client::PATH_SEGMENT).to_string()
 }
 
 /// Escapes a value for a PromQL or LogQL double-quoted string literal.

@@ -9,6 +9,14 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Everything but RFC 3986 §2.3 unreserved characters: what must be percent-encoded for a
+/// value to stay inside one URL path segment or query value.
+pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// `basic_auth = { username = "u", password = "p" }`: sent as `Authorization: Basic ...`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1149,8 +1149,7 @@ impl Writer {
                     .set(shared.disk_bytes.load(Ordering::Relaxed) as f64);
             }
             Err(e) => {
-                let out_of_space = e.raw_os_error() == Some(libc::ENOSPC)
-                    || e.kind() == io::ErrorKind::StorageFull;
+                let out_of_space = e.kind() == io::ErrorKind::StorageFull;
                 let refusal = if out_of_space {
                     shared.disk_full_until_ms.store(
                         now_ms() + FULL_RETRY_AFTER.as_millis() as u64,

@@ -285,15 +285,7 @@ pub fn events_url(d: &DiscoveryConfig, id: &str) -> String {
 
 /// Encodes an execution id for use as one URL path segment.
 fn percent_encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, sluice_http_client::PATH_SEGMENT).to_string()
 }
 
 fn check_url(key: &str, s: &str) -> Result<(), String> {
