@@ -11,63 +11,29 @@ use opentelemetry_proto::tonic::collector::{
 use prost::Message;
 use std::time::Duration;
 
-/// `google.rpc.Status` and the detail types OTLP uses, for building and parsing error bodies.
+/// `google.rpc.Status` and the detail types OTLP uses, for building and parsing error bodies
+/// (the messages of `tonic-types` and `prost-types`).
 pub mod rpc {
+    pub use prost_types::{Any, Duration};
+    pub use tonic_types::pb::{RetryInfo, Status};
+
     pub const RETRY_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
-    /// `google.rpc.Status`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(int32, tag = "1")]
-        pub code: i32,
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub details: Vec<Any>,
-    }
-
-    /// `google.protobuf.Any`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Any {
-        #[prost(string, tag = "1")]
-        pub type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub value: Vec<u8>,
-    }
-
-    /// `google.rpc.RetryInfo`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub retry_delay: Option<Duration>,
-    }
-
-    /// `google.protobuf.Duration`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Duration {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-
-    impl Status {
-        /// The `RetryInfo.retry_delay` detail, if the status carries a valid one.
-        pub fn retry_delay(&self) -> Option<std::time::Duration> {
-            use prost::Message;
-            let detail = self
-                .details
-                .iter()
-                .find(|d| d.type_url == RETRY_INFO_TYPE_URL)?;
-            let delay = RetryInfo::decode(detail.value.as_slice())
-                .ok()?
-                .retry_delay?;
-            let secs = u64::try_from(delay.seconds).ok()?;
-            let nanos = u32::try_from(delay.nanos)
-                .ok()
-                .filter(|n| *n < 1_000_000_000)?;
-            Some(std::time::Duration::new(secs, nanos))
-        }
+    /// The `RetryInfo.retry_delay` detail of `status`, if it carries a valid one.
+    pub fn retry_delay(status: &Status) -> Option<std::time::Duration> {
+        use prost::Message;
+        let detail = status
+            .details
+            .iter()
+            .find(|d| d.type_url == RETRY_INFO_TYPE_URL)?;
+        let delay = RetryInfo::decode(detail.value.as_slice())
+            .ok()?
+            .retry_delay?;
+        let secs = u64::try_from(delay.seconds).ok()?;
+        let nanos = u32::try_from(delay.nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)?;
+        Some(std::time::Duration::new(secs, nanos))
     }
 }
 

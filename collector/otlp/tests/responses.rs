@@ -70,7 +70,7 @@ fn status_with_retry_info_protobuf() {
     let info = rpc::RetryInfo::decode(status.details[0].value.as_slice()).unwrap();
     let delay = info.retry_delay.unwrap();
     assert_eq!((delay.seconds, delay.nanos), (2, 500_000_000));
-    assert_eq!(status.retry_delay(), Some(Duration::from_millis(2500)));
+    assert_eq!(rpc::retry_delay(&status), Some(Duration::from_millis(2500)));
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn status_without_retry_info() {
     let status = rpc::Status::decode(body.as_ref()).unwrap();
     assert_eq!((status.code, status.message.as_str()), (3, "bad span"));
     assert!(status.details.is_empty());
-    assert_eq!(status.retry_delay(), None);
+    assert_eq!(rpc::retry_delay(&status), None);
 }
 
 #[test]

@@ -964,25 +964,7 @@ fn success_response(signal: Signal, partial: Option<(i64, String)>) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// `google.rpc.Status`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<prost_types::Any>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<prost_types::Duration>,
-}
-
-const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+use sluice_otlp::rpc::{RETRY_INFO_TYPE_URL as RETRY_INFO_TYPE, RetryInfo, Status as RpcStatus};
 
 fn retry_info_any(delay: Duration) -> prost_types::Any {
     let info = RetryInfo {

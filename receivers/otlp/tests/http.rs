@@ -420,7 +420,7 @@ async fn refusals_map_to_http_statuses() {
     assert_eq!(response.headers()["retry-after"], "7");
     let status = status_of(response).await;
     assert_eq!(status.code, 8);
-    assert_eq!(status.retry_delay(), Some(Duration::from_secs(7)));
+    assert_eq!(rpc::retry_delay(&status), Some(Duration::from_secs(7)));
 
     // JSON clients get JSON.
     let response = post(&rx.http_url("/v1/traces"), JSON, "{}").await;
