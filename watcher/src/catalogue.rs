@@ -147,7 +147,7 @@ fn default_method() -> String {
     "POST".into()
 }
 
-/// Scripts that always need a human (PRD §4.3.5).
+/// Scripts that always need a human (`docs/watcher.md` §6).
 pub const ALWAYS_APPROVED: &[&str] = &["disable_agent", "scale_workers"];
 
 /// Longest parameter value accepted, whatever the pattern says.
@@ -182,7 +182,7 @@ impl Script {
             return Err("script names use a-z, 0-9 and _".into());
         }
         if ALWAYS_APPROVED.contains(&name) && !self.requires_approval {
-            return Err("requires_approval must be true (PRD §4.3.5: a human approves it)".into());
+            return Err("requires_approval must be true (a human approves it)".into());
         }
         if self.timeout.get().is_zero() || self.timeout.get() > std::time::Duration::from_secs(3600)
         {

@@ -1,7 +1,8 @@
 //! The `type = "watcher"` processor's configuration.
 //!
 //! Every key is optional except what intake security needs: at least one of `bearer_token`,
-//! `basic_auth` and `hmac_secret` (PRD §6.2: webhook endpoints require a secret). Unknown keys
+//! `basic_auth` and `hmac_secret` (webhook endpoints require a secret;
+//! `docs/watcher.md` §1). Unknown keys
 //! are refused; `validate` names the key of every semantic error.
 
 use crate::catalogue::{Catalogue, CatalogueSource, RateLimit};
@@ -82,7 +83,7 @@ pub struct Config {
     /// `"prometheus"`.
     #[serde(default = "default_mcp_uid")]
     pub mcp_prometheus_uid: String,
-    /// Whole investigation deadline (PRD §5.1: under 5 s). Default `"5s"`.
+    /// Whole investigation deadline (`docs/watcher.md` §3: under 5 s). Default `"5s"`.
     #[serde(default = "default_budget")]
     pub investigation_budget: DurationStr,
     /// Deadline of one source (a query), within the budget. Default `"2s"`.

@@ -1,4 +1,4 @@
-//! The watcher: alert webhooks → investigation → remediation or human approval (PRD §4.3).
+//! The watcher: alert webhooks → investigation → remediation or human approval (`docs/watcher.md`).
 //!
 //! It is a processor on Sluice's ingest path (it sees the live stream through a bounded,
 //! indexed window) with its HTTP surface on the collector's admin server. See

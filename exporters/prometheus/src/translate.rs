@@ -1,4 +1,5 @@
-//! OTLP metrics → Prometheus series (protocols.md §3).
+//! OTLP metrics → Prometheus series (OpenTelemetry specification, Prometheus and OpenMetrics
+//! Compatibility).
 //!
 //! [`Translator::translate`] decodes every item of a batch, converts each data point into the
 //! samples of its derived series (`_bucket`, `_sum`, `_count`, quantiles, native histograms),

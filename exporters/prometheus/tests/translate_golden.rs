@@ -1,4 +1,5 @@
-//! Golden tests: OTLP in, the exact Prometheus series out, one rule of protocols.md §3 each.
+//! Golden tests: OTLP in, the exact Prometheus series out, one rule of the OpenTelemetry
+//! specification's Prometheus and OpenMetrics Compatibility each.
 //!
 //! Series are rendered one sample per line as `{labels in stored order} value @ms`, exemplars
 //! as `{labels} # {exemplar labels} value @ms`; the stored label order is part of what is

@@ -1,4 +1,4 @@
-//! The PRD §4.1.3 metrics, aggregated as CUMULATIVE series (the Prometheus remote-write path
+//! The AWF metrics (`docs/awf-events.md` §3, Metrics), aggregated as CUMULATIVE series (the Prometheus remote-write path
 //! drops delta temporality). Every snapshot carries each series' running total since its
 //! `start_time`, so a lost or refused metrics item costs nothing: the next one has the totals.
 //!
@@ -244,7 +244,7 @@ impl Aggregator {
 
 /// Names already carry their unit (`_ms`, `_usd`), so `unit` stays empty: a Prometheus
 /// translation that appends unit suffixes would otherwise produce `awf_step_duration_ms_milliseconds`
-/// and break the PRD's recording rules.
+/// and break recording rules written against the names in `docs/awf-events.md` §3.
 fn empty_metric(m: AwfMetric) -> Metric {
     let data = if m == AwfMetric::StepDuration {
         metric::Data::Histogram(Histogram {

@@ -53,8 +53,8 @@ pub struct Config {
     /// Tenant (`X-Scope-OrgID`) attached to the produced items. Default: none.
     pub tenant: Option<String>,
     /// Keep workflow/agent inputs and outputs (`input`, `inputs`, `output`, `outputs`,
-    /// `prompt`, `completion`, `messages`) in attributes. Default `false` (PRD §6.3: they are
-    /// redacted).
+    /// `prompt`, `completion`, `messages`) in attributes. Default `false` (they are redacted;
+    /// `docs/awf-events.md` §3, Redaction).
     pub keep_inputs_outputs: bool,
     /// Further attribute keys (at any depth of an event) to redact; `"error"` redacts error
     /// messages. Default: none.
@@ -152,7 +152,7 @@ pub struct PushConfig {
     pub endpoint: String,
     /// Path taking `POST`ed events. Default `"/v1/awf/events"`.
     pub path: String,
-    /// When set, requests must carry `Authorization: Bearer <token>` (PRD §6.2). Default: none.
+    /// When set, requests must carry `Authorization: Bearer <token>` (`docs/awf-events.md` §2). Default: none.
     pub bearer_token: Option<String>,
 }
 

@@ -1,4 +1,4 @@
-//! AWF events → OTLP spans, cumulative metrics and log records (PRD §4.1.2, §4.1.3).
+//! AWF events → OTLP spans, cumulative metrics and log records (`docs/awf-events.md` §3).
 //!
 //! Spans: `awf.workflow` (root, one per execution) → `awf.step` (one per step attempt) →
 //! `awf.agent.invoke` (one per agent invocation). A span is emitted once, complete, when its
@@ -955,7 +955,7 @@ impl Converter {
             attributes.push(kv_str("framework", fw.as_str()));
         }
         if e.tokens().is_none() {
-            // The PRD lists token counts on every invoke span; absent means none reported.
+            // Every invoke span carries token counts (`docs/awf-events.md` §3, Spans); absent means none reported.
             attributes.push(kv_i64("input_tokens", 0));
             attributes.push(kv_i64("output_tokens", 0));
         }
@@ -1259,7 +1259,7 @@ fn make_span(s: SpanParts) -> Span {
     }
 }
 
-/// The known fields of an event as attributes (PRD names: `workflow_id`, `execution_id`,
+/// The known fields of an event as attributes (names as in `docs/awf-events.md` §1: `workflow_id`, `execution_id`,
 /// `step_id`, `agent_id`, `framework`, `input_tokens`, `output_tokens`, …).
 fn push_common(
     out: &mut Vec<KeyValue>,

@@ -1,4 +1,4 @@
-//! Redaction (PRD §6.3): workflow inputs/outputs and configured keys are dropped or replaced by
+//! Redaction (`docs/awf-events.md` §3, Redaction): workflow inputs/outputs and configured keys are dropped or replaced by
 //! a hash before an event is converted, so they never leave Sluice.
 
 use crate::event::WorkflowEvent;

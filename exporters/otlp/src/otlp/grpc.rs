@@ -151,7 +151,7 @@ fn local_failure(status: &Status) -> Option<&'static str> {
     reason
 }
 
-/// OTLP/gRPC retry rules (protocols.md §1.3): the listed transient codes are retried,
+/// OTLP/gRPC retry rules (OTLP specification, "OTLP/gRPC Response" and "Failures"): the listed transient codes are retried,
 /// `RESOURCE_EXHAUSTED` only when the server sent `RetryInfo`, every other code is final.
 pub(super) fn classify_status(status: &Status) -> SendOutcome {
     let message = if status.message().is_empty() {

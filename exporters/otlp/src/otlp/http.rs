@@ -176,7 +176,7 @@ fn status_reason(status: StatusCode) -> &'static str {
     }
 }
 
-/// Maps an OTLP/HTTP response to an outcome (protocols.md §1.1, §1.3): 2xx is success (with a
+/// Maps an OTLP/HTTP response to an outcome (OTLP specification, "OTLP/HTTP Response" and "Failures"): 2xx is success (with a
 /// possible partial success in the body), 429/502/503/504 are retried honouring `Retry-After`,
 /// everything else — 500 included — is final.
 pub(super) fn classify_response(

@@ -1,4 +1,5 @@
-//! OTLP exemplars → remote-write exemplars (protocols.md §3.5).
+//! OTLP exemplars → remote-write exemplars (OpenTelemetry specification, Prometheus and OpenMetrics
+//! Compatibility, "Exemplars").
 
 use super::labels::sanitize_attributes;
 use crate::remote_write::v1;

@@ -1,4 +1,5 @@
-//! Building a series' label set from its layers (protocols.md §3.2, §3.3), with Prometheus'
+//! Building a series' label set from its layers (OpenTelemetry specification, Prometheus and
+//! OpenMetrics Compatibility, "Metric Attributes" and "Resource Attributes"), with Prometheus'
 //! precedence: attributes < promoted resource attributes (only where absent) < scope labels <
 //! `job`/`instance` < `__name__`/`le`/`quantile`; external labels only fill gaps.
 

@@ -1,4 +1,5 @@
-//! Metric and label names, unit suffixes and value formatting (protocols.md §3.1, §3.2).
+//! Metric and label names, unit suffixes and value formatting (OpenTelemetry
+//! specification, Prometheus and OpenMetrics Compatibility, "Metric Metadata").
 //!
 //! Mirrors `prometheus/otlptranslator` with underscore escaping: metric names are split into
 //! tokens of `[a-zA-Z0-9:]` (so `_` runs collapse), unit tokens are appended unless already

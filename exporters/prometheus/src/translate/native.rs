@@ -1,5 +1,6 @@
 //! OTLP exponential histogram buckets → Prometheus native histogram spans and deltas
-//! (protocols.md §3.5).
+//! (OpenTelemetry specification, Prometheus and OpenMetrics Compatibility, "Exponential
+//! Histogram").
 //!
 //! OTel bucket `i` covers `(base^(offset+i), base^(offset+i+1)]`; Prometheus names a bucket by
 //! its upper bound, so it becomes index `offset + i + 1`. Above scale 8 (Prometheus' finest

@@ -1,5 +1,6 @@
-//! Data points of each OTLP metric kind → samples of their derived series (protocols.md §3.4,
-//! §3.5): gauges and sums, explicit and exponential histograms, summaries.
+//! Data points of each OTLP metric kind → samples of their derived series (OpenTelemetry
+//! specification, Prometheus and OpenMetrics Compatibility, "Metric Points"): gauges and sums,
+//! explicit and exponential histograms, summaries.
 
 use super::naming::{NameKind, format_plain, metadata_unit, metric_name};
 use super::{Builder, NativePoint, PendingDelta, ResourceContext, exemplars, is_stale, ms, native};
