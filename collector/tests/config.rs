@@ -43,7 +43,17 @@ fn shipped_configs_validate() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            sluice::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            // The deployment configs take secrets from the environment and have no defaults
+            // for them (they refuse to start without); placeholders stand in here.
+            let secrets = |name: &str| match name {
+                "AWF_PUSH_TOKEN"
+                | "WATCHER_WEBHOOK_TOKEN"
+                | "WATCHER_HMAC_SECRET"
+                | "WATCHER_APPROVER_TOKEN" => Some("validate-only".to_owned()),
+                _ => std::env::var(name).ok(),
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            sluice::config::parse(&path, &text, &secrets).unwrap_or_else(|e| panic!("{e}"));
             seen += 1;
         }
     }
