@@ -13,7 +13,11 @@ Counts what ARRIVES at the sink, not what the load generator got acknowledged. P
 Usage (from the repository root, after `cargo build --release -p sluice`):
 
     python3 benches/delivered.py --rounds 3 --seconds 15 [--cases rotel,interval,always,none]
-        [--rate 0] [--spans-per-request 100] [--concurrency 16]
+        [--rate 0] [--spans-per-request 100] [--concurrency 16] [--sink sluice|grpcio|grpc-js]
+    python3 benches/delivered.py --signal metrics --cases interval   # remote-write to the sink
+    python3 benches/delivered.py --signal logs --cases interval      # Loki push to the sink
+
+"Spans" below means items of the signal sent: spans, data points (samples) or log records.
 
 Collectors run one after another, interleaved per round, against one sink process; the table
 gives medians over rounds and, for Sluice, the median of the per-round ratios to rotel.
@@ -34,6 +38,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.path.join(ROOT, "target", "release", "sluice")
 SINK_GRPC = "127.0.0.1:5317"
+SINK_PUSH = "127.0.0.1:5319"
+
+# The exporter each signal goes to: OTLP passthrough (Tempo), remote-write (Mimir), Loki.
+EXPORTERS = {
+    "traces": f'type = "otlp"\nendpoint = "http://{SINK_GRPC}"\ncompression = "none"',
+    "metrics": f'type = "prometheus_remote_write"\nurl = "http://{SINK_PUSH}/api/v1/write"',
+    "logs": f'type = "loki"\nurl = "http://{SINK_PUSH}/loki/api/v1/push"',
+}
 
 
 def rotel_binary():
@@ -99,7 +111,7 @@ class Sink:
                        "--listen", SINK_GRPC]
         else:
             command = [SLUICE, "sink", "--grpc", SINK_GRPC, "--http", "127.0.0.1:5318",
-                       "--report-every", "100ms", "--json"]
+                       "--push", SINK_PUSH, "--report-every", "100ms", "--json"]
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.DEVNULL)
         wait_port(5317)
 
@@ -134,7 +146,7 @@ class Sink:
         self.log.close()
 
 
-def sluice_config(path, fsync):
+def sluice_config(path, fsync, signal):
     with open(path, "w") as f:
         f.write(f"""
 [receivers.otlp]
@@ -142,12 +154,10 @@ type = "otlp"
 [receivers.otlp.grpc]
 endpoint = "127.0.0.1:4317"
 [exporters.sink]
-type = "otlp"
-endpoint = "http://{SINK_GRPC}"
-compression = "none"
+{EXPORTERS[signal]}
 [[pipelines]]
-name = "traces"
-signals = ["traces"]
+name = "{signal}"
+signals = ["{signal}"]
 receivers = ["otlp"]
 exporters = ["sink"]
 [pipelines.spool]
@@ -155,14 +165,14 @@ fsync = "{fsync}"
 """)
 
 
-def collector_command(case, workdir):
+def collector_command(case, workdir, signal):
     if case == "rotel":
         return [rotel_binary(), "start", "--otlp-grpc-endpoint", "127.0.0.1:4317",
                 "--otlp-http-endpoint", "127.0.0.1:4319", "--exporter", "otlp",
                 "--otlp-exporter-endpoint", f"http://{SINK_GRPC}",
                 "--otlp-exporter-compression", "none"]
     config = os.path.join(workdir, f"sluice-{case}.toml")
-    sluice_config(config, case)
+    sluice_config(config, case, signal)
     data = os.path.join(workdir, f"data-{case}")
     shutil.rmtree(data, ignore_errors=True)
     return [SLUICE, "run", config, "--storage.path", data,
@@ -172,7 +182,7 @@ def collector_command(case, workdir):
 
 def run_case(case, args, sink, workdir):
     log = open(os.path.join(workdir, f"{case}.log"), "w")
-    proc = subprocess.Popen(collector_command(case, workdir), stdout=log, stderr=log)
+    proc = subprocess.Popen(collector_command(case, workdir, args.signal), stdout=log, stderr=log)
     try:
         wait_port(4317)
         time.sleep(1.0)
@@ -180,7 +190,7 @@ def run_case(case, args, sink, workdir):
         cpu0 = cpu_seconds(proc.pid)
         start = time.time()
         load = subprocess.run(
-            [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317",
+            [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317", "--signal", args.signal,
              "--concurrency", str(args.concurrency), "--spans-per-request",
              str(args.spans_per_request), "--rate", str(args.rate),
              "--duration", f"{args.seconds}s", "--json"],
@@ -235,11 +245,16 @@ def main():
     p.add_argument("--spans-per-request", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--cases", default="rotel,interval,always,none")
+    p.add_argument("--signal", choices=["traces", "metrics", "logs"], default="traces",
+                   help="traces go to the sink over OTLP; metrics by remote-write and logs by "
+                        "Loki push (Sluice only: rotel is compared on traces)")
     p.add_argument("--sink", choices=["sluice", "grpcio", "grpc-js"], default="sluice",
                    help="the counting backend: `sluice sink`, or an independent one on gRPC C-core or grpc-js")
     p.add_argument("--jsonl", help="also append every run as a JSON line to this file")
     args = p.parse_args()
     cases = args.cases.split(",")
+    if args.signal != "traces" and "rotel" in cases:
+        p.error("rotel is compared on traces only; pass --cases without rotel")
     workdir = tempfile.mkdtemp(prefix="sluice-delivered-")
     sink = Sink(workdir, args.sink)
     rows = []
@@ -261,9 +276,9 @@ def main():
         vals = [x[key] for x in rows if x["case"] == case and x[key] is not None]
         return statistics.median(vals) if vals else float("nan")
 
-    load = f"sink {args.sink}, rate {'unlimited' if args.rate == 0 else args.rate}, {args.spans_per_request} spans/request, {args.concurrency} connections, {args.seconds} s"
+    load = f"{args.signal}, sink {args.sink}, rate {'unlimited' if args.rate == 0 else args.rate}, {args.spans_per_request} items/request, {args.concurrency} connections, {args.seconds} s"
     print(f"medians over {args.rounds} interleaved rounds ({load})")
-    print("| collector | delivered spans/s (steady) | × rotel (per-round ratios) | acked spans/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | errors |")
+    print("| collector | delivered items/s (steady) | × rotel (per-round ratios) | acked items/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | errors |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         mine = [x for x in rows if x["case"] == case]

@@ -141,6 +141,30 @@ struct DriverCtx<E> {
     settings: DriverSettings,
     /// Rejection reasons already logged at warn level (logged once each, then counted only).
     logged_reasons: parking_lot::Mutex<HashSet<&'static str>>,
+    turns: Turns,
+}
+
+/// The order in which an ordered exporter's batches convert and send.
+///
+/// Each stage is entered by batch number, one batch at a time: batch N+1 is converted while
+/// batch N is being sent (conversion can keep state, e.g. delta-to-cumulative, so it too runs
+/// in order), and is sent only once every request of batch N is final. That keeps remote-write
+/// series and Loki streams in spool order while the conversion no longer waits for the network.
+#[derive(Default)]
+struct Turns {
+    convert: tokio::sync::watch::Sender<u64>,
+    send: tokio::sync::watch::Sender<u64>,
+}
+
+impl Turns {
+    async fn enter(stage: &tokio::sync::watch::Sender<u64>, batch: u64) {
+        // The sender lives as long as the driver, so waiting cannot fail.
+        let _ = stage.subscribe().wait_for(|turn| *turn == batch).await;
+    }
+
+    fn leave(stage: &tokio::sync::watch::Sender<u64>, batch: u64) {
+        stage.send_replace(batch + 1);
+    }
 }
 
 impl<E: Exporter> DriverCtx<E> {
@@ -176,8 +200,11 @@ pub async fn run_driver<E: Exporter>(
     mut reader: SpoolReader,
     settings: DriverSettings,
 ) {
-    let max_in_flight = if exporter.ordered() {
-        1
+    let ordered = exporter.ordered();
+    // An ordered exporter sends one batch at a time, in spool order; a second batch in flight
+    // is converted meanwhile and waits for its turn to send (see `Turns`).
+    let max_in_flight = if ordered {
+        2
     } else {
         settings.batch.max_in_flight.max(1)
     };
@@ -186,7 +213,9 @@ pub async fn run_driver<E: Exporter>(
         exporter,
         settings,
         logged_reasons: Default::default(),
+        turns: Turns::default(),
     });
+    let mut next_batch = 0u64;
     let age_gauge = metrics::gauge!("sluice_exporter_oldest_undelivered_age_seconds",
         "component_id" => ctx.settings.component_id.to_string(), "pipeline" => ctx.settings.pipeline.to_string());
     // Spooled requests this exporter has not finished yet (its queue, which lives on disk).
@@ -246,7 +275,9 @@ pub async fn run_driver<E: Exporter>(
             pending_items = 0;
             pending_bytes = 0;
             pending_since = None;
-            in_flight.push(deliver(ctx.clone(), records, range));
+            let turn = ordered.then_some(next_batch);
+            next_batch += 1;
+            in_flight.push(deliver(ctx.clone(), records, range, turn));
             continue;
         }
         let oldest = outstanding
@@ -285,6 +316,7 @@ async fn deliver<E: Exporter>(
     ctx: Arc<DriverCtx<E>>,
     records: Vec<Record>,
     range: (u64, u64),
+    turn: Option<u64>,
 ) -> (u64, u64) {
     let max_age = ctx.settings.retry.max_age.map(|d| d.0.as_millis() as u64);
     let now = now_ms();
@@ -316,12 +348,25 @@ async fn deliver<E: Exporter>(
             )),
         }
     }
-    for (batch, oldest_ms) in groups {
-        let requests = ctx.exporter.build_requests(&batch);
+    if let Some(batch) = turn {
+        Turns::enter(&ctx.turns.convert, batch).await;
+    }
+    let converted: Vec<_> = groups
+        .into_iter()
+        .map(|(batch, oldest_ms)| (batch.signal, oldest_ms, ctx.exporter.build_requests(&batch)))
+        .collect();
+    if let Some(batch) = turn {
+        Turns::leave(&ctx.turns.convert, batch);
+        Turns::enter(&ctx.turns.send, batch).await;
+    }
+    for (signal, oldest_ms, requests) in converted {
         let sends = requests
             .iter()
-            .map(|req| send_until_final(&ctx, req, batch.signal, oldest_ms));
+            .map(|req| send_until_final(&ctx, req, signal, oldest_ms));
         futures::future::join_all(sends).await;
+    }
+    if let Some(batch) = turn {
+        Turns::leave(&ctx.turns.send, batch);
     }
     range
 }

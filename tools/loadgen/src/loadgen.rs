@@ -1,13 +1,19 @@
-//! `sluice loadgen`: sends OTLP traces over gRPC or HTTP at a given rate, request size and
-//! concurrency, and reports accepted spans/s, latency percentiles and errors.
+//! `sluice loadgen`: sends OTLP traces, metrics or logs over gRPC or HTTP at a given rate,
+//! request size and concurrency, and reports accepted items/s, latency percentiles and errors.
 //!
 //! Requests are encoded once up front and sent as raw bytes, so the generator spends its CPU
 //! on the network, not on protobuf encoding: on a shared 2-core box that matters.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
@@ -23,17 +29,22 @@ pub struct LoadgenArgs {
     pub endpoint: String,
     #[arg(long, default_value = "grpc", value_parser = ["grpc", "http"])]
     pub protocol: String,
-    /// Target spans per second over all connections; 0 sends as fast as answers come back.
+    /// What to send: spans, gauge data points (10 metrics × N/10 series each) or log records.
+    #[arg(long, default_value = "traces", value_parser = ["traces", "metrics", "logs"])]
+    pub signal: String,
+    /// Target items (spans, data points, log records) per second over all connections; 0
+    /// sends as fast as answers come back.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    #[arg(long, default_value_t = 500)]
+    /// Items per request.
+    #[arg(long, alias = "items-per-request", default_value_t = 500)]
     pub spans_per_request: usize,
     /// Requests in flight at once (one connection each).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     #[arg(long, default_value = "10s", value_parser = sluice_core::config::parse_duration)]
     pub duration: Duration,
-    /// String attributes on each span (~390 bytes/span with the default 8).
+    /// String attributes on each span or log record (~390 bytes/span with the default 8).
     #[arg(long, default_value_t = 8)]
     pub attributes: usize,
     /// Print the summary as one JSON object.
@@ -56,19 +67,43 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
 }
 
-/// Builds a realistic traces request: one resource, one scope, `spans` spans with attributes.
-pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceServiceRequest {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let kv = |k: &str, v: String| KeyValue {
+fn kv(k: &str, v: String) -> KeyValue {
+    KeyValue {
         key: k.to_string(),
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(v)),
         }),
         ..Default::default()
-    };
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn resource(seed: u64) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", "loadgen".into()),
+            kv("service.instance.id", format!("lg-{seed}")),
+        ],
+        ..Default::default()
+    })
+}
+
+fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: "sluice-loadgen".into(),
+        ..Default::default()
+    })
+}
+
+/// Builds a realistic traces request: one resource, one scope, `spans` spans with attributes.
+pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceServiceRequest {
+    let now = now_ns();
     let spans = (0..spans)
         .map(|i| {
             let n = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
@@ -97,18 +132,9 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", "loadgen".into()),
-                    kv("service.instance.id", format!("lg-{seed}")),
-                ],
-                ..Default::default()
-            }),
+            resource: resource(seed),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "sluice-loadgen".into(),
-                    ..Default::default()
-                }),
+                scope: scope(),
                 spans,
                 schema_url: String::new(),
             }],
@@ -117,17 +143,113 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
     }
 }
 
+/// A metrics request of `points` gauge data points: 10 metrics, each with `points / 10`
+/// series told apart by a `series` attribute (at least one metric, one point).
+pub fn build_metrics_request(points: usize, seed: u64) -> ExportMetricsServiceRequest {
+    let now = now_ns();
+    let per_metric = points.div_ceil(10).max(1);
+    let metrics = (0..points.div_ceil(per_metric))
+        .map(|m| Metric {
+            name: format!("loadgen_gauge_{m}"),
+            unit: "1".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: (0..per_metric.min(points - m * per_metric))
+                    .map(|p| NumberDataPoint {
+                        attributes: vec![kv("series", format!("{seed}-{p}"))],
+                        time_unix_nano: now,
+                        value: Some(number_data_point::Value::AsDouble((p * 7 + m) as f64)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource(seed),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope(),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A logs request of `records` log records with a ~100-byte body and `attributes` attributes.
+pub fn build_logs_request(
+    records: usize,
+    attributes: usize,
+    seed: u64,
+) -> ExportLogsServiceRequest {
+    let now = now_ns();
+    let log_records = (0..records)
+        .map(|i| LogRecord {
+            time_unix_nano: now + i as u64,
+            observed_time_unix_nano: now + i as u64,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "step {} of workflow wf-{} finished in {} ms with status ok and nothing else to say",
+                    i % 17,
+                    seed,
+                    i * 3 % 1000
+                ))),
+            }),
+            attributes: (0..attributes)
+                .map(|a| kv(&format!("attr.key{a}"), format!("value-{}-{a}", i % 1000)))
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(seed),
+            scope_logs: vec![ScopeLogs {
+                scope: scope(),
+                log_records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn signal_of(name: &str) -> sluice_core::Signal {
+    match name {
+        "metrics" => sluice_core::Signal::Metrics,
+        "logs" => sluice_core::Signal::Logs,
+        _ => sluice_core::Signal::Traces,
+    }
+}
+
+/// One encoded request of the signal asked for.
+fn encoded_request(args: &LoadgenArgs, seed: u64) -> Bytes {
+    let n = args.spans_per_request;
+    Bytes::from(match signal_of(&args.signal) {
+        sluice_core::Signal::Traces => build_request(n, args.attributes, seed).encode_to_vec(),
+        sluice_core::Signal::Metrics => build_metrics_request(n, seed).encode_to_vec(),
+        sluice_core::Signal::Logs => build_logs_request(n, args.attributes, seed).encode_to_vec(),
+    })
+}
+
 enum Client {
-    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
+    Grpc(
+        tonic::client::Grpc<tonic::transport::Channel>,
+        sluice_core::Signal,
+    ),
     Http(reqwest::Client, String),
 }
 
 impl Client {
     async fn send(&mut self, body: Bytes) -> Result<(), String> {
         match self {
-            Client::Grpc(g) => {
+            Client::Grpc(g, signal) => {
                 g.ready().await.map_err(|e| format!("connect: {e}"))?;
-                let path = sluice_otlp::grpc::export_path(sluice_core::Signal::Traces);
+                let path = sluice_otlp::grpc::export_path(*signal);
                 g.unary(tonic::Request::new(body), path, RawCodec)
                     .await
                     .map(|_| ())
@@ -163,9 +285,16 @@ async fn connect(args: &LoadgenArgs) -> anyhow::Result<Client> {
     Ok(if args.protocol == "grpc" {
         let channel =
             tonic::transport::Endpoint::from_shared(args.endpoint.clone())?.connect_lazy();
-        Client::Grpc(tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20))
+        Client::Grpc(
+            tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20),
+            signal_of(&args.signal),
+        )
     } else {
-        let url = format!("{}/v1/traces", args.endpoint.trim_end_matches('/'));
+        let url = format!(
+            "{}/v1/{}",
+            args.endpoint.trim_end_matches('/'),
+            signal_of(&args.signal).as_str()
+        );
         Client::Http(
             reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -176,15 +305,7 @@ async fn connect(args: &LoadgenArgs) -> anyhow::Result<Client> {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
-        (0..16)
-            .map(|s| {
-                Bytes::from(
-                    build_request(args.spans_per_request, args.attributes, s).encode_to_vec(),
-                )
-            })
-            .collect(),
-    );
+    let bodies: Arc<Vec<Bytes>> = Arc::new((0..16).map(|s| encoded_request(&args, s)).collect());
     let per_worker_interval = if args.rate == 0 {
         None
     } else {

@@ -1,6 +1,10 @@
 //! `sluice sink`: an OTLP endpoint that accepts and counts everything, for benchmarks. It is the
 //! real OTLP receiver with a consumer that drops items after counting them, so the work per
 //! request (HTTP/2, validation) is what a real backend's front door does, and no more.
+//!
+//! With `--push ADDR` it also takes Prometheus remote-write (`POST /api/v1/write`, 1.0 and 2.0)
+//! and Loki push (`POST /loki/api/v1/push`, snappy protobuf), decoding each body fully, as Mimir
+//! and Loki do, and counting samples and log entries.
 
 use futures::future::BoxFuture;
 use sluice_core::{Consumer, Item, Receiver, ReceiverContext, Refusal, Signal};
@@ -27,6 +31,9 @@ pub struct SinkArgs {
     /// measure what arrived over time.
     #[arg(long)]
     pub json: bool,
+    /// Also listen here for remote-write and Loki push requests.
+    #[arg(long)]
+    pub push: Option<String>,
 }
 
 pub struct CountingConsumer {
@@ -101,6 +108,17 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     };
     println!("sink listening on {:?}", receiver.listen_addrs());
     let server = tokio::spawn(Box::new(receiver).run(ctx));
+    let push_server = match &args.push {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            println!("sink taking remote-write and Loki push on {addr}");
+            let app = push_routes(counter.clone());
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+        None => None,
+    };
     let mut last = (Instant::now(), 0u64);
     loop {
         tokio::select! {
@@ -128,5 +146,82 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         }
     }
     server.abort();
+    if let Some(s) = push_server {
+        s.abort();
+    }
     Ok(())
+}
+
+fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
+    use axum::routing::post;
+    let rw = counter.clone();
+    axum::Router::new()
+        .route(
+            "/api/v1/write",
+            post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let counter = rw.clone();
+                async move { count_push(&counter, remote_write_samples(&headers, &body)) }
+            }),
+        )
+        .route(
+            "/loki/api/v1/push",
+            post(move |body: bytes::Bytes| {
+                let counter = counter.clone();
+                async move { count_push(&counter, loki_entries(&body)) }
+            }),
+        )
+}
+
+fn count_push(counter: &CountingConsumer, counted: Result<u64, String>) -> axum::http::StatusCode {
+    match counted {
+        Ok(n) => {
+            counter.items.fetch_add(n, Ordering::Relaxed);
+            axum::http::StatusCode::NO_CONTENT
+        }
+        Err(e) => {
+            eprintln!("sink: refused a push: {e}");
+            axum::http::StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+fn unsnappy(body: &[u8]) -> Result<Vec<u8>, String> {
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("snappy: {e}"))
+}
+
+/// Samples (and histogram samples) in a remote-write body, by the version its content type names.
+fn remote_write_samples(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<u64, String> {
+    use prost::Message;
+    use sluice_exporter_prometheus::remote_write::{v1, v2};
+    let raw = unsnappy(body)?;
+    let v2 = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("io.prometheus.write.v2.Request"));
+    if v2 {
+        let req = v2::Request::decode(raw.as_slice()).map_err(|e| e.to_string())?;
+        Ok(req
+            .timeseries
+            .iter()
+            .map(|t| (t.samples.len() + t.histograms.len()) as u64)
+            .sum())
+    } else {
+        let req = v1::WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string())?;
+        Ok(req
+            .timeseries
+            .iter()
+            .map(|t| (t.samples.len() + t.histograms.len()) as u64)
+            .sum())
+    }
+}
+
+/// Entries in a Loki push body.
+fn loki_entries(body: &[u8]) -> Result<u64, String> {
+    use prost::Message;
+    let raw = unsnappy(body)?;
+    let req = sluice_exporter_loki::push::PushRequest::decode(raw.as_slice())
+        .map_err(|e| e.to_string())?;
+    Ok(req.streams.iter().map(|s| s.entries.len() as u64).sum())
 }

@@ -1,0 +1,157 @@
+//! The exporter driver with an ordered exporter (remote-write, Loki): batches are converted and
+//! sent in spool order, one send at a time, while the next batch's conversion overlaps the send.
+
+use bytes::Bytes;
+use sluice::pipeline::{DriverSettings, run_driver};
+use sluice_core::batch::BatchConfig;
+use sluice_core::retry::RetryConfig;
+use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal};
+use sluice_spool::{Fsync, Spool, SpoolConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Converted(u32),
+    SendStarted(u32),
+    SendFinished(u32),
+}
+
+/// Records what happens, in order; each request is the first item's count (its number).
+#[derive(Default)]
+struct Recorder {
+    events: parking_lot::Mutex<Vec<Event>>,
+    sending: AtomicUsize,
+    overlapped: AtomicBool,
+    fail_first_send: AtomicBool,
+}
+
+impl Exporter for Recorder {
+    type Request = u32;
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn build_requests(&self, batch: &Batch) -> Vec<u32> {
+        let first = batch.items[0].count;
+        if self.sending.load(Ordering::SeqCst) > 0 {
+            self.overlapped.store(true, Ordering::SeqCst);
+        }
+        self.events.lock().push(Event::Converted(first));
+        vec![first]
+    }
+
+    fn request_items(&self, _: &u32) -> u64 {
+        1
+    }
+
+    async fn send(&self, request: &u32) -> SendOutcome {
+        let concurrent = self.sending.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(
+            concurrent, 0,
+            "an ordered exporter sends one request at a time"
+        );
+        self.events.lock().push(Event::SendStarted(*request));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.sending.fetch_sub(1, Ordering::SeqCst);
+        // A retry must keep the next batch waiting, not let it overtake.
+        if self.fail_first_send.swap(false, Ordering::SeqCst) {
+            return SendOutcome::Retryable {
+                reason: "test",
+                retry_after: Some(Duration::from_millis(30)),
+                message: "try again".into(),
+            };
+        }
+        self.events.lock().push(Event::SendFinished(*request));
+        SendOutcome::Sent
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(
+        "ordered",
+        dir.path(),
+        SpoolConfig {
+            fsync: Fsync::None,
+            ..Default::default()
+        },
+        &["rec".to_string()],
+    )
+    .unwrap();
+    // One item per batch: item n carries count n, so every batch is named by its item.
+    const BATCHES: u32 = 12;
+    for n in 1..=BATCHES {
+        spool
+            .append(Item::new(Signal::Metrics, Bytes::from_static(b"x"), n))
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let recorder = Arc::new(Recorder {
+        fail_first_send: AtomicBool::new(true),
+        ..Default::default()
+    });
+    let settings = DriverSettings {
+        component_id: "exporters.rec".into(),
+        pipeline: "ordered".into(),
+        batch: BatchConfig {
+            send_batch_size: 1,
+            send_batch_max_size: 1,
+            ..Default::default()
+        },
+        retry: RetryConfig::default(),
+    };
+    let driver = tokio::spawn(run_driver(
+        recorder.clone(),
+        spool.reader("rec").unwrap(),
+        settings,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while spool.cursor("rec").unwrap().committed < u64::from(BATCHES) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    spool.close();
+    driver.await.unwrap();
+
+    let events = recorder.events.lock().clone();
+    let of = |f: fn(&Event) -> Option<u32>| events.iter().filter_map(f).collect::<Vec<_>>();
+    let all: Vec<u32> = (1..=BATCHES).collect();
+    assert_eq!(
+        of(|e| match e {
+            Event::Converted(n) => Some(*n),
+            _ => None,
+        }),
+        all,
+        "conversion in spool order"
+    );
+    assert_eq!(
+        of(|e| match e {
+            Event::SendFinished(n) => Some(*n),
+            _ => None,
+        }),
+        all,
+        "sends in spool order"
+    );
+    // Batch 1 was retried: batch 2 started sending only after batch 1 finished.
+    let finished_1 = events
+        .iter()
+        .position(|e| *e == Event::SendFinished(1))
+        .unwrap();
+    let started_2 = events
+        .iter()
+        .position(|e| *e == Event::SendStarted(2))
+        .unwrap();
+    assert!(finished_1 < started_2, "{events:?}");
+    assert!(
+        recorder.overlapped.load(Ordering::SeqCst),
+        "a later batch was converted while an earlier one was being sent"
+    );
+}
