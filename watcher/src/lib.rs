@@ -98,13 +98,15 @@ impl Watcher {
             config.window.max_events,
             config.window.max_age.get(),
         ));
-        let mcp = config.mcp_url.as_ref().map(|u| {
-            Arc::new(mcp::McpClient::new(
+        let mcp = match &config.mcp_url {
+            Some(u) => Some(Arc::new(mcp::McpClient::new(
                 u,
                 config.mcp_token.clone(),
                 &config.mcp_prometheus_uid,
-            ))
-        });
+                config.source_timeout.get(),
+            )?)),
+            None => None,
+        };
         let investigator = investigate::Investigator {
             backends: backends::Backends {
                 http: http.clone(),

@@ -26,18 +26,24 @@ enum CallError {
 }
 
 impl McpClient {
-    pub fn new(url: &str, token: Option<String>, prometheus_uid: &str) -> McpClient {
-        McpClient {
+    /// A client whose every request ends within `timeout` (the watcher's `source_timeout`).
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        prometheus_uid: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<McpClient> {
+        Ok(McpClient {
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(timeout)
                 .build()
-                .unwrap_or_default(),
+                .map_err(|e| anyhow::anyhow!("mcp_url: building the HTTP client: {e}"))?,
             url: url.to_owned(),
             token,
             prometheus_uid: prometheus_uid.to_owned(),
             session: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     fn request(&self, session: Option<&str>) -> reqwest::RequestBuilder {
