@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
                 ..Default::default()
             },
             retry: RetryConfig::default(),
+            dead_letter: None,
         };
         let reader = spool.reader("count").expect("reader");
         let _guard = rt.enter();

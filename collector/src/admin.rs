@@ -2,8 +2,10 @@
 //! `/metrics`; the UI and JSON API (`crate::api`, docs/api.md) are merged in.
 
 use crate::app::App;
+use crate::dead_letter::DeadLetterStore;
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -15,6 +17,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/reload", get(reload).post(reload))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/dead-letter",
+            get(dead_letter_list).delete(dead_letter_purge),
+        )
+        .route(
+            "/api/v1/dead-letter/{id}",
+            get(dead_letter_show).delete(dead_letter_remove),
+        )
         .fallback(component_routes)
         .with_state(app.clone())
         .merge(crate::api::router(app))
@@ -74,4 +84,61 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         )],
         app.render_metrics(),
     )
+}
+
+/// Runs `f` on the dead-letter store under the storage path; I/O errors answer 500.
+fn with_store(
+    app: &App,
+    f: impl FnOnce(&DeadLetterStore) -> std::io::Result<axum::response::Response>,
+) -> axum::response::Response {
+    let dir = app.storage().join(crate::dead_letter::DIR);
+    match DeadLetterStore::open(&dir, u64::MAX).and_then(|store| f(&store)) {
+        Ok(response) => response,
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn no_such_entry() -> axum::response::Response {
+    (StatusCode::NOT_FOUND, "no such dead-letter entry\n").into_response()
+}
+
+/// `GET /api/v1/dead-letter`: every entry's metadata, oldest first.
+async fn dead_letter_list(State(app): State<Arc<App>>) -> axum::response::Response {
+    with_store(&app, |store| Ok(Json(store.list()?).into_response()))
+}
+
+/// `GET /api/v1/dead-letter/{id}`: metadata and the payload as OTLP/JSON.
+async fn dead_letter_show(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    with_store(&app, |store| {
+        let Some((meta, payload)) = store.get(&id)? else {
+            return Ok(no_such_entry());
+        };
+        let otlp = sluice_otlp::protobuf_to_json(meta.signal, &payload)
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok());
+        Ok(Json(serde_json::json!({ "meta": meta, "payload": otlp })).into_response())
+    })
+}
+
+/// `DELETE /api/v1/dead-letter/{id}`.
+async fn dead_letter_remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    with_store(&app, |store| {
+        Ok(match store.remove(&id)? {
+            true => StatusCode::NO_CONTENT.into_response(),
+            false => no_such_entry(),
+        })
+    })
+}
+
+/// `DELETE /api/v1/dead-letter`: purges the store.
+async fn dead_letter_purge(State(app): State<Arc<App>>) -> axum::response::Response {
+    with_store(&app, |store| {
+        Ok(Json(serde_json::json!({ "purged": store.purge()? })).into_response())
+    })
 }

@@ -60,6 +60,11 @@ impl App {
         }
     }
 
+    /// The `--storage.path` directory (spools, dead-letter store).
+    pub fn storage(&self) -> &std::path::Path {
+        &self.storage
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }

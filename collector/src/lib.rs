@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod awf_sim;
 pub mod config;
+pub mod dead_letter;
+mod isolate;
 pub mod pipeline;
 pub mod registry;
 pub mod storage;

@@ -84,6 +84,8 @@ enum Command {
     Validate { file: PathBuf },
     /// Print the Sluice TOML equivalent of an Alloy config file (docs/alloy.md).
     Convert { file: PathBuf },
+    /// Items backends refused for good (docs/validation.md): list, show, replay, purge.
+    DeadLetter(sluice::dead_letter::cli::Args),
     /// Send OTLP traces at a given rate and report throughput and latency.
     #[cfg(feature = "loadgen")]
     Loadgen(sluice_loadgen::loadgen::LoadgenArgs),
@@ -149,6 +151,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::DeadLetter(args) => sluice::dead_letter::cli::run(args),
         Command::Validate { file } => match sluice::config::load_file(&file) {
             Ok(c) => {
                 println!(

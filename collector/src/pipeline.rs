@@ -9,7 +9,8 @@ use sluice_core::retry::{Backoff, RetryConfig};
 use sluice_core::telemetry;
 use sluice_core::{Batch, Consumer, Exporter, Item, Processor, Refusal, SendOutcome, Signal};
 use sluice_spool::{AppendTicket, Record, Spool, SpoolReader};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -127,7 +128,12 @@ pub struct DriverSettings {
     pub pipeline: Arc<str>,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    /// Where items refused for good are kept; `None`: they are only counted and logged.
+    pub dead_letter: Option<Arc<crate::dead_letter::DeadLetterStore>>,
 }
+
+/// A refusal reason is logged at most this often; between, refusals are only counted.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -136,11 +142,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-struct DriverCtx<E> {
-    exporter: Arc<E>,
-    settings: DriverSettings,
-    /// Rejection reasons already logged at warn level (logged once each, then counted only).
-    logged_reasons: parking_lot::Mutex<HashSet<&'static str>>,
+pub(crate) struct DriverCtx<E> {
+    pub(crate) exporter: Arc<E>,
+    pub(crate) settings: DriverSettings,
+    /// When each rejection reason was last logged at warn level (once a minute, then counted).
+    logged_reasons: parking_lot::Mutex<HashMap<&'static str, Instant>>,
     turns: Turns,
 }
 
@@ -168,11 +174,22 @@ impl Turns {
 }
 
 impl<E: Exporter> DriverCtx<E> {
-    fn log_once(&self, reason: &'static str, message: &str, items: u64) {
-        let first = self.logged_reasons.lock().insert(reason);
-        if first {
+    pub(crate) fn log_once(&self, reason: &'static str, message: &str, items: u64) {
+        let now = Instant::now();
+        let due = match self.logged_reasons.lock().entry(reason) {
+            Entry::Vacant(e) => {
+                e.insert(now);
+                true
+            }
+            Entry::Occupied(mut e) if now.duration_since(*e.get()) >= LOG_EVERY => {
+                e.insert(now);
+                true
+            }
+            Entry::Occupied(_) => false,
+        };
+        if due {
             tracing::warn!(exporter = %self.settings.component_id, pipeline = %self.settings.pipeline, reason, items,
-                backend_message = message, "backend refused data for good; dropping it (further refusals with this reason are only counted)");
+                backend_message = message, "backend refused data for good (kept in the dead-letter store when one is configured; this reason is logged at most once a minute)");
         } else {
             tracing::debug!(exporter = %self.settings.component_id, reason, items, backend_message = message, "backend refused data");
         }
@@ -186,7 +203,7 @@ impl<E: Exporter> DriverCtx<E> {
         ]
     }
 
-    fn drop_items(&self, signal: Signal, reason: &'static str, n: u64) {
+    pub(crate) fn drop_items(&self, signal: Signal, reason: &'static str, n: u64) {
         if n > 0 {
             telemetry::exporter_dropped(&self.settings.component_id, signal, reason, n);
         }
@@ -353,16 +370,23 @@ async fn deliver<E: Exporter>(
     }
     let converted: Vec<_> = groups
         .into_iter()
-        .map(|(batch, oldest_ms)| (batch.signal, oldest_ms, ctx.exporter.build_requests(&batch)))
+        .map(|(batch, oldest_ms)| {
+            let requests = ctx.exporter.build_requests(&batch);
+            (batch, oldest_ms, requests)
+        })
         .collect();
     if let Some(batch) = turn {
         Turns::leave(&ctx.turns.convert, batch);
         Turns::enter(&ctx.turns.send, batch).await;
     }
-    for (signal, oldest_ms, requests) in converted {
-        let sends = requests
-            .iter()
-            .map(|req| send_until_final(&ctx, req, signal, oldest_ms));
+    for (batch, oldest_ms, requests) in converted {
+        let sends = requests.iter().map(|req| async {
+            if let Some((reason, message)) =
+                send_until_final(&ctx, req, batch.signal, oldest_ms).await
+            {
+                crate::isolate::refused(&ctx, req, &batch, oldest_ms, reason, message).await;
+            }
+        });
         futures::future::join_all(sends).await;
     }
     if let Some(batch) = turn {
@@ -371,13 +395,14 @@ async fn deliver<E: Exporter>(
     range
 }
 
-/// Sends one request, retrying retryable failures with backoff until it is final.
-async fn send_until_final<E: Exporter>(
+/// Sends one request, retrying retryable failures with backoff until it is final. Returns the
+/// reason and backend message of a permanent refusal, which the caller isolates.
+pub(crate) async fn send_until_final<E: Exporter>(
     ctx: &DriverCtx<E>,
     req: &E::Request,
     signal: Signal,
     appended_ms: u64,
-) {
+) -> Option<(&'static str, String)> {
     let items = ctx.exporter.request_items(req);
     let labels = ctx.labels(signal);
     let mut backoff = Backoff::new(&ctx.settings.retry);
@@ -390,7 +415,7 @@ async fn send_until_final<E: Exporter>(
             SendOutcome::Sent => {
                 metrics::counter!(telemetry::EXPORTER_SENT, &labels).increment(items);
                 metrics::counter!(telemetry::EXPORTER_SENT_REQUESTS, &labels).increment(1);
-                return;
+                return None;
             }
             SendOutcome::PartiallyRejected { rejected, message } => {
                 let rejected = rejected.min(items);
@@ -398,13 +423,9 @@ async fn send_until_final<E: Exporter>(
                 metrics::counter!(telemetry::EXPORTER_SENT_REQUESTS, &labels).increment(1);
                 ctx.drop_items(signal, "partial_success", rejected);
                 ctx.log_once("partial_success", &message, rejected);
-                return;
+                return None;
             }
-            SendOutcome::Rejected { reason, message } => {
-                ctx.drop_items(signal, reason, items);
-                ctx.log_once(reason, &message, items);
-                return;
-            }
+            SendOutcome::Rejected { reason, message } => return Some((reason, message)),
             SendOutcome::Retryable {
                 reason,
                 retry_after,
@@ -418,7 +439,7 @@ async fn send_until_final<E: Exporter>(
                 {
                     ctx.drop_items(signal, "expired", items);
                     tracing::warn!(exporter = %ctx.settings.component_id, items, reason, "retry max_age reached; dropping");
-                    return;
+                    return None;
                 }
                 let delay = backoff.next_delay(retry_after);
                 if backoff.attempts == 1 || backoff.attempts.is_power_of_two() {

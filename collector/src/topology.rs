@@ -72,6 +72,19 @@ impl Topology {
         }
 
         let mut spools = Vec::new();
+        let dead_letter_dir = storage.join(crate::dead_letter::DIR);
+        let dead_letter = Arc::new(
+            crate::dead_letter::DeadLetterStore::open(
+                &dead_letter_dir,
+                crate::dead_letter::DEFAULT_MAX_BYTES,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the dead-letter store at {}: {e}",
+                    dead_letter_dir.display()
+                )
+            })?,
+        );
         let mut drivers = Vec::new();
         let mut routes: BTreeMap<String, Vec<(Signal, Arc<PipelineIngest>)>> = BTreeMap::new();
         for p in &config.pipelines {
@@ -113,6 +126,7 @@ impl Topology {
                     pipeline: Arc::from(p.name.as_str()),
                     batch: batch.clone(),
                     retry: ec.retry(),
+                    dead_letter: Some(dead_letter.clone()),
                 };
                 let handle = ec
                     .start(reader, settings)

@@ -41,6 +41,7 @@ async fn rig(server: &OtlpTestServer, extra: &str, batch: sluice_core::batch::Ba
         pipeline: Arc::from("t"),
         batch,
         retry: exporter.retry(),
+        dead_letter: None,
     };
     let driver = exporter
         .start(spool.reader("tempo").unwrap(), settings)
@@ -138,7 +139,7 @@ async fn backend_outage_loses_nothing() {
 }
 
 #[tokio::test]
-async fn permanent_rejection_is_dropped_and_next_batches_flow() {
+async fn permanent_rejection_is_split_not_retried_and_next_batches_flow() {
     let server = OtlpTestServer::start().await;
     server.respond_with(Behavior::once(Outcome::grpc(
         tonic::Code::InvalidArgument,
@@ -158,14 +159,27 @@ async fn permanent_rejection_is_dropped_and_next_batches_flow() {
     rig.router.consume(traces(2, 10)).await.unwrap();
     assert!(server.wait_for_spans(10, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // The first batch was refused for good (not retried); the second arrived.
-    let accepted: usize = server
-        .requests()
+    // The first batch was refused for good: never resent whole, but split, and its halves
+    // (which this backend takes) delivered; the second batch arrived too.
+    assert!(server.wait_for_spans(20, Duration::from_secs(10)).await);
+    let requests = server.requests();
+    let refused: Vec<usize> = requests
+        .iter()
+        .filter(|r| !r.accepted())
+        .map(|r| r.payload.item_count())
+        .collect();
+    assert_eq!(refused, [10]);
+    let accepted: Vec<usize> = requests
         .iter()
         .filter(|r| r.accepted())
         .map(|r| r.payload.item_count())
-        .sum();
-    assert_eq!(accepted, 10);
+        .collect();
+    assert_eq!(accepted.iter().sum::<usize>(), 20);
+    assert_eq!(
+        accepted.iter().filter(|&&n| n == 5).count(),
+        2,
+        "{accepted:?}"
+    );
     rig.spool.close();
 }
 
@@ -235,6 +249,7 @@ async fn a_failing_exporter_never_blocks_another() {
             pipeline: Arc::from("logs"),
             batch: fast_batch(),
             retry: cfg.retry(),
+            dead_letter: None,
         };
         cfg.start(spool.reader(name).unwrap(), settings).unwrap();
     }

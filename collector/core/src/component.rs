@@ -178,6 +178,22 @@ pub trait Exporter: Send + Sync + 'static {
     /// Items (spans, points, records, samples, entries) carried by a request, for metrics.
     fn request_items(&self, request: &Self::Request) -> u64;
 
+    /// Splits a request the backend refused for good into two requests that together hold its
+    /// items, so the pipeline can resend the halves and isolate the refused items
+    /// (docs/validation.md §2). `None` (the default): it holds a single item, or the backend
+    /// keeps the valid part of a refused request (Loki, remote-write), so there is nothing to
+    /// isolate.
+    fn split(&self, _request: &Self::Request) -> Option<(Self::Request, Self::Request)> {
+        None
+    }
+
+    /// The OTLP `Export*ServiceRequest` encoding of a request, stored in the dead-letter store
+    /// when it is refused for good. `None` (the default): the pipeline stores the batch items
+    /// the request was built from.
+    fn dead_letter_payload(&self, _request: &Self::Request) -> Option<bytes::Bytes> {
+        None
+    }
+
     /// Sends one request once. The pipeline retries according to the outcome.
     fn send(&self, request: &Self::Request) -> impl Future<Output = SendOutcome> + Send;
 }

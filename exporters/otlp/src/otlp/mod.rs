@@ -173,6 +173,23 @@ impl Exporter for OtlpExporter {
         request.items
     }
 
+    /// Tempo refuses a whole request for one bad span (`InvalidArgument`); halves of the
+    /// concatenated `Export*ServiceRequest` let the pipeline find it. OTLP has no order to keep.
+    fn split(&self, request: &OtlpRequest) -> Option<(OtlpRequest, OtlpRequest)> {
+        let (a, b) = sluice_otlp::split(request.signal, &request.body)?;
+        let half = |body: Vec<u8>| OtlpRequest {
+            signal: request.signal,
+            tenant: request.tenant.clone(),
+            items: u64::from(sluice_otlp::count_items(request.signal, &body)),
+            body: Bytes::from(body),
+        };
+        Some((half(a), half(b)))
+    }
+
+    fn dead_letter_payload(&self, request: &OtlpRequest) -> Option<Bytes> {
+        Some(request.body.clone())
+    }
+
     async fn send(&self, request: &OtlpRequest) -> SendOutcome {
         let attempt = async {
             match &self.transport {
