@@ -25,6 +25,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/dead-letter/{id}",
             get(dead_letter_show).delete(dead_letter_remove),
         )
+        .route(
+            "/api/v1/dead-letter/{id}/replay",
+            axum::routing::post(dead_letter_replay),
+        )
         .fallback(component_routes)
         .with_state(app.clone())
         .merge(crate::api::router(app))
@@ -141,4 +145,32 @@ async fn dead_letter_purge(State(app): State<Arc<App>>) -> axum::response::Respo
     with_store(&app, |store| {
         Ok(Json(serde_json::json!({ "purged": store.purge()? })).into_response())
     })
+}
+
+/// `POST /api/v1/dead-letter/{id}/replay`: hands the entry back to the pipeline it came from
+/// (every exporter of that pipeline sends it again) and removes it once spooled.
+async fn dead_letter_replay(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    let dir = app.storage().join(crate::dead_letter::DIR);
+    let found = DeadLetterStore::open(&dir, u64::MAX).and_then(|store| {
+        let entry = store.get(&id)?;
+        Ok((store, entry))
+    });
+    let (store, (meta, payload)) = match found {
+        Ok((store, Some(entry))) => (store, entry),
+        Ok((_, None)) => return no_such_entry(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let items = u32::try_from(meta.items).unwrap_or(u32::MAX);
+    let item = sluice_core::Item::new(meta.signal, payload, items)
+        .with_tenant(meta.tenant.as_deref().map(Arc::from));
+    if let Err(why) = app.replay(&meta.pipeline, item).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
+    if let Err(e) = store.remove(&id) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+    }
+    Json(serde_json::json!({ "replayed": meta.items, "pipeline": meta.pipeline })).into_response()
 }

@@ -60,6 +60,18 @@ impl App {
         }
     }
 
+    /// Hands `item` to the running pipeline `name` (dead-letter replay). `Err` names why not.
+    pub async fn replay(&self, name: &str, item: sluice_core::Item) -> Result<(), String> {
+        let ticket = match self.current.lock().await.as_ref() {
+            Some((_, topology)) => topology.replay(name, item),
+            None => return Err("not running".to_owned()),
+        };
+        match ticket {
+            Some(ticket) => ticket.await.map_err(|refusal| refusal.to_string()),
+            None => Err(format!("no pipeline {name:?} in the running config")),
+        }
+    }
+
     /// The `--storage.path` directory (spools, dead-letter store).
     pub fn storage(&self) -> &std::path::Path {
         &self.storage

@@ -22,7 +22,7 @@ pub struct PipelineIngest {
 }
 
 impl PipelineIngest {
-    fn ingest(&self, mut item: Item) -> Result<Option<AppendTicket>, Refusal> {
+    pub(crate) fn ingest(&self, mut item: Item) -> Result<Option<AppendTicket>, Refusal> {
         for (_, p) in &self.processors {
             match p.process(item)? {
                 Some(next) => item = next,

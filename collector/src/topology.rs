@@ -20,6 +20,8 @@ pub struct Topology {
     pub listen_addrs: Vec<SocketAddr>,
     simulator: Option<crate::awf_sim::SimHandle>,
     watchers: Vec<sluice_watcher::Watcher>,
+    /// Each pipeline's ingest side, by name, for dead-letter replay.
+    pipelines: BTreeMap<String, Arc<PipelineIngest>>,
 }
 
 impl Topology {
@@ -72,6 +74,7 @@ impl Topology {
         }
 
         let mut spools = Vec::new();
+        let mut pipelines = BTreeMap::new();
         let dead_letter_dir = storage.join(crate::dead_letter::DIR);
         let dead_letter = Arc::new(
             crate::dead_letter::DeadLetterStore::open(
@@ -138,6 +141,7 @@ impl Topology {
                 processors,
                 spool: spool.clone(),
             });
+            pipelines.insert(p.name.clone(), ingest.clone());
             for r in &p.receivers {
                 for s in &p.signals {
                     routes
@@ -174,6 +178,7 @@ impl Topology {
             })
             .collect();
         Ok(Topology {
+            pipelines,
             simulator,
             watchers,
             receiver_stop,
@@ -181,6 +186,22 @@ impl Topology {
             spools,
             drivers,
             listen_addrs,
+        })
+    }
+
+    /// Hands `item` to pipeline `name` as a receiver would (its processors, then its spool), for
+    /// dead-letter replay. `None` if there is no such pipeline; otherwise resolves once the item
+    /// is durable.
+    pub fn replay(
+        &self,
+        name: &str,
+        item: sluice_core::Item,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), sluice_core::Refusal>>> {
+        let pipeline = self.pipelines.get(name)?;
+        Some(match pipeline.ingest(item) {
+            Ok(Some(ticket)) => Box::pin(ticket),
+            Ok(None) => Box::pin(std::future::ready(Ok(()))),
+            Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
         })
     }
 

@@ -219,6 +219,29 @@ async fn a_poison_span_is_isolated_and_kept_while_everything_valid_arrives() {
         metrics.contains(r#"sluice_dead_letter_items_total{exporter="exporters.tempo",reason="invalid_argument"} 1"#),
         "{metrics}"
     );
+    // Admin replay while the cause is not fixed: back through the pipeline, refused again, and
+    // kept again under a new id.
+    let (code, text) = sluice
+        .post(&format!("/api/v1/dead-letter/{id}/replay"))
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (_, text) = sluice.get("/api/v1/dead-letter").await;
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        if let [entry] = entries.as_slice()
+            && entry["id"] != id.as_str()
+        {
+            assert_eq!(entry["items"], 1);
+            break entry["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replayed entry not kept again: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
     let listed = cli(&sluice, &["list"]);
     assert!(listed.starts_with(&id), "{listed}");
     assert!(cli(&sluice, &["show", &id]).contains("0000000000000000"));
