@@ -104,6 +104,7 @@ async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
             ..Default::default()
         },
         retry: RetryConfig::default(),
+        dead_letter: None,
     };
     let driver = tokio::spawn(run_driver(
         recorder.clone(),
