@@ -263,7 +263,7 @@ impl Metrics {
 fn parse_line(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
     let (name_and_labels, value) = match line.find('{') {
         Some(open) => {
-            let close = line.rfind('}')?;
+            let close = line.rfind('}').filter(|c| *c > open)?;
             (
                 (&line[..open], Some(&line[open + 1..close])),
                 &line[close + 1..],
@@ -745,7 +745,8 @@ mod tests {
              x{component_id=\"receivers.a\",signal=\"logs\"} 2\n\
              x{component_id=\"receivers.b\\\"q\\\\,z\",signal=\"logs\"} 7\n\
              y 3.5\n\
-             broken{a=\"1 2\n",
+             broken{a=\"1 2\n\
+             reversed}x{ 1\n",
         );
         assert_eq!(m.sum("x", &[("component_id", "receivers.a")]), 7.0);
         assert_eq!(m.sum("x", &[("component_id", "receivers.b\"q\\,z")]), 7.0);
@@ -753,6 +754,7 @@ mod tests {
         let by = m.by("x", "signal", &[]);
         assert_eq!(by.get("logs"), Some(&9.0));
         assert_eq!(m.sum("broken", &[]), 0.0);
+        assert_eq!(m.series.len(), 4);
     }
 
     #[test]
