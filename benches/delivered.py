@@ -146,13 +146,17 @@ class Sink:
         self.log.close()
 
 
-def sluice_config(path, fsync, signal):
+def sluice_config(path, case, signal):
+    """`case` is an fsync level, optionally with `:novalidate` (intake validation off)."""
+    fsync, _, option = case.partition(":")
+    validation = "[receivers.otlp.validation]\nenabled = false" if option == "novalidate" else ""
     with open(path, "w") as f:
         f.write(f"""
 [receivers.otlp]
 type = "otlp"
 [receivers.otlp.grpc]
 endpoint = "127.0.0.1:4317"
+{validation}
 [exporters.sink]
 {EXPORTERS[signal]}
 [[pipelines]]
@@ -171,9 +175,9 @@ def collector_command(case, workdir, signal):
                 "--otlp-http-endpoint", "127.0.0.1:4319", "--exporter", "otlp",
                 "--otlp-exporter-endpoint", f"http://{SINK_GRPC}",
                 "--otlp-exporter-compression", "none"]
-    config = os.path.join(workdir, f"sluice-{case}.toml")
+    config = os.path.join(workdir, f"sluice-{case.replace(':', '-')}.toml")
     sluice_config(config, case, signal)
-    data = os.path.join(workdir, f"data-{case}")
+    data = os.path.join(workdir, f"data-{case.replace(':', '-')}")
     shutil.rmtree(data, ignore_errors=True)
     return [SLUICE, "run", config, "--storage.path", data,
             "--server.http.listen-addr", "127.0.0.1:12399", "--shutdown.timeout", "2s",
@@ -244,7 +248,9 @@ def main():
     p.add_argument("--rate", type=int, default=0, help="spans/s offered; 0 = as fast as acknowledged")
     p.add_argument("--spans-per-request", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--cases", default="rotel,interval,always,none")
+    p.add_argument("--cases", default="rotel,interval,always,none",
+                   help="rotel, and Sluice's fsync levels; `interval:novalidate` turns intake "
+                        "validation off")
     p.add_argument("--signal", choices=["traces", "metrics", "logs"], default="traces",
                    help="traces go to the sink over OTLP; metrics by remote-write and logs by "
                         "Loki push (Sluice only: rotel is compared on traces)")
