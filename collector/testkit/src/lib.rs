@@ -3,4 +3,5 @@
 
 pub mod loki;
 pub mod otlp;
+pub mod payloads;
 pub mod prometheus;

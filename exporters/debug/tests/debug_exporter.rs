@@ -1,6 +1,6 @@
 //! The debug exporter writes OTLP/JSON lines that decode back to what was sent.
 
-mod common;
+use sluice_testkit::payloads as common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

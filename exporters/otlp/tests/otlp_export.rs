@@ -1,6 +1,6 @@
 //! The OTLP exporter against the protocol-faithful test backend, over gRPC and HTTP.
 
-mod common;
+use sluice_testkit::payloads as common;
 
 use common::*;
 use sluice_core::{Exporter, Item, SendOutcome, Signal};

@@ -1,7 +1,7 @@
 //! TLS to the backend: a TLS-terminating proxy (rcgen certificates) in front of the test
 //! backend, reached over gRPC and HTTP.
 
-mod common;
+use sluice_testkit::payloads as common;
 
 use common::*;
 use rcgen::{

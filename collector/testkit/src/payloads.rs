@@ -1,5 +1,4 @@
-//! Payload builders and helpers shared by the integration tests.
-#![allow(dead_code)]
+//! OTLP payload builders shared by exporter integration tests (OTLP, debug).
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
