@@ -66,6 +66,34 @@ fn run_python(protocol: &str, endpoint: &str, run_id: &str) -> Sent {
         .expect("ids from the SDK run")
 }
 
+/// The SDK exports metrics in two rounds (cumulative 5, then 10): waits until the last round
+/// of `run_id` has arrived, since the first can arrive on its own before it.
+async fn wait_for_final_metrics(server: &OtlpTestServer, run_id: &str) {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value as V};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let last_requests = server
+            .resource_metrics()
+            .into_iter()
+            .filter(|r| {
+                r.resource.as_ref().is_some_and(|res| {
+                    string_attr(&res.attributes, "service.instance.id").as_deref() == Some(run_id)
+                })
+            })
+            .flat_map(|r| r.scope_metrics.into_iter().flat_map(|s| s.metrics))
+            .filter(|m| m.name == "interop.requests")
+            .filter_map(|m| match m.data {
+                Some(Data::Sum(s)) => s.data_points.first().and_then(|p| p.value),
+                _ => None,
+            })
+            .last();
+        if matches!(last_requests, Some(V::AsInt(10))) || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn check_run(server: &OtlpTestServer, run_id: &str, sent: &Sent) {
     // Traces: both spans, ids, parent link, attributes of every type, event, status, resource.
     let rs = server.resource_spans();
@@ -227,6 +255,8 @@ async fn python_sdk_over_grpc_and_http_arrives_intact() {
             .wait_for_metric_points(8, Duration::from_secs(20))
             .await
     );
+    wait_for_final_metrics(&backend, "run-grpc").await;
+    wait_for_final_metrics(&backend, "run-http").await;
     check_run(&backend, "run-grpc", &over_grpc);
     check_run(&backend, "run-http", &over_http);
 

@@ -41,6 +41,19 @@ async fn eventually_value(prom: &PrometheusServer, promql: &str) -> f64 {
     }
 }
 
+/// Waits until `promql` has the value `expected`: the SDK exports twice (cumulative 5, then
+/// 10), and the first round can be queryable before the second has been delivered.
+async fn eventually_equals(prom: &PrometheusServer, promql: &str, expected: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = eventually_value(prom, promql).await;
+        if v == expected || Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_metrics_reach_real_prometheus_with_exact_names_and_labels() {
     let prom = PrometheusServer::start().await;
@@ -79,44 +92,56 @@ exporters = ["mimir"]
     let sel = r#"{run_id="rw-run", job="awf/py-interop", instance="rw-run", otel_scope_name="interop.meter"}"#;
     // Monotonic sum: `{request}` unit dropped, `_total` added.
     assert_eq!(
-        eventually_value(&prom, &format!("interop_requests_total{sel}")).await,
+        eventually_equals(&prom, &format!("interop_requests_total{sel}"), 10.0).await,
         10.0
     );
     assert_eq!(
-        eventually_value(&prom, r#"interop_requests_total{route="/a"}"#).await,
+        eventually_equals(&prom, r#"interop_requests_total{route="/a"}"#, 10.0).await,
         10.0
     );
     // Non-monotonic sum: a gauge, no `_total`; dimensionless unit `1` adds nothing.
     assert_eq!(
-        eventually_value(&prom, &format!("interop_queue{sel}")).await,
+        eventually_equals(&prom, &format!("interop_queue{sel}"), 10.0).await,
         10.0
     );
     // Gauge with unit Cel.
     assert_eq!(
-        eventually_value(&prom, &format!("interop_temperature_celsius{sel}")).await,
+        eventually_equals(&prom, &format!("interop_temperature_celsius{sel}"), 21.5).await,
         21.5
     );
     // Explicit histogram in ms: _count, _sum, cumulative buckets with +Inf = count.
     assert_eq!(
-        eventually_value(&prom, &format!("interop_latency_milliseconds_count{sel}")).await,
-        8.0
-    );
-    assert_eq!(
-        eventually_value(&prom, &format!("interop_latency_milliseconds_sum{sel}")).await,
-        626.0
-    );
-    assert_eq!(
-        eventually_value(
+        eventually_equals(
             &prom,
-            r#"interop_latency_milliseconds_bucket{run_id="rw-run", le="+Inf"}"#
+            &format!("interop_latency_milliseconds_count{sel}"),
+            8.0
         )
         .await,
         8.0
     );
     assert_eq!(
-        eventually_value(
+        eventually_equals(
             &prom,
-            r#"interop_latency_milliseconds_bucket{run_id="rw-run", le="5"}"#
+            &format!("interop_latency_milliseconds_sum{sel}"),
+            626.0
+        )
+        .await,
+        626.0
+    );
+    assert_eq!(
+        eventually_equals(
+            &prom,
+            r#"interop_latency_milliseconds_bucket{run_id="rw-run", le="+Inf"}"#,
+            8.0
+        )
+        .await,
+        8.0
+    );
+    assert_eq!(
+        eventually_equals(
+            &prom,
+            r#"interop_latency_milliseconds_bucket{run_id="rw-run", le="5"}"#,
+            2.0
         )
         .await,
         2.0
@@ -129,17 +154,19 @@ exporters = ["mimir"]
     assert!(p99 > 0.0, "p99 {p99}");
     // Exponential histogram → native histogram.
     assert_eq!(
-        eventually_value(
+        eventually_equals(
             &prom,
-            r#"histogram_count(interop_payload_bytes{run_id="rw-run"})"#
+            r#"histogram_count(interop_payload_bytes{run_id="rw-run"})"#,
+            6.0
         )
         .await,
         6.0
     );
     assert_eq!(
-        eventually_value(
+        eventually_equals(
             &prom,
-            r#"histogram_sum(interop_payload_bytes{run_id="rw-run"})"#
+            r#"histogram_sum(interop_payload_bytes{run_id="rw-run"})"#,
+            1200.0
         )
         .await,
         1200.0
