@@ -86,7 +86,7 @@ async fn wait_for_final_metrics(server: &OtlpTestServer, run_id: &str) {
                 Some(Data::Sum(s)) => s.data_points.first().and_then(|p| p.value),
                 _ => None,
             })
-            .last();
+            .next_back();
         if matches!(last_requests, Some(V::AsInt(10))) || std::time::Instant::now() >= deadline {
             return;
         }
