@@ -170,6 +170,8 @@ fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
                 async move { count_push(&counter, loki_entries(&body)) }
             }),
         )
+        // Exporters send up to several MiB per request; axum's default cap is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
 }
 
 fn count_push(counter: &CountingConsumer, counted: Result<u64, String>) -> axum::http::StatusCode {
