@@ -25,7 +25,8 @@ pub struct BatchConfig {
     pub send_batch_max_bytes: ByteSize,
     /// A batch that has not filled is sent after this long.
     pub timeout: DurationStr,
-    /// Batches of one exporter in flight at once (exporters that need ordering always use 1).
+    /// Batches of one exporter in flight at once. Exporters that need ordering send one batch
+    /// at a time and convert the next meanwhile, whatever this says.
     pub max_in_flight: usize,
 }
 

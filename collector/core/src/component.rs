@@ -166,7 +166,8 @@ pub trait Exporter: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
 
     /// True when batches must reach the backend in spool order (remote-write series order,
-    /// Loki stream order): the pipeline then keeps one batch in flight for this exporter.
+    /// Loki stream order): the pipeline then sends one batch at a time, in spool order (it may
+    /// convert the next one meanwhile, also in order).
     fn ordered(&self) -> bool {
         false
     }
