@@ -5,7 +5,7 @@
 //! `docs/watcher.md` §1). Unknown keys
 //! are refused; `validate` names the key of every semantic error.
 
-use crate::catalogue::{Catalogue, CatalogueSource, RateLimit};
+use crate::remediation_catalogue::{Catalogue, CatalogueSource, RateLimit};
 use serde::Deserialize;
 use sluice_core::{ByteSize, DurationStr};
 use std::collections::BTreeMap;

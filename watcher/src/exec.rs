@@ -1,7 +1,7 @@
 //! Runs a rendered action: one HTTP request (no redirects followed) or one argv command (no
 //! shell, empty environment but `PATH`, no stdin), each under the script's timeout.
 
-use crate::catalogue::{ActionKind, RenderedAction};
+use crate::remediation_catalogue::{ActionKind, RenderedAction};
 use std::time::Duration;
 
 /// Response or output kept, at most.

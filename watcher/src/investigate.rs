@@ -10,9 +10,9 @@
 use crate::alert::Alert;
 use crate::backends::{Backends, PromSample};
 use crate::finding::{CheckStatus, Evidence, Fact, Finding, Hypothesis, SourceCheck};
+use crate::live_window::{Dim, Obs, Window};
 use crate::mcp::McpClient;
 use crate::template::escape_query_string;
-use crate::window::{Dim, Obs, Window};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -14,22 +14,22 @@
 pub mod alert;
 pub mod auth;
 pub mod backends;
-pub mod catalogue;
 pub mod config;
 mod engine;
 pub mod exec;
 pub mod finding;
 mod http;
 pub mod investigate;
+pub mod live_window;
 pub mod llm;
 pub mod mcp;
 pub mod notify;
+pub mod remediation_catalogue;
 pub mod rules;
 pub mod selftel;
 pub mod stats;
 pub mod store;
 pub mod template;
-pub mod window;
 
 pub use config::Config;
 pub use engine::IntakeSummary;
@@ -49,7 +49,7 @@ pub const TYPE_NAME: &str = "watcher";
 /// A running watcher.
 pub struct Watcher {
     shared: Arc<Shared>,
-    processor: Arc<window::WatcherProcessor>,
+    processor: Arc<live_window::WatcherProcessor>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -69,11 +69,11 @@ impl Watcher {
         let catalogue_def = config
             .load_catalogue()
             .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
-        let catalogue = catalogue::CompiledCatalogue::compile(&catalogue_def)
+        let catalogue = remediation_catalogue::CompiledCatalogue::compile(&catalogue_def)
             .map_err(|e| anyhow::anyhow!("{component_id}: catalogue {e}"))?;
         let rules = rules::RuleSet::compile(&config.rules, &catalogue_def)
             .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
-        let rate_limits: HashMap<String, catalogue::RateLimit> = catalogue_def
+        let rate_limits: HashMap<String, remediation_catalogue::RateLimit> = catalogue_def
             .scripts
             .keys()
             .map(|name| (name.clone(), config.rate_limit_for(name, &catalogue_def)))
@@ -94,7 +94,7 @@ impl Watcher {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()?;
-        let window = Arc::new(window::Window::new(
+        let window = Arc::new(live_window::Window::new(
             config.window.max_events,
             config.window.max_age.get(),
         ));
@@ -168,13 +168,13 @@ impl Watcher {
             refusal_audits: Mutex::new((0, 0)),
         });
         let (tx, rx) = tokio::sync::mpsc::channel(config.window.queue);
-        let wstats = Arc::new(window::WindowStats::default());
-        let processor = Arc::new(window::WatcherProcessor {
+        let wstats = Arc::new(live_window::WindowStats::default());
+        let processor = Arc::new(live_window::WatcherProcessor {
             component_id: component.clone(),
             tx,
             stats: wstats.clone(),
         });
-        let mut background = vec![tokio::spawn(window::run_decoder(rx, window, wstats))];
+        let mut background = vec![tokio::spawn(live_window::run_decoder(rx, window, wstats))];
         let expiry = shared.clone();
         let tick = config
             .approval_expiry

@@ -1,7 +1,7 @@
 //! Rules: alert labels + finding signals → candidate catalogue scripts. First match wins.
 
-use crate::catalogue::{Catalogue, compile_anchored};
 use crate::config::Rule;
+use crate::remediation_catalogue::{Catalogue, compile_anchored};
 use crate::template::{Template, escape_query_string};
 use std::collections::BTreeMap;
 

@@ -7,8 +7,8 @@
 //! records, so it does not grow without bound.
 
 use crate::alert::{Alert, AlertSource};
-use crate::catalogue::RenderedAction;
 use crate::finding::Finding;
+use crate::remediation_catalogue::RenderedAction;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};

@@ -228,9 +228,11 @@ verify = "none"
     );
     let mut cfg = config(&awf, "");
     cfg.rules.retain(|r| r.name.starts_with("agent failing"));
-    cfg.catalogue = Some(sluice_watcher::catalogue::CatalogueSource::Inline(
-        sluice_watcher::catalogue::Catalogue::parse(&catalogue).unwrap(),
-    ));
+    cfg.catalogue = Some(
+        sluice_watcher::remediation_catalogue::CatalogueSource::Inline(
+            sluice_watcher::remediation_catalogue::Catalogue::parse(&catalogue).unwrap(),
+        ),
+    );
     cfg.rules.push(sluice_watcher::config::Rule {
         name: "touch".into(),
         labels: [("alertname".to_owned(), "Touch".to_owned())].into(),

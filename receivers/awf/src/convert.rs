@@ -19,7 +19,7 @@ use crate::attrs::{self, kv_f64, kv_i64, kv_str};
 use crate::event::{EventKind, WorkflowEvent};
 use crate::ids::{self, SpanId, TraceId};
 use crate::redact::Redactor;
-use crate::window::SeenWindow;
+use crate::seen_set::SeenSet;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -222,8 +222,8 @@ pub struct Converter {
     cfg: ConvertConfig,
     resource: Arc<Resource>,
     executions: HashMap<String, ExecState>,
-    seen_events: SeenWindow,
-    done: SeenWindow,
+    seen_events: SeenSet,
+    done: SeenSet,
     in_flight: HashSet<u64>,
     metrics: Aggregator,
     /// Workflows that ever had an active execution, so their gauge reports 0, not nothing.
@@ -239,8 +239,8 @@ impl Converter {
             ..Default::default()
         });
         Converter {
-            seen_events: SeenWindow::new(cfg.dedup_window),
-            done: SeenWindow::new(cfg.dedup_window),
+            seen_events: SeenSet::new(cfg.dedup_window),
+            done: SeenSet::new(cfg.dedup_window),
             metrics: Aggregator::new(cfg.max_series),
             resource,
             executions: HashMap::new(),

@@ -5,8 +5,8 @@
 use crate::config::{DiscoveryConfig, events_url};
 use crate::deliver::Shared;
 use crate::ids;
+use crate::seen_set::SeenSet;
 use crate::stream::{StreamEnd, StreamKind, StreamSettings, follow};
-use crate::window::SeenWindow;
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -105,11 +105,11 @@ pub async fn run(
 ) {
     let mut tasks: JoinSet<(String, StreamEnd)> = JoinSet::new();
     let mut following: HashSet<String> = HashSet::new();
-    let mut finished = SeenWindow::new(100_000);
+    let mut finished = SeenSet::new(100_000);
     // Executions listed before. One that first shows up already ended started and ended
     // between two polls: its stream is replayed (backfill). At the first poll, ended
     // executions are history and are left alone.
-    let mut known = SeenWindow::new(100_000);
+    let mut known = SeenSet::new(100_000);
     let mut first_poll = true;
     let mut tick = tokio::time::interval(cfg.interval.get());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -17,10 +17,10 @@ pub mod ids;
 pub mod push;
 pub mod receiver;
 pub mod redact;
+pub mod seen_set;
 pub mod sse;
 pub mod stream;
 pub mod time;
-pub mod window;
 
 pub use receiver::{AwfReceiver, Config, SIGNALS, TYPE_NAME, build};
 

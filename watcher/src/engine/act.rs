@@ -2,12 +2,12 @@
 
 use super::*;
 use crate::alert::now_ms;
-use crate::catalogue::{RenderedAction, VerifyMode, VerifySpec};
 use crate::exec::ExecResult;
+use crate::live_window::Dim;
+use crate::remediation_catalogue::{RenderedAction, VerifyMode, VerifySpec};
 use crate::selftel::{SpanData, TraceCtx};
 use crate::stats;
 use crate::store::{ActionRecord, Incident, Outcome, Record, Stage, Verification};
-use crate::window::Dim;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

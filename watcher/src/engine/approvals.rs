@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::alert::now_ms;
-use crate::catalogue::RenderedAction;
+use crate::remediation_catalogue::RenderedAction;
 use crate::stats;
 use crate::store::{Approval, ApprovalState, Incident, Outcome, Record, Stage};
 use serde_json::json;

@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::alert::{Alert, now_ms};
-use crate::catalogue::{ParamSources, RenderedAction, Resolution};
 use crate::exec::ExecResult;
 use crate::finding::Finding;
 use crate::investigate::QUERY_ANNOTATION;
+use crate::remediation_catalogue::{ParamSources, RenderedAction, Resolution};
 use crate::selftel::{SpanData, TraceCtx};
 use crate::stats;
 use crate::store::{ActionRecord, Decision, Incident, Outcome, Refusal, Stage};

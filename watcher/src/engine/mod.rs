@@ -8,16 +8,16 @@
 
 use crate::alert::{AlertSource, WebhookPayload, incident_id, now_ms};
 use crate::auth::{ApproverAuth, IntakeAuth};
-use crate::catalogue::CompiledCatalogue;
 use crate::config::Config;
 use crate::exec::Executor;
 use crate::investigate::Investigator;
+use crate::live_window::Window;
 use crate::notify::Grafana;
+use crate::remediation_catalogue::CompiledCatalogue;
 use crate::rules::RuleSet;
 use crate::selftel::{SelfTelemetry, SpanData, TraceCtx};
 use crate::stats;
 use crate::store::{Approval, ApprovalState, Audit, Incident, Journal, Outcome, Record, Stage};
-use crate::window::Window;
 use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
@@ -38,7 +38,7 @@ pub(crate) struct Shared {
     pub cfg: Config,
     pub component_id: Arc<str>,
     pub catalogue: CompiledCatalogue,
-    pub rate_limits: HashMap<String, crate::catalogue::RateLimit>,
+    pub rate_limits: HashMap<String, crate::remediation_catalogue::RateLimit>,
     pub rules: RuleSet,
     pub investigator: Investigator,
     pub executor: Executor,

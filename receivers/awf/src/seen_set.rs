@@ -4,15 +4,15 @@
 use std::collections::{HashSet, VecDeque};
 
 #[derive(Debug)]
-pub struct SeenWindow {
+pub struct SeenSet {
     set: HashSet<u64>,
     order: VecDeque<u64>,
     capacity: usize,
 }
 
-impl SeenWindow {
-    pub fn new(capacity: usize) -> SeenWindow {
-        SeenWindow {
+impl SeenSet {
+    pub fn new(capacity: usize) -> SeenSet {
+        SeenSet {
             set: HashSet::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn forgets_oldest_beyond_capacity() {
-        let mut w = SeenWindow::new(3);
+        let mut w = SeenSet::new(3);
         assert!(w.insert(1) && w.insert(2) && w.insert(3));
         assert!(!w.insert(2));
         assert!(w.insert(4));
