@@ -44,12 +44,12 @@ fn err(text: &str) -> String {
         .to_string()
 }
 
-const PRD: &str = include_str!("../../configs/alloy-config.river");
+const REFERENCE_CONFIG: &str = include_str!("../../configs/alloy-config.river");
 
 #[test]
 fn prd_file_maps_to_three_pipelines() {
     assert_equivalent(
-        PRD,
+        REFERENCE_CONFIG,
         r#"
 [receivers.default]
 type = "otlp"
@@ -99,9 +99,10 @@ exporters = ["default"]
 
 #[test]
 fn prd_file_is_detected_by_content_without_its_extension() {
-    let c = parse(Path::new("/etc/alloy/config"), PRD, &env_none).expect("Alloy by content");
+    let c = parse(Path::new("/etc/alloy/config"), REFERENCE_CONFIG, &env_none)
+        .expect("Alloy by content");
     assert_eq!(c.pipelines.len(), 3);
-    assert_eq!(c.text, PRD);
+    assert_eq!(c.text, REFERENCE_CONFIG);
     // And a TOML file without an extension is still TOML.
     let toml = "[exporters.x]\ntype = \"debug\"\n";
     assert!(!sluice_alloy::is_alloy(Path::new("config"), toml));
@@ -109,7 +110,8 @@ fn prd_file_is_detected_by_content_without_its_extension() {
 
 #[test]
 fn convert_output_names_the_source_of_every_section() {
-    let c = sluice::alloy::convert(Path::new("alloy-config.river"), PRD, &env_none).unwrap();
+    let c = sluice::alloy::convert(Path::new("alloy-config.river"), REFERENCE_CONFIG, &env_none)
+        .unwrap();
     for needle in [
         "# otelcol.receiver.otlp \"default\" (line 2, column 1)\n[receivers.default]",
         "# otelcol.processor.batch \"default\" (line 16, column 1)\n[processors.default]",

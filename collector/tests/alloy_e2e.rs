@@ -1,4 +1,5 @@
-//! The AWF PRD's `alloy-config.river`, run by Sluice with the PRD's Alloy command line, end to
+//! AWF's reference `configs/alloy-config.river`, run by Sluice with Alloy's command line from
+//! `deploy/alloy-prd/docker-compose.yml`, end to
 //! end: OTLP in over gRPC and HTTP → traces to an OTLP backend (Tempo's role), metrics to the
 //! real Prometheus over remote write (Mimir's role), logs to the Loki test backend. Only the
 //! addresses in the file are changed, to free local ports and the test backends.
@@ -22,9 +23,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{Sluice, TraceClient, free_port};
 
-const PRD: &str = include_str!("../../configs/alloy-config.river");
-/// The Alloy service's command in the AWF PRD's docker compose file (section 4.2.1).
-const PRD_COMMAND: &str = "run --server.http.listen-addr=0.0.0.0:12345 /etc/alloy/config.river";
+const REFERENCE_CONFIG: &str = include_str!("../../configs/alloy-config.river");
+/// The Alloy service's command in `deploy/alloy-prd/docker-compose.yml`.
+const REFERENCE_COMMAND: &str =
+    "run --server.http.listen-addr=0.0.0.0:12345 /etc/alloy/config.river";
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -51,7 +53,11 @@ fn resource() -> Option<Resource> {
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in the PRD file");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} in the reference file"
+    );
     text.replacen(from, to, 1)
 }
 
@@ -172,7 +178,7 @@ async fn prom_value(prom: &PrometheusServer, promql: &str, t: u64, log: &str) ->
 async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
     let tempo = OtlpTestServer::start().await;
     let prom = PrometheusServer::start().await;
-    // The PRD's file sets no tenant: Loki as the image ships it (auth_enabled: false).
+    // The reference file sets no tenant: Loki as the image ships it (auth_enabled: false).
     let loki = LokiTestServer::start_with(LokiServerOptions {
         auth_enabled: false,
         ..Default::default()
@@ -181,7 +187,11 @@ async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http, admin) = (free_port(), free_port(), free_port());
 
-    let mut text = replace_once(PRD, "\"0.0.0.0:4317\"", &format!("\"127.0.0.1:{grpc}\""));
+    let mut text = replace_once(
+        REFERENCE_CONFIG,
+        "\"0.0.0.0:4317\"",
+        &format!("\"127.0.0.1:{grpc}\""),
+    );
     text = replace_once(&text, "\"0.0.0.0:4318\"", &format!("\"127.0.0.1:{http}\""));
     text = replace_once(
         &text,
@@ -198,12 +208,12 @@ async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
         "\"http://loki:3100/loki/api/v1/push\"",
         &format!("\"{}\"", loki.push_url()),
     );
-    // No extension, as in the PRD's /etc/alloy/config.river mount: detected by content.
+    // No extension, as in the reference file's /etc/alloy/config.river mount: detected by content.
     let config = dir.path().join("config");
     std::fs::write(&config, &text).unwrap();
 
-    // The PRD's command, with the admin address and the file path swapped for the test's.
-    let args: Vec<String> = PRD_COMMAND
+    // The reference command, with the admin address and the file path swapped for the test's.
+    let args: Vec<String> = REFERENCE_COMMAND
         .split_whitespace()
         .map(|a| match a {
             "--server.http.listen-addr=0.0.0.0:12345" => {
@@ -237,7 +247,7 @@ async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
     .await;
     post(
         format!("http://127.0.0.1:{http}/v1/logs"),
-        logs_request("hello from the PRD file", t).encode_to_vec(),
+        logs_request("hello from the reference file", t).encode_to_vec(),
     )
     .await;
 
@@ -271,7 +281,7 @@ async fn prd_alloy_file_runs_end_to_end_with_alloys_command_line() {
     ]);
     assert_eq!(entries.len(), 1, "{:#?}", loki.streams("fake"));
     let line: serde_json::Value = serde_json::from_str(&entries[0].line).unwrap();
-    assert_eq!(line["body"], "hello from the PRD file");
+    assert_eq!(line["body"], "hello from the reference file");
 }
 
 fn sluice_cli(args: &[&str]) -> (bool, String) {
@@ -376,13 +386,13 @@ fn convert_prints_toml_that_validates() {
     );
 }
 
-/// `deploy/alloy-prd/docker-compose.yml`: the PRD's Alloy service with only its image changed.
+/// `deploy/alloy-prd/docker-compose.yml`: the REFERENCE_CONFIG's Alloy service with only its image changed.
 #[test]
 fn prd_compose_service_keeps_command_and_volume() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/alloy-prd");
     let compose = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
     assert!(
-        compose.contains(&format!("    command: {PRD_COMMAND}\n")),
+        compose.contains(&format!("    command: {REFERENCE_COMMAND}\n")),
         "{compose}"
     );
     assert!(compose.contains("      - ./alloy-config.river:etc/alloy/config.river\n"));
@@ -392,13 +402,13 @@ fn prd_compose_service_keeps_command_and_volume() {
     );
     assert!(!compose.contains("image: grafana/alloy"));
     assert!(compose.contains("  alloy:\n    image: sluice:latest\n"));
-    // The mounted file is the PRD's file, which Sluice loads.
+    // The mounted file is the reference file, which Sluice loads.
     let mounted = std::fs::read_to_string(dir.join("alloy-config.river")).unwrap();
-    assert_eq!(mounted, PRD);
+    assert_eq!(mounted, REFERENCE_CONFIG);
     sluice::config::load_file(&dir.join("alloy-config.river")).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// The components the PRD's file does not use, run against the test backends: memory_limiter,
+/// The components the reference file does not use, run against the test backends: memory_limiter,
 /// batch settings, otlphttp with otelcol.auth.basic, otlp with otelcol.auth.bearer (token from
 /// env()), debug, remote_write and loki.write external_labels, a Loki tenant, `logging`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

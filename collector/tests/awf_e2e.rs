@@ -1,6 +1,6 @@
 //! AWF end to end: the AWF simulator → Sluice (AWF receiver by discovery) → the real Prometheus
-//! (remote-write), the OTLP test backend (Tempo's role) and the Loki test backend. The PRD's SLO
-//! recording-rule expressions (§4.2.4) must evaluate to numbers in PromQL.
+//! (remote-write), the OTLP test backend (Tempo's role) and the Loki test backend. The AWF SLO
+//! recording-rule expressions (deploy/prometheus/rules/awf-slo.yml) must evaluate to numbers in PromQL.
 
 mod support;
 
@@ -103,7 +103,7 @@ exporters = ["loki"]
     let path = write_config(dir.path(), "awf.toml", &config);
     let sluice = Sluice::start(&path, &dir.path().join("data")).await;
 
-    // The PRD's recording rules, evaluated as expressions.
+    // The AWF SLO recording rules, evaluated as expressions.
     let success_rate = "sum(rate(awf_workflow_total{status=\"completed\"}[5m])) / sum(rate(awf_workflow_total[5m]))";
     let p99 = "histogram_quantile(0.99, sum(rate(awf_step_duration_ms_bucket[5m])) by (le))";
     let budget = format!("1 - ((1 - ({success_rate})) / (1 - 0.999))");
@@ -114,10 +114,10 @@ exporters = ["loki"]
     let remaining = number(&prom, &budget, Duration::from_secs(10)).await;
     assert!(remaining <= 1.0, "error budget remaining {remaining}");
     println!(
-        "PRD SLOs from simulated AWF: success rate {rate:.3}, step p99 {latency:.0} ms, error budget remaining {remaining:.1}"
+        "AWF SLOs from simulated AWF: success rate {rate:.3}, step p99 {latency:.0} ms, error budget remaining {remaining:.1}"
     );
 
-    // The metric families the PRD names exist; execution_id never became a label.
+    // The metric families the recording rules use exist; execution_id never became a label.
     for family in [
         "awf_tokens_total",
         "awf_cost_usd_total",

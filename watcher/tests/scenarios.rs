@@ -3,7 +3,7 @@
 //! remote-write exporter), sent to the watcher as a signed Grafana webhook, investigated
 //! (live window, Prometheus, Loki, Tempo), remediated through the simulator's control API
 //! (with a human approving where the catalogue says so), and verified: the fault's signal
-//! clears. Prints the autonomous-remediation rate (PRD target ≥ 80 %) and investigation
+//! clears. Prints the autonomous-remediation rate (target ≥ 80 %) and investigation
 //! p50/p99.
 //!
 //! Needs the `prometheus` binary (Debian package).
@@ -909,13 +909,13 @@ async fn alert_scenarios_are_investigated_remediated_and_verified() {
     took.sort_unstable();
     let rate = autonomous as f64 / decided.max(1) as f64;
     println!(
-        "\nscenarios: {} passed, {} failed; incidents: {decided}; autonomously remediated and verified: {autonomous} ({:.0}%, PRD target ≥ 80%)",
+        "\nscenarios: {} passed, {} failed; incidents: {decided}; autonomously remediated and verified: {autonomous} ({:.0}%, target ≥ 80%)",
         reports.len(),
         failures.len(),
         rate * 100.0
     );
     println!(
-        "investigation time: p50 {} ms, p99 {} ms (PRD budget 5000 ms); suite {:.1}s",
+        "investigation time: p50 {} ms, p99 {} ms (budget 5000 ms); suite {:.1}s",
         percentile(&took, 0.5),
         percentile(&took, 0.99),
         t0.elapsed().as_secs_f64()

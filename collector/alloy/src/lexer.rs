@@ -1,6 +1,6 @@
 //! Tokens of the Alloy configuration syntax: identifiers, strings (quoted with escapes, and
 //! backtick raw strings), numbers, punctuation and operators. Comments are `//`, `/* */` and,
-//! as the AWF PRD's file uses them, `#` to the end of the line. Newlines are tokens because a
+//! as `configs/alloy-config.river` uses them, `#` to the end of the line. Newlines are tokens because a
 //! statement ends at one.
 
 use crate::Error;

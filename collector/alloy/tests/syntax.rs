@@ -94,7 +94,7 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("", 10), (1, 1));
 }
 
-/// Malformed input is an error, never a panic: every prefix of the PRD's file, and the file
+/// Malformed input is an error, never a panic: every prefix of `configs/alloy-config.river`, and the file
 /// with each character replaced by each of a set of troublesome ones.
 #[test]
 fn no_input_panics() {

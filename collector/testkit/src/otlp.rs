@@ -211,7 +211,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A gRPC error; over HTTP the Collector's mapping (§1.2) gives the status.
+    /// A gRPC error; over HTTP the status follows the OTLP specification ("OTLP/HTTP Response").
     pub fn grpc(code: Code, message: impl Into<String>) -> Outcome {
         Outcome::Error(ErrorReply {
             grpc_code: code,

@@ -288,7 +288,8 @@ pub mod v2 {
     }
 }
 
-/// Which remote-write message a body carries, with the headers that announce it (§2.1, §2.3).
+/// Which remote-write message a body carries, with the headers that announce it (Prometheus
+/// Remote-Write 2.0 specification, "Protocol": `Content-Type` and `X-Prometheus-Remote-Write-Version`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {
     V1,
