@@ -33,6 +33,19 @@ if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.
 fi
 export SLUICE_TEST_PYTHON="$PWD/.venv/bin/python"
 
+if ! command -v npm >/dev/null 2>&1; then
+  echo "== installing Debian's nodejs and npm (query grammars and dashboard schema of deploy/tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# deploy/tests/package-lock.json pins Grafana's query grammars and dashboard types; reinstall
+# whenever it changes.
+if ! cmp -s deploy/tests/package-lock.json deploy/tests/node_modules/.installed-lock.json; then
+  echo "== installing deploy/tests' npm packages (Grafana's PromQL/LogQL/TraceQL grammars, @grafana/schema)"
+  (cd deploy/tests && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock.json)
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -5,6 +5,8 @@
 
 mod support;
 
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::status;
 use serde_json::Value;
 use sluice_testkit::loki::LokiTestServer;
 use sluice_testkit::otlp::OtlpTestServer;
@@ -209,6 +211,14 @@ exporters = ["loki"]
 
     // One alert through the watcher's Alertmanager webhook, so its series exist.
     let http = reqwest::Client::new();
+    // Failing invocations, so failed step attempts (the traces panel) exist.
+    let added = http
+        .post(format!("http://127.0.0.1:{sim}/sim/faults"))
+        .json(&serde_json::json!({"kind": "agent_failing", "agent_id": "researcher", "probability": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{}", added.status());
     let answer = http
         .post(format!("{}/webhooks/alertmanager", sluice.admin))
         .bearer_auth("webhook-token-for-tests")
@@ -257,8 +267,14 @@ exporters = ["loki"]
                 "{title}"
             );
             for target in panel["targets"].as_array().expect("targets") {
-                let expr = target["expr"].as_str().expect("expr");
                 let uid = target["datasource"]["uid"].as_str().expect("datasource");
+                if uid == "tempo" {
+                    let query = target["query"].as_str().expect("TraceQL query");
+                    check_tempo_panel(&tempo, query, &sluice).await;
+                    checked += 1;
+                    continue;
+                }
+                let expr = target["expr"].as_str().expect("expr");
                 if uid == "loki" {
                     check_loki_panel(&loki, expr, &sluice).await;
                     checked += 1;
@@ -330,6 +346,51 @@ async fn check_loki_panel(loki: &LokiTestServer, expr: &str, sluice: &Sluice) {
                 .take(2)
                 .map(|s| format!("{:?} {:?}", s.labels, s.lines().first()))
                 .collect::<Vec<_>>(),
+            sluice.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The traces panel: failed `awf.step` spans of the AWF resource, with their `agent_id`. The
+/// query names exactly these fields; the spans Sluice sent to the OTLP test backend have them.
+async fn check_tempo_panel(tempo: &OtlpTestServer, query: &str, sluice: &Sluice) {
+    for part in [
+        "resource.service.name = \"awf\"",
+        "name = \"awf.step\"",
+        "status = error",
+        "span.agent_id =~ \"$agent\"",
+    ] {
+        assert!(query.contains(part), "{query} lacks {part}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = tempo.resource_spans().iter().any(|rs| {
+            let awf = rs.resource.as_ref().is_some_and(|r| {
+                r.attributes.iter().any(|kv| {
+                    kv.key == "service.name"
+                        && matches!(
+                            kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                            Some(any_value::Value::StringValue(s)) if s == "awf"
+                        )
+                })
+            });
+            awf && rs.scope_spans.iter().flat_map(|ss| &ss.spans).any(|span| {
+                span.name == "awf.step"
+                    && span
+                        .status
+                        .as_ref()
+                        .is_some_and(|st| st.code == status::StatusCode::Error as i32)
+                    && span.attributes.iter().any(|kv| kv.key == "agent_id")
+            })
+        });
+        if found {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed awf.step span with agent_id in the OTLP test backend ({} spans)\n{}",
+            tempo.span_count(),
             sluice.log_text()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -466,5 +527,172 @@ fn deployment_configs_need_their_secrets_from_the_environment() {
             "{config}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// `deploy/tests/`, with the npm packages of its `package.json` (`./test.sh` runs `npm ci`).
+fn deploy_checks() -> PathBuf {
+    let dir = repo().join("deploy/tests");
+    assert!(
+        dir.join("node_modules/@grafana/lezer-traceql").exists(),
+        "{}/node_modules missing: run ./test.sh (it runs npm ci there)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs `node SCRIPT ARGS` in `deploy/tests/`: success and stdout + stderr.
+fn node(script: &str, args: &[&Path]) -> (bool, String) {
+    let out = Command::new("node")
+        .current_dir(deploy_checks())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node on PATH");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `(PromQL, LogQL, TraceQL)` counts of check-queries.mjs's summary line.
+fn parsed_counts(text: &str) -> (usize, usize, usize) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("parsed "))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    let count = |lang: &str| -> usize {
+        line.split([':', ',', ';'])
+            .find_map(|part| part.trim().strip_suffix(lang)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {lang} count in {line}"))
+    };
+    (count("PromQL"), count("LogQL"), count("TraceQL"))
+}
+
+#[test]
+fn every_query_parses_with_the_grammar_of_its_datasource() {
+    let (ok, text) = node("check-queries.mjs", &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("; 0 errors"), "{text}");
+    // Every dashboard target was seen, in its datasource's language.
+    let mut targets = std::collections::HashMap::new();
+    for path in files("deploy/grafana/dashboards", ".json") {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let uid = target["datasource"]["uid"].as_str().unwrap().to_owned();
+                *targets.entry(uid).or_insert(0usize) += 1;
+            }
+        }
+    }
+    let rules: usize = files("deploy/prometheus/rules", ".yml")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap().matches("expr:").count())
+        .sum();
+    let (promql, logql, traceql) = parsed_counts(&text);
+    assert!(promql >= targets["mimir"] + rules, "{text}");
+    assert!(logql >= targets["loki"] && logql > 0, "{text}");
+    assert!(traceql >= targets["tempo"] && traceql > 0, "{text}");
+
+    // A broken query of each language is found, with where it is.
+    let dir = tempfile::tempdir().unwrap();
+    let fleet =
+        std::fs::read_to_string(repo().join("deploy/grafana/dashboards/agent-fleet-health.json"))
+            .unwrap()
+            .replace(
+                r#"count_over_time({service_name=\"awf\"}"#,
+                r#"count_over_time({service_name=\"awf\""#,
+            )
+            .replace(
+                r#"status = error && span.agent_id"#,
+                r#"status = error && && span.agent_id"#,
+            );
+    let dashboard = dir.path().join("fleet.json");
+    std::fs::write(&dashboard, fleet).unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - record: broken:sum\n        expr: sum(rate(x[5m]) by (job)\n",
+    )
+    .unwrap();
+    let doc = dir.path().join("doc.md");
+    std::fs::write(
+        &doc,
+        "Fine:\n\n```promql\nup == 1\n```\n\nBroken:\n\n```traceql\n{ span.x = }\n```\n",
+    )
+    .unwrap();
+    let (ok, text) = node("check-queries.mjs", &[&dashboard, &rules, &doc]);
+    assert!(!ok, "broken queries passed:\n{text}");
+    for error in [
+        "fleet.json: panel \"Framework distribution\" A: LogQL syntax error",
+        "fleet.json: panel \"Failed step attempts (traces)\" A: TraceQL syntax error",
+        "rules.yml: broken:sum: PromQL syntax error",
+        "doc.md:9: TraceQL syntax error",
+        "; 4 errors",
+    ] {
+        assert!(text.contains(error), "{error} missing:\n{text}");
+    }
+}
+
+#[test]
+fn dashboards_match_the_grafana_dashboard_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("dashboard.schema.json");
+    let (ok, text) = node("dashboard-schema.mjs", &[&schema]);
+    assert!(ok, "{text}");
+    assert!(text.contains("timeseries"), "{text}");
+    let check = |paths: &[PathBuf]| {
+        let out = Command::new(venv_tool("check-jsonschema"))
+            .arg("--schemafile")
+            .arg(&schema)
+            .args(paths)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check(&files("deploy/grafana/dashboards", ".json"));
+    assert!(ok, "{text}");
+
+    // A misspelt key, a value outside its enum, a panel option of the wrong type: each fails.
+    let sluice_json =
+        std::fs::read_to_string(repo().join("deploy/grafana/dashboards/sluice.json")).unwrap();
+    let mut broken = Vec::new();
+    for (name, edit) in [
+        (
+            "misspelt",
+            &(|d: &mut Value| {
+                let panel = &mut d["panels"][0];
+                let fc = panel
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("fieldConfig")
+                    .unwrap();
+                panel["fieldconfig"] = fc;
+            }) as &dyn Fn(&mut Value),
+        ),
+        ("enum", &|d: &mut Value| {
+            d["panels"][0]["options"]["legend"] = serde_json::json!({"displayMode": "lists"})
+        }),
+        ("option", &|d: &mut Value| {
+            d["panels"][0]["options"]["tooltip"] = serde_json::json!("single")
+        }),
+    ] {
+        let mut d: Value = serde_json::from_str(&sluice_json).unwrap();
+        assert_eq!(d["panels"][0]["type"], "timeseries");
+        edit(&mut d);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string(&d).unwrap()).unwrap();
+        broken.push(path);
+    }
+    for (path, why) in broken.iter().zip([
+        "'fieldconfig' was unexpected",
+        "'lists' is not one of",
+        "'single' is not of type 'object'",
+    ]) {
+        let (ok, text) = check(std::slice::from_ref(path));
+        assert!(!ok, "{} passed:\n{text}", path.display());
+        assert!(text.contains(why), "{why} missing:\n{text}");
     }
 }
