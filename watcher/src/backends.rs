@@ -5,6 +5,7 @@
 //! seconds, Loki nanoseconds, Tempo seconds in parameters.
 
 use serde_json::Value;
+use sluice_http_client::body::read_body;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -68,7 +69,9 @@ impl Backends {
             }
         })?;
         let status = resp.status();
-        let body = read_limited(resp, MAX_RESPONSE).await?;
+        let body = read_body(resp, MAX_RESPONSE)
+            .await
+            .map_err(|e| e.to_string())?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             return Err(format!(
@@ -233,23 +236,6 @@ impl Backends {
                     .collect()
             })
             .unwrap_or_default())
-    }
-}
-
-/// Reads at most `limit` bytes of a response body.
-pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if out.len() + c.len() > limit {
-                    return Err(format!("response larger than {limit} bytes"));
-                }
-                out.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => return Err(format!("reading the response: {e}")),
-        }
     }
 }
 

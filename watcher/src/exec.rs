@@ -2,6 +2,7 @@
 //! shell, empty environment but `PATH`, no stdin), each under the script's timeout.
 
 use crate::remediation_catalogue::{ActionKind, RenderedAction};
+use sluice_http_client::body::read_body;
 use std::time::Duration;
 
 /// Response or output kept, at most.
@@ -84,9 +85,9 @@ impl Executor {
             Err(e) => return failed(format!("request failed: {e}")),
         };
         let status = resp.status();
-        let text = match crate::backends::read_limited(resp, MAX_OUTPUT).await {
+        let text = match read_body(resp, MAX_OUTPUT).await {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         ExecResult {
             outcome: if status.is_success() { "ok" } else { "failed" },

@@ -7,6 +7,7 @@
 use crate::config::LlmConfig;
 use crate::finding::Finding;
 use serde_json::{Value, json};
+use sluice_http_client::body::read_body;
 
 /// Candidates reordered by the model's answer (see the module docs for the guarantees).
 pub fn merge_ranking(candidates: &[String], ranked: &[String]) -> Vec<String> {
@@ -80,7 +81,9 @@ pub async fn rank(
     if !resp.status().is_success() {
         return Err(format!("llm: HTTP {}", resp.status()));
     }
-    let bytes = crate::backends::read_limited(resp, 1 << 20).await?;
+    let bytes = read_body(resp, 1 << 20)
+        .await
+        .map_err(|e| format!("llm: {e}"))?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("llm: {e}"))?;
     let content = v["choices"][0]["message"]["content"]
         .as_str()

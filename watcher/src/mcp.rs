@@ -6,6 +6,7 @@
 //! expired and the call is retried once on a new one. No `Origin` header is sent.
 
 use serde_json::{Value, json};
+use sluice_http_client::body::read_body;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -181,7 +182,9 @@ async fn read_reply(resp: reqwest::Response, id: u64) -> Result<Value, String> {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("text/event-stream"));
-    let body = crate::backends::read_limited(resp, 4 << 20).await?;
+    let body = read_body(resp, 4 << 20)
+        .await
+        .map_err(|e| format!("mcp: {e}"))?;
     let text = String::from_utf8_lossy(&body);
     if !is_sse {
         return serde_json::from_str(&text).map_err(|e| format!("mcp: invalid JSON: {e}"));

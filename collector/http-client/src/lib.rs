@@ -2,6 +2,8 @@
 //! backend: `basic_auth` / `bearer_token` and `tls = { ... }`, and the `reqwest::Client` built
 //! from them. Keeping one copy means every component reads the same TOML keys the same way.
 
+pub mod body;
+
 use anyhow::anyhow;
 use base64::Engine;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};

@@ -20,7 +20,7 @@ pub const LOKI_ADJUSTED: &str = "sluice_exporter_loki_adjusted_total";
 const CONTENT_PROTOBUF: &str = "application/x-protobuf";
 const CONTENT_JSON: &str = "application/json";
 /// How much of an error body is kept as the outcome's message.
-const MAX_ERROR_BODY: usize = 4096;
+const MAX_ERROR_CHARS: usize = 4096;
 
 /// One HTTP request to Loki.
 #[derive(Debug, Clone)]
@@ -229,7 +229,7 @@ impl Exporter for LokiExporter {
         if let Some(t) = &request.tenant {
             rb = rb.header("X-Scope-OrgID", t.as_ref());
         }
-        let mut resp = match rb.send().await {
+        let resp = match rb.send().await {
             Ok(r) => r,
             Err(e) if e.is_builder() => {
                 return SendOutcome::Rejected {
@@ -254,15 +254,8 @@ impl Exporter for LokiExporter {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(sluice_core::retry::parse_retry_after);
-        let mut body = Vec::new();
-        while body.len() < MAX_ERROR_BODY {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        body.truncate(MAX_ERROR_BODY);
-        classify_response(status, retry_after, String::from_utf8_lossy(&body).trim())
+        let body = http_client::body::error_text(resp, MAX_ERROR_CHARS).await;
+        classify_response(status, retry_after, &body)
     }
 }
 

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Most bytes of an error response kept for the log message.
-const MAX_ERROR_BODY: usize = 1024;
+/// Most characters of an error response kept for the log message.
+const MAX_ERROR_CHARS: usize = 1024;
 
 const WRITTEN_HEADERS: [&str; 3] = [
     "x-prometheus-remote-write-samples-written",
@@ -130,19 +130,6 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<RemoteWriteE
         fell_back_to_v1: AtomicBool::new(false),
         translator: Translator::new(config.translate_options()),
     })
-}
-
-/// Reads at most `limit` bytes of a response body, as text, for the error message.
-async fn error_text(mut response: reqwest::Response, limit: usize) -> String {
-    let mut buf: Vec<u8> = Vec::new();
-    while buf.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    buf.truncate(limit);
-    String::from_utf8_lossy(&buf).trim().to_owned()
 }
 
 /// The `reason` of a refused request, from its status and the backend's message (Mimir error
@@ -360,7 +347,7 @@ impl Exporter for RemoteWriteExporter {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(sluice_core::retry::parse_retry_after);
-            let text = error_text(response, MAX_ERROR_BODY).await;
+            let text = http_client::body::error_text(response, MAX_ERROR_CHARS).await;
             return SendOutcome::Retryable {
                 reason: if status == StatusCode::TOO_MANY_REQUESTS {
                     "http_429"
@@ -371,7 +358,7 @@ impl Exporter for RemoteWriteExporter {
                 message: format!("HTTP {}: {text}", status.as_u16()),
             };
         }
-        let text = error_text(response, MAX_ERROR_BODY).await;
+        let text = http_client::body::error_text(response, MAX_ERROR_CHARS).await;
         SendOutcome::Rejected {
             reason: rejection_reason(status, &text),
             message: format!("HTTP {}: {text}", status.as_u16()),

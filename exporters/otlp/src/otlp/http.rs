@@ -7,6 +7,7 @@ use ::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use sluice_core::retry::parse_retry_after;
 use sluice_core::{SendOutcome, Signal};
+use sluice_http_client::body::{BodyError, read_body, shorten};
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 
@@ -86,14 +87,25 @@ impl HttpSender {
         };
         let status = response.status();
         let response_headers = response.headers().clone();
-        let body = match read_limited(response).await {
+        let body = match read_body(response, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            // The status line is what decides; a body cut short only loses detail.
+            // The status line is what decides; an unreadable body only loses detail.
             Err(e) if status.is_success() => {
                 tracing::debug!(component_id = %self.component_id, "response body lost: {e}");
                 Bytes::new()
             }
-            Err(e) => return transport_failure(&e),
+            // The status still decides; the message says why there is no detail.
+            Err(e @ BodyError::TooLarge { .. }) => Bytes::from(e.to_string()),
+            Err(BodyError::Read(e)) => {
+                return match e.downcast_ref::<reqwest::Error>() {
+                    Some(e) => transport_failure(e),
+                    None => SendOutcome::Retryable {
+                        reason: "transport",
+                        retry_after: None,
+                        message: e.to_string(),
+                    },
+                };
+            }
         };
         classify_response(
             &self.component_id,
@@ -114,18 +126,6 @@ fn gzip(body: &[u8]) -> Bytes {
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(body);
     Bytes::from(enc.finish().unwrap_or_default())
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Bytes, reqwest::Error> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_RESPONSE_BYTES.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= MAX_RESPONSE_BYTES {
-            break;
-        }
-    }
-    Ok(buf.freeze())
 }
 
 fn transport_failure(e: &reqwest::Error) -> SendOutcome {
@@ -222,9 +222,15 @@ fn decompress_if_gzip(headers: &HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
-        .take(MAX_RESPONSE_BYTES as u64)
+        .take(MAX_RESPONSE_BYTES as u64 + 1)
         .read_to_end(&mut out)
         .ok()?;
+    if out.len() > MAX_RESPONSE_BYTES {
+        // Said, not cut: a prefix would decode as a different response.
+        return Some(
+            format!("gzip response body larger than {MAX_RESPONSE_BYTES} bytes").into_bytes(),
+        );
+    }
     Some(out)
 }
 
@@ -280,10 +286,7 @@ fn error_message(status: StatusCode, content_type: &str, body: &[u8]) -> String 
     } else {
         text
     };
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    shorten(&text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]
@@ -416,5 +419,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_ENCODING, "gzip".parse().unwrap());
         assert_eq!(decompress_if_gzip(&headers, &zipped).unwrap(), data);
+        let bomb = gzip(&vec![0u8; MAX_RESPONSE_BYTES + 1]);
+        assert_eq!(
+            decompress_if_gzip(&headers, &bomb).unwrap(),
+            format!("gzip response body larger than {MAX_RESPONSE_BYTES} bytes").into_bytes()
+        );
     }
 }
