@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
         rt.spawn(run_driver(exporter.clone(), reader, settings));
         let ingest = Arc::new(PipelineIngest {
             name: Arc::from("bench"),
-            processors: vec![],
+            processors: None,
             spool: spool.clone(),
         });
         let router: Arc<dyn Consumer> = Arc::new(Router::new(vec![(Signal::Traces, ingest)]));

@@ -7,29 +7,84 @@ use futures::stream::FuturesUnordered;
 use sluice_core::batch::BatchConfig;
 use sluice_core::retry::{Backoff, RetryConfig};
 use sluice_core::telemetry;
-use sluice_core::{Batch, Consumer, Exporter, Item, Processor, Refusal, SendOutcome, Signal};
+use sluice_core::{Batch, Consumer, Exporter, Item, Refusal, SendOutcome, Signal};
+use sluice_processors::Chain;
 use sluice_spool::{AppendTicket, Record, Spool, SpoolReader};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The ingest side of one pipeline: its processors, then its spool.
+/// The ingest side of one pipeline: its processors (none: items go to the spool as the
+/// receiver made them), then its spool.
 pub struct PipelineIngest {
     pub name: Arc<str>,
-    pub processors: Vec<(Arc<str>, Arc<dyn Processor>)>,
+    pub processors: Option<Arc<Chain>>,
     pub spool: Spool,
 }
 
 impl PipelineIngest {
-    pub(crate) fn ingest(&self, mut item: Item) -> Result<Option<AppendTicket>, Refusal> {
-        for (_, p) in &self.processors {
-            match p.process(item)? {
-                Some(next) => item = next,
+    pub(crate) fn ingest(&self, item: Item) -> Result<Option<AppendTicket>, Refusal> {
+        self.ingest_from(0, item)
+    }
+
+    /// Runs the processors from stage `from` on, then appends to the spool.
+    fn ingest_from(&self, from: usize, item: Item) -> Result<Option<AppendTicket>, Refusal> {
+        let item = match &self.processors {
+            None => item,
+            Some(chain) => match chain.process_from(from, item)? {
+                Some(item) => item,
                 None => return Ok(None),
-            }
-        }
+            },
+        };
         self.spool.append(item).map(Some)
+    }
+
+    /// Connects each processor that holds data back to the stages after it.
+    pub fn connect_downstreams(self: &Arc<Self>) {
+        let Some(chain) = &self.processors else {
+            return;
+        };
+        for (i, ctx) in chain.contexts().enumerate() {
+            ctx.downstream.set(Arc::new(PipelineRest {
+                ingest: Arc::downgrade(self),
+                from: i + 1,
+            }));
+        }
+    }
+
+    /// Hands on what processors hold back (tail sampling); before the spool closes.
+    pub fn flush(&self) {
+        if let Some(chain) = &self.processors {
+            chain.flush();
+        }
+    }
+}
+
+/// The part of a pipeline after one of its processors.
+struct PipelineRest {
+    ingest: std::sync::Weak<PipelineIngest>,
+    from: usize,
+}
+
+impl Consumer for PipelineRest {
+    fn consume(&self, item: Item) -> BoxFuture<'static, Result<(), Refusal>> {
+        let result = match self.ingest.upgrade() {
+            Some(p) => p.ingest_from(self.from, item),
+            None => Err(Refusal::Unavailable {
+                reason: "stopped",
+                message: "the pipeline is not running".into(),
+            }),
+        };
+        match result {
+            Ok(Some(ticket)) => Box::pin(ticket),
+            Ok(None) => Box::pin(std::future::ready(Ok(()))),
+            Err(r) => Box::pin(std::future::ready(Err(r))),
+        }
+    }
+
+    fn accepts(&self, _signal: Signal) -> bool {
+        true
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use sluice_core::batch::{self, BatchConfig};
+use sluice_processors::{Context, Stage};
 
 /// Deserializes a component body strictly, then runs its semantic checks.
 fn typed<T: DeserializeOwned>(
@@ -23,10 +24,14 @@ fn typed<T: DeserializeOwned>(
     let cfg = T::deserialize(body).map_err(|e| ComponentError::Field(e.message().to_string()))?;
     validate(&cfg).map_err(|reason| {
         // Messages conventionally start with the offending key: "max_bytes must ...".
-        let field = reason.split_whitespace().next().filter(|w| {
-            w.chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
-        });
+        let field = reason
+            .split_whitespace()
+            .next()
+            .map(|w| w.trim_end_matches(':'))
+            .filter(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            });
         ComponentError::Invalid {
             field: field.map(str::to_owned),
             reason,
@@ -156,33 +161,72 @@ impl ExporterConfig {
 
 /// An entry of a config's `processors` table. The watcher is a processor on the ingest path;
 /// `batch` is spelled as a processor (as Alloy's `otelcol.processor.batch` is) but is the
-/// exporter driver's batching setting for the pipelines that list it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProcessorConfig {
-    /// The driver's batching setting, not a processor: nothing runs on the ingest path.
-    Batch(BatchConfig),
-    // Boxed: the watcher's config is much larger than the batch settings.
-    Watcher(Box<sluice_watcher::Config>),
+/// exporter driver's batching setting for the pipelines that list it. Every other processor
+/// comes from `sluice-processors` and is registered in one line of [`processors!`] below: its
+/// module provides `TYPE_NAME`, `Config` (with `validate`) and `build`.
+macro_rules! processors {
+    ($($pv:ident => $($pc:ident)::+),* $(,)?) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ProcessorConfig {
+            /// The driver's batching setting, not a processor: nothing runs on the ingest path.
+            Batch(BatchConfig),
+            // Boxed: the watcher's config is much larger than the batch settings.
+            Watcher(Box<sluice_watcher::Config>),
+            $($pv(Box<$($pc)::+::Config>)),*
+        }
+
+        impl ProcessorConfig {
+            pub const KNOWN: &'static [&'static str] =
+                &[batch::TYPE_NAME, sluice_watcher::TYPE_NAME, $($($pc)::+::TYPE_NAME),*];
+
+            pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
+                $(if ty == $($pc)::+::TYPE_NAME {
+                    return typed(body, $($pc)::+::Config::validate).map(|c| Self::$pv(Box::new(c)));
+                })*
+                match ty {
+                    batch::TYPE_NAME => typed(body, BatchConfig::validate).map(Self::Batch),
+                    sluice_watcher::TYPE_NAME => typed(body, sluice_watcher::Config::validate)
+                        .map(|c| Self::Watcher(Box::new(c))),
+                    _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
+                }
+            }
+
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    Self::Batch(_) => batch::TYPE_NAME,
+                    Self::Watcher(_) => sluice_watcher::TYPE_NAME,
+                    $(Self::$pv(_) => $($pc)::+::TYPE_NAME),*
+                }
+            }
+
+            /// Builds this processor's stage for one pipeline. `None` for the batch setting and
+            /// the watcher (which the topology starts itself, once for all its pipelines).
+            pub fn build(&self, ctx: Context) -> anyhow::Result<Option<Stage>> {
+                Ok(match self {
+                    Self::Batch(_) | Self::Watcher(_) => None,
+                    $(Self::$pv(c) => Some($($pc)::+::build(c, ctx).map_err(anyhow::Error::msg)?)),*
+                })
+            }
+        }
+    };
+}
+
+processors! {
+    Attributes => sluice_processors::attributes,
+    Resource => sluice_processors::resource,
+    Filter => sluice_processors::filter,
+    Redaction => sluice_processors::redaction,
+    Transform => sluice_processors::transform,
+    MemoryLimiter => sluice_processors::memory_limiter,
+    TailSampling => sluice_processors::tail_sampling,
 }
 
 impl ProcessorConfig {
-    pub const KNOWN: &'static [&'static str] = &[batch::TYPE_NAME, sluice_watcher::TYPE_NAME];
-
-    pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
-        match ty {
-            batch::TYPE_NAME => typed(body, BatchConfig::validate).map(Self::Batch),
-            sluice_watcher::TYPE_NAME => {
-                typed(body, sluice_watcher::Config::validate).map(|c| Self::Watcher(Box::new(c)))
-            }
-            _ => Err(ComponentError::UnknownType { known: Self::KNOWN }),
-        }
-    }
-
     /// The driver's batch settings, when this entry is `type = "batch"`.
     pub fn batch_settings(&self) -> Option<&BatchConfig> {
         match self {
             Self::Batch(b) => Some(b),
-            Self::Watcher(_) => None,
+            _ => None,
         }
     }
 
@@ -190,7 +234,7 @@ impl ProcessorConfig {
     pub fn watcher(&self) -> Option<&sluice_watcher::Config> {
         match self {
             Self::Watcher(w) => Some(w),
-            Self::Batch(_) => None,
+            _ => None,
         }
     }
 }

@@ -104,7 +104,7 @@ impl Topology {
                 tracing::info!(pipeline = %p.name, records = report.records, segments = report.segments,
                     corrupt = report.corrupt_records, "spool holds data from a previous run; replaying what was not delivered");
             }
-            let mut processors = Vec::new();
+            let mut stages = Vec::new();
             let mut batch = sluice_core::batch::BatchConfig::default();
             for name in &p.processors {
                 let Some(pc) = config.processors.get(name) else {
@@ -113,10 +113,20 @@ impl Topology {
                 if let Some(b) = pc.batch_settings() {
                     batch = b.clone();
                 }
+                let component_id = format!("processors.{name}");
+                let ctx = sluice_processors::Context::new(&component_id, &p.name);
                 if let Some((watcher, _, _)) = watchers.get(name) {
-                    processors.push((Arc::from(format!("processors.{name}")), watcher.processor()));
+                    stages.push((sluice_processors::Stage::Item(watcher.processor()), ctx));
+                } else if let Some(stage) = pc
+                    .build(ctx.clone())
+                    .map_err(|e| anyhow::anyhow!("{component_id}: {e:#}"))?
+                {
+                    stages.push((stage, ctx));
                 }
             }
+            // No stages, no chain: the passthrough keeps the receiver's bytes untouched.
+            let processors =
+                (!stages.is_empty()).then(|| Arc::new(sluice_processors::Chain::new(stages)));
             for name in &p.exporters {
                 let Some(ec) = config.exporters.get(name) else {
                     continue;
@@ -141,6 +151,7 @@ impl Topology {
                 processors,
                 spool: spool.clone(),
             });
+            ingest.connect_downstreams();
             pipelines.insert(p.name.clone(), ingest.clone());
             for r in &p.receivers {
                 for s in &p.signals {
@@ -228,6 +239,9 @@ impl Topology {
                     tracing::warn!(receiver = name, "receiver did not stop before the deadline")
                 }
             }
+        }
+        for pipeline in self.pipelines.values() {
+            pipeline.flush();
         }
         for spool in &self.spools {
             spool.close();

@@ -48,7 +48,7 @@ async fn rig(server: &OtlpTestServer, extra: &str, batch: sluice_core::batch::Ba
         .unwrap();
     let ingest = Arc::new(PipelineIngest {
         name: Arc::from("t"),
-        processors: vec![],
+        processors: None,
         spool: spool.clone(),
     });
     Rig {
@@ -255,7 +255,7 @@ async fn a_failing_exporter_never_blocks_another() {
     }
     let ingest = Arc::new(PipelineIngest {
         name: Arc::from("logs"),
-        processors: vec![],
+        processors: None,
         spool: spool.clone(),
     });
     let router = Router::new(vec![(Signal::Logs, ingest)]);

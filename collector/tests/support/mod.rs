@@ -210,10 +210,17 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Runs `tests/python/otel_send.py` (the official OpenTelemetry Python SDK sending traces,
 /// metrics and logs) against `endpoint`, and returns the ids it reports on its last line.
 pub fn run_python_sdk(protocol: &str, endpoint: &str, run_id: &str) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_send.py");
+    run_python_script("otel_send.py", &[protocol, endpoint, run_id])
+}
+
+/// Runs `tests/python/<script>` with `args` and parses the JSON on its last line.
+pub fn run_python_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let out = Command::new(python())
         .arg(&script)
-        .args([protocol, endpoint, run_id])
+        .args(args)
         .output()
         .expect("run python");
     assert!(

@@ -1,0 +1,262 @@
+//! `memory_limiter`: refuses data while the process uses more memory than its soft limit, so
+//! clients back off (HTTP 429 / gRPC `RESOURCE_EXHAUSTED` with a retry delay) before the process
+//! is in danger. Settings and semantics of the OpenTelemetry Collector's memory limiter: the
+//! soft limit is `limit_mib - spike_limit_mib`; usage is sampled every `check_interval`.
+//!
+//! The measure is the process's resident set size (`/proc/self/statm`), which is what the
+//! kernel's OOM killer and container limits act on. It is global: every memory_limiter in every
+//! pipeline reads the same sampler, so it protects the process, not one pipeline. Put it first
+//! in a pipeline's processors so refused data costs nothing more.
+
+use crate::{Context, Stage};
+use serde::Deserialize;
+use sluice_core::{DurationStr, Item, Processor, Refusal};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub const TYPE_NAME: &str = "memory_limiter";
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How often memory use is sampled.
+    #[serde(default = "default_interval")]
+    pub check_interval: DurationStr,
+    /// Hard limit in MiB. Data is refused from `limit_mib - spike_limit_mib` on.
+    #[serde(default)]
+    pub limit_mib: Option<u64>,
+    /// Headroom below the hard limit for growth between two samples (default: 20% of the limit).
+    #[serde(default)]
+    pub spike_limit_mib: Option<u64>,
+    /// Hard limit as a percentage of the memory available (the cgroup limit, else the
+    /// machine's memory); instead of `limit_mib`.
+    #[serde(default)]
+    pub limit_percentage: Option<u64>,
+    #[serde(default)]
+    pub spike_limit_percentage: Option<u64>,
+}
+
+fn default_interval() -> DurationStr {
+    DurationStr::from_secs(1)
+}
+
+impl sluice_core::ComponentConfig for Config {}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits().map(|_| ())
+    }
+
+    /// (soft, hard) limits in bytes.
+    pub fn limits(&self) -> Result<(u64, u64), String> {
+        if self.check_interval.get().is_zero() {
+            return Err("check_interval must be more than 0".into());
+        }
+        let (hard, spike) = match (self.limit_mib, self.limit_percentage) {
+            (Some(_), Some(_)) => {
+                return Err("limit_mib and limit_percentage: set one of them, not both".into());
+            }
+            (None, None) => {
+                return Err("limit_mib or limit_percentage is required".into());
+            }
+            (Some(mib), None) => {
+                if self.spike_limit_percentage.is_some() {
+                    return Err("spike_limit_percentage goes with limit_percentage; with limit_mib use spike_limit_mib".into());
+                }
+                let hard = mib * MIB;
+                (
+                    hard,
+                    self.spike_limit_mib.map(|s| s * MIB).unwrap_or(hard / 5),
+                )
+            }
+            (None, Some(pct)) => {
+                if self.spike_limit_mib.is_some() {
+                    return Err("spike_limit_mib goes with limit_mib; with limit_percentage use spike_limit_percentage".into());
+                }
+                if pct == 0 || pct > 100 {
+                    return Err("limit_percentage must be between 1 and 100".into());
+                }
+                let total = available_memory()
+                    .ok_or("limit_percentage: cannot read the memory available (use limit_mib)")?;
+                let spike = self.spike_limit_percentage.unwrap_or(pct / 5);
+                (total / 100 * pct, total / 100 * spike)
+            }
+        };
+        if hard == 0 {
+            return Err("limit_mib must be more than 0".into());
+        }
+        if spike >= hard {
+            return Err("spike_limit_mib must be less than limit_mib".into());
+        }
+        Ok((hard - spike, hard))
+    }
+}
+
+/// The process's resident set size in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The cgroup v2 memory limit, else the machine's memory.
+fn available_memory() -> Option<u64> {
+    if let Ok(max) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        && let Ok(bytes) = max.trim().parse::<u64>()
+    {
+        return Some(bytes);
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples the process's memory on a thread of its own (it must keep sampling while the
+/// runtime is busy), shared by every limiter with the same interval.
+struct Sampler {
+    resident: AtomicU64,
+}
+
+impl Sampler {
+    fn shared(interval: Duration) -> Arc<Sampler> {
+        static SHARED: parking_lot::Mutex<Vec<(Duration, Weak<Sampler>)>> =
+            parking_lot::Mutex::new(Vec::new());
+        let mut shared = SHARED.lock();
+        shared.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(s) = shared
+            .iter()
+            .find(|(i, _)| *i == interval)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return s;
+        }
+        let sampler = Arc::new(Sampler {
+            resident: AtomicU64::new(resident_bytes().unwrap_or(0)),
+        });
+        let weak = Arc::downgrade(&sampler);
+        let spawned = std::thread::Builder::new()
+            .name("memory-limiter".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    // Every limiter using this sampler is gone (reload): stop.
+                    let Some(s) = weak.upgrade() else { return };
+                    if let Some(r) = resident_bytes() {
+                        s.resident.store(r, Ordering::Relaxed);
+                        metrics::gauge!("sluice_process_resident_memory_bytes").set(r as f64);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "memory_limiter cannot start its sampler; memory is sampled at start only");
+        }
+        shared.push((interval, Arc::downgrade(&sampler)));
+        sampler
+    }
+}
+
+pub struct MemoryLimiter {
+    sampler: Arc<Sampler>,
+    soft_limit: u64,
+    retry_after: Duration,
+    refusing: AtomicBool,
+    ctx: Context,
+}
+
+impl Processor for MemoryLimiter {
+    fn process(&self, item: Item) -> Result<Option<Item>, Refusal> {
+        let used = self.sampler.resident.load(Ordering::Relaxed);
+        let over = used >= self.soft_limit;
+        if over != self.refusing.swap(over, Ordering::Relaxed) {
+            if over {
+                tracing::warn!(processor = %self.ctx.component_id, pipeline = %self.ctx.pipeline,
+                    resident_mib = used / MIB, soft_limit_mib = self.soft_limit / MIB,
+                    "memory use is above the soft limit; refusing data until it drops");
+            } else {
+                tracing::info!(processor = %self.ctx.component_id, pipeline = %self.ctx.pipeline,
+                    resident_mib = used / MIB, "memory use is below the soft limit again; accepting data");
+            }
+        }
+        if over {
+            return Err(Refusal::Backpressure {
+                reason: "memory_limit",
+                retry_after: self.retry_after,
+            });
+        }
+        Ok(Some(item))
+    }
+}
+
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
+    let (soft_limit, _hard) = config.limits()?;
+    let interval = config.check_interval.get();
+    Ok(Stage::Item(Arc::new(MemoryLimiter {
+        sampler: Sampler::shared(interval),
+        soft_limit,
+        retry_after: interval.max(Duration::from_secs(1)),
+        refusing: AtomicBool::new(false),
+        ctx,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Signal;
+
+    fn cfg(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn limits_follow_the_collector() {
+        assert_eq!(
+            cfg("limit_mib = 100").limits().unwrap(),
+            (80 * MIB, 100 * MIB)
+        );
+        assert_eq!(
+            cfg("limit_mib = 100\nspike_limit_mib = 30")
+                .limits()
+                .unwrap(),
+            (70 * MIB, 100 * MIB)
+        );
+        let (soft, hard) = cfg("limit_percentage = 50\nspike_limit_percentage = 10")
+            .limits()
+            .unwrap();
+        assert!(soft < hard);
+        let bad = |t: &str| cfg(t).validate().unwrap_err();
+        assert!(bad("").contains("required"));
+        assert!(bad("limit_mib = 10\nspike_limit_mib = 10").starts_with("spike_limit_mib"));
+        assert!(bad("limit_mib = 10\nlimit_percentage = 10").contains("not both"));
+        assert!(bad("limit_mib = 10\ncheck_interval = \"0\"").starts_with("check_interval"));
+    }
+
+    #[test]
+    fn refuses_above_the_soft_limit_and_passes_below() {
+        let used = resident_bytes().unwrap();
+        let item = Item::new(Signal::Logs, bytes::Bytes::from_static(b""), 0);
+        // A soft limit under what this process already uses: refused.
+        let low = MemoryLimiter {
+            sampler: Sampler::shared(Duration::from_millis(50)),
+            soft_limit: used / 2,
+            retry_after: Duration::from_secs(1),
+            refusing: AtomicBool::new(false),
+            ctx: Context::new("processors.m", "p"),
+        };
+        match low.process(item.clone()) {
+            Err(Refusal::Backpressure { reason, .. }) => assert_eq!(reason, "memory_limit"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Far above: passes.
+        let high = MemoryLimiter {
+            soft_limit: used * 100,
+            ..low
+        };
+        assert_eq!(high.process(item.clone()).unwrap(), Some(item));
+    }
+}
