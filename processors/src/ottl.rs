@@ -1424,6 +1424,138 @@ pub fn execute(s: &Statement, t: &mut dyn Target) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Walking a request.
+
+/// Keeps the records of context `ctx` in `request` for which `keep` returns true, and returns
+/// how many spans, data points or log records went with the ones removed. Records of another
+/// signal than `ctx`'s are left alone.
+pub fn retain(
+    request: &mut crate::Request,
+    ctx: ContextKind,
+    mut keep: impl FnMut(&mut dyn Target) -> bool,
+) -> u64 {
+    use crate::Request as R;
+    let before = request.count();
+    match (&mut *request, ctx) {
+        (R::Traces(r), ContextKind::Resource) => r.resource_spans.retain_mut(|rs| {
+            keep(&mut ResourceTarget {
+                resource: &mut rs.resource,
+            })
+        }),
+        (R::Metrics(r), ContextKind::Resource) => r.resource_metrics.retain_mut(|rm| {
+            keep(&mut ResourceTarget {
+                resource: &mut rm.resource,
+            })
+        }),
+        (R::Logs(r), ContextKind::Resource) => r.resource_logs.retain_mut(|rl| {
+            keep(&mut ResourceTarget {
+                resource: &mut rl.resource,
+            })
+        }),
+        (R::Traces(r), ContextKind::Span) => {
+            for rs in &mut r.resource_spans {
+                let resource = &mut rs.resource;
+                for ss in &mut rs.scope_spans {
+                    let scope = &ss.scope;
+                    ss.spans.retain_mut(|span| {
+                        keep(&mut SpanTarget {
+                            span,
+                            resource,
+                            scope,
+                        })
+                    });
+                }
+            }
+        }
+        (R::Logs(r), ContextKind::Log) => {
+            for rl in &mut r.resource_logs {
+                let resource = &mut rl.resource;
+                for sl in &mut rl.scope_logs {
+                    let scope = &sl.scope;
+                    sl.log_records.retain_mut(|log| {
+                        keep(&mut LogTarget {
+                            log,
+                            resource,
+                            scope,
+                        })
+                    });
+                }
+            }
+        }
+        (R::Metrics(r), ContextKind::Metric) => {
+            for rm in &mut r.resource_metrics {
+                let resource = &mut rm.resource;
+                for sm in &mut rm.scope_metrics {
+                    let scope = &sm.scope;
+                    sm.metrics.retain_mut(|metric| {
+                        keep(&mut MetricTarget {
+                            metric,
+                            resource,
+                            scope,
+                        })
+                    });
+                }
+            }
+        }
+        (R::Metrics(r), ContextKind::DataPoint) => {
+            for rm in &mut r.resource_metrics {
+                let resource = &mut rm.resource;
+                for sm in &mut rm.scope_metrics {
+                    let scope = &sm.scope;
+                    for metric in &mut sm.metrics {
+                        let metric_type = metric_type(metric);
+                        let name = metric.name.clone();
+                        let unit = metric.unit.clone();
+                        let mut point = |point: PointMut<'_>| {
+                            keep(&mut PointTarget {
+                                point,
+                                metric_name: &name,
+                                metric_unit: &unit,
+                                metric_type,
+                                resource,
+                                scope,
+                            })
+                        };
+                        match &mut metric.data {
+                            Some(Data::Gauge(g)) => {
+                                g.data_points.retain_mut(|p| point(PointMut::Number(p)))
+                            }
+                            Some(Data::Sum(s)) => {
+                                s.data_points.retain_mut(|p| point(PointMut::Number(p)))
+                            }
+                            Some(Data::Histogram(h)) => {
+                                h.data_points.retain_mut(|p| point(PointMut::Histogram(p)))
+                            }
+                            Some(Data::ExponentialHistogram(e)) => e
+                                .data_points
+                                .retain_mut(|p| point(PointMut::Exponential(p))),
+                            Some(Data::Summary(s)) => {
+                                s.data_points.retain_mut(|p| point(PointMut::Summary(p)))
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    u64::from(before.saturating_sub(request.count()))
+}
+
+/// Runs `f` on every record of context `ctx` in `request`.
+pub fn for_each(
+    request: &mut crate::Request,
+    ctx: ContextKind,
+    mut f: impl FnMut(&mut dyn Target),
+) {
+    retain(request, ctx, |t| {
+        f(t);
+        true
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1598,136 +1730,4 @@ mod tests {
         assert!(err("set(attributes, 1)").contains("is a path"));
         assert!(err("set(body, 1) where").contains("unexpected end"));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Walking a request.
-
-/// Keeps the records of context `ctx` in `request` for which `keep` returns true, and returns
-/// how many spans, data points or log records went with the ones removed. Records of another
-/// signal than `ctx`'s are left alone.
-pub fn retain(
-    request: &mut crate::Request,
-    ctx: ContextKind,
-    mut keep: impl FnMut(&mut dyn Target) -> bool,
-) -> u64 {
-    use crate::Request as R;
-    let before = request.count();
-    match (&mut *request, ctx) {
-        (R::Traces(r), ContextKind::Resource) => r.resource_spans.retain_mut(|rs| {
-            keep(&mut ResourceTarget {
-                resource: &mut rs.resource,
-            })
-        }),
-        (R::Metrics(r), ContextKind::Resource) => r.resource_metrics.retain_mut(|rm| {
-            keep(&mut ResourceTarget {
-                resource: &mut rm.resource,
-            })
-        }),
-        (R::Logs(r), ContextKind::Resource) => r.resource_logs.retain_mut(|rl| {
-            keep(&mut ResourceTarget {
-                resource: &mut rl.resource,
-            })
-        }),
-        (R::Traces(r), ContextKind::Span) => {
-            for rs in &mut r.resource_spans {
-                let resource = &mut rs.resource;
-                for ss in &mut rs.scope_spans {
-                    let scope = &ss.scope;
-                    ss.spans.retain_mut(|span| {
-                        keep(&mut SpanTarget {
-                            span,
-                            resource,
-                            scope,
-                        })
-                    });
-                }
-            }
-        }
-        (R::Logs(r), ContextKind::Log) => {
-            for rl in &mut r.resource_logs {
-                let resource = &mut rl.resource;
-                for sl in &mut rl.scope_logs {
-                    let scope = &sl.scope;
-                    sl.log_records.retain_mut(|log| {
-                        keep(&mut LogTarget {
-                            log,
-                            resource,
-                            scope,
-                        })
-                    });
-                }
-            }
-        }
-        (R::Metrics(r), ContextKind::Metric) => {
-            for rm in &mut r.resource_metrics {
-                let resource = &mut rm.resource;
-                for sm in &mut rm.scope_metrics {
-                    let scope = &sm.scope;
-                    sm.metrics.retain_mut(|metric| {
-                        keep(&mut MetricTarget {
-                            metric,
-                            resource,
-                            scope,
-                        })
-                    });
-                }
-            }
-        }
-        (R::Metrics(r), ContextKind::DataPoint) => {
-            for rm in &mut r.resource_metrics {
-                let resource = &mut rm.resource;
-                for sm in &mut rm.scope_metrics {
-                    let scope = &sm.scope;
-                    for metric in &mut sm.metrics {
-                        let metric_type = metric_type(metric);
-                        let name = metric.name.clone();
-                        let unit = metric.unit.clone();
-                        let mut point = |point: PointMut<'_>| {
-                            keep(&mut PointTarget {
-                                point,
-                                metric_name: &name,
-                                metric_unit: &unit,
-                                metric_type,
-                                resource,
-                                scope,
-                            })
-                        };
-                        match &mut metric.data {
-                            Some(Data::Gauge(g)) => {
-                                g.data_points.retain_mut(|p| point(PointMut::Number(p)))
-                            }
-                            Some(Data::Sum(s)) => {
-                                s.data_points.retain_mut(|p| point(PointMut::Number(p)))
-                            }
-                            Some(Data::Histogram(h)) => {
-                                h.data_points.retain_mut(|p| point(PointMut::Histogram(p)))
-                            }
-                            Some(Data::ExponentialHistogram(e)) => e
-                                .data_points
-                                .retain_mut(|p| point(PointMut::Exponential(p))),
-                            Some(Data::Summary(s)) => {
-                                s.data_points.retain_mut(|p| point(PointMut::Summary(p)))
-                            }
-                            None => {}
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    u64::from(before.saturating_sub(request.count()))
-}
-
-/// Runs `f` on every record of context `ctx` in `request`.
-pub fn for_each(
-    request: &mut crate::Request,
-    ctx: ContextKind,
-    mut f: impl FnMut(&mut dyn Target),
-) {
-    retain(request, ctx, |t| {
-        f(t);
-        true
-    });
 }
