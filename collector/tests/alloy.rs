@@ -198,7 +198,7 @@ exporters = ["out"]
 "#,
         ),
         (
-            "otelcol.processor.memory_limiter (no Sluice stage: data flows through)",
+            "otelcol.processor.memory_limiter → memory_limiter, before the batch setting",
             r#"
 otelcol.receiver.otlp "in" {
   http {}
@@ -222,6 +222,11 @@ otelcol.exporter.debug "out" {
 type = "otlp"
 http = {}
 [processors.default]
+type = "memory_limiter"
+check_interval = "1s"
+limit_percentage = 80
+spike_limit_percentage = 20
+[processors.default_2]
 type = "batch"
 [exporters.out]
 type = "debug"
@@ -230,7 +235,89 @@ verbosity = "detailed"
 name = "logs"
 signals = ["logs"]
 receivers = ["in"]
-processors = ["default"]
+processors = ["default", "default_2"]
+exporters = ["out"]
+"#,
+        ),
+        (
+            "otelcol.processor.{attributes,filter,transform,tail_sampling} → in-line processors, in route order",
+            r#"
+otelcol.receiver.otlp "in" {
+  grpc { endpoint = "127.0.0.1:24317" }
+  output { traces = [otelcol.processor.filter.noise.input] }
+}
+otelcol.processor.filter "noise" {
+  error_mode = "ignore"
+  traces {
+    span = ["name == \"GET /health\"", "status.code != STATUS_CODE_ERROR and end_time_unix_nano - start_time_unix_nano < 1000000"]
+  }
+  output { traces = [otelcol.processor.attributes.tidy.input] }
+}
+otelcol.processor.attributes "tidy" {
+  action {
+    key    = "user.id"
+    action = "hash"
+  }
+  action {
+    key    = "env"
+    value  = "prod"
+    action = "upsert"
+  }
+  output { traces = [otelcol.processor.transform.t.input] }
+}
+otelcol.processor.transform "t" {
+  trace_statements {
+    context    = "span"
+    statements = [`set(attributes["slow"], true) where end_time_unix_nano - start_time_unix_nano > 1000000000`]
+  }
+  output { traces = [otelcol.processor.tail_sampling.ts.input] }
+}
+otelcol.processor.tail_sampling "ts" {
+  decision_wait = "10s"
+  num_traces    = 1000
+  policy {
+    name = "errors"
+    type = "status_code"
+    status_code { status_codes = ["ERROR"] }
+  }
+  policy {
+    name = "rest"
+    type = "probabilistic"
+    probabilistic { sampling_percentage = 10 }
+  }
+  output { traces = [otelcol.exporter.debug.out.input] }
+}
+otelcol.exporter.debug "out" {}
+"#,
+            r#"
+[receivers.in]
+type = "otlp"
+grpc = { endpoint = "127.0.0.1:24317" }
+[processors.noise]
+type = "filter"
+error_mode = "ignore"
+traces.span = ['name == "GET /health"', 'status.code != STATUS_CODE_ERROR and end_time_unix_nano - start_time_unix_nano < 1000000']
+[processors.tidy]
+type = "attributes"
+actions = [{ key = "user.id", action = "hash" }, { key = "env", value = "prod", action = "upsert" }]
+[processors.t]
+type = "transform"
+trace_statements = [{ context = "span", statements = ['set(attributes["slow"], true) where end_time_unix_nano - start_time_unix_nano > 1000000000'] }]
+[processors.ts]
+type = "tail_sampling"
+decision_wait = "10s"
+num_traces = 1000
+policies = [
+  { name = "errors", type = "status_code", status_code = { status_codes = ["ERROR"] } },
+  { name = "rest", type = "probabilistic", probabilistic = { sampling_percentage = 10.0 } },
+]
+[exporters.out]
+type = "debug"
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["in"]
+processors = ["noise", "tidy", "t", "ts"]
 exporters = ["out"]
 "#,
         ),
@@ -720,7 +807,7 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
         (
             "loki.write \"l\" {",
             "loki.source.file \"f\" {}\nloki.write \"l\" {",
-            "test.alloy:40:1: loki.source.file: component `loki.source.file` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, logging (docs/alloy.md)",
+            "test.alloy:40:1: loki.source.file: component `loki.source.file` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.processor.attributes, otelcol.processor.filter, otelcol.processor.transform, otelcol.processor.tail_sampling, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, logging (docs/alloy.md)",
         ),
         (
             "timeout = \"1s\"",

@@ -37,6 +37,10 @@ pub const SUPPORTED_COMPONENTS: &[&str] = &[
     "otelcol.receiver.otlp",
     "otelcol.processor.batch",
     "otelcol.processor.memory_limiter",
+    "otelcol.processor.attributes",
+    "otelcol.processor.filter",
+    "otelcol.processor.transform",
+    "otelcol.processor.tail_sampling",
     "otelcol.exporter.otlp",
     "otelcol.exporter.otlphttp",
     "otelcol.exporter.debug",
@@ -50,6 +54,175 @@ pub const SUPPORTED_COMPONENTS: &[&str] = &[
 ];
 
 const SIGNALS: [&str; 3] = ["traces", "metrics", "logs"];
+
+/// How an Alloy processor block maps onto its Sluice processor's TOML: which attributes it
+/// takes (same names), and which nested blocks (repeated ones become arrays of tables).
+struct Spec {
+    attrs: &'static [&'static str],
+    blocks: &'static [Nested],
+}
+
+struct Nested {
+    alloy: &'static str,
+    toml: &'static str,
+    repeated: bool,
+    spec: &'static Spec,
+}
+
+impl Spec {
+    fn block_names(&self) -> Vec<&'static str> {
+        self.blocks.iter().map(|b| b.alloy).collect()
+    }
+}
+
+const ACTION: Spec = Spec {
+    attrs: &[
+        "key",
+        "value",
+        "pattern",
+        "from_attribute",
+        "converted_type",
+        "action",
+    ],
+    blocks: &[],
+};
+const ATTRIBUTES: Spec = Spec {
+    attrs: &[],
+    blocks: &[Nested {
+        alloy: "action",
+        toml: "actions",
+        repeated: true,
+        spec: &ACTION,
+    }],
+};
+const FILTER: Spec = Spec {
+    attrs: &["error_mode"],
+    blocks: &[
+        Nested {
+            alloy: "traces",
+            toml: "traces",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["span"],
+                blocks: &[],
+            },
+        },
+        Nested {
+            alloy: "metrics",
+            toml: "metrics",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["metric", "datapoint"],
+                blocks: &[],
+            },
+        },
+        Nested {
+            alloy: "logs",
+            toml: "logs",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["log_record"],
+                blocks: &[],
+            },
+        },
+    ],
+};
+const STATEMENTS: Spec = Spec {
+    attrs: &["context", "statements"],
+    blocks: &[],
+};
+const TRANSFORM: Spec = Spec {
+    attrs: &["error_mode"],
+    blocks: &[
+        Nested {
+            alloy: "trace_statements",
+            toml: "trace_statements",
+            repeated: true,
+            spec: &STATEMENTS,
+        },
+        Nested {
+            alloy: "metric_statements",
+            toml: "metric_statements",
+            repeated: true,
+            spec: &STATEMENTS,
+        },
+        Nested {
+            alloy: "log_statements",
+            toml: "log_statements",
+            repeated: true,
+            spec: &STATEMENTS,
+        },
+    ],
+};
+const POLICY: Spec = Spec {
+    attrs: &["name", "type"],
+    blocks: &[
+        Nested {
+            alloy: "status_code",
+            toml: "status_code",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["status_codes"],
+                blocks: &[],
+            },
+        },
+        Nested {
+            alloy: "latency",
+            toml: "latency",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["threshold_ms", "upper_threshold_ms"],
+                blocks: &[],
+            },
+        },
+        Nested {
+            alloy: "probabilistic",
+            toml: "probabilistic",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["sampling_percentage", "hash_salt"],
+                blocks: &[],
+            },
+        },
+        Nested {
+            alloy: "ottl_condition",
+            toml: "ottl_condition",
+            repeated: false,
+            spec: &Spec {
+                attrs: &["error_mode", "span"],
+                blocks: &[],
+            },
+        },
+    ],
+};
+const TAIL_SAMPLING: Spec = Spec {
+    attrs: &["decision_wait", "num_traces", "expected_new_traces_per_sec"],
+    blocks: &[Nested {
+        alloy: "policy",
+        toml: "policies",
+        repeated: true,
+        spec: &POLICY,
+    }],
+};
+
+/// A size such as `512MiB`, `2GiB`, `1000000000` (bytes), in MiB (rounded down).
+fn mib_of(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().ok()?;
+    let bytes = match t[split..].trim() {
+        "" | "B" => n,
+        "KiB" => n << 10,
+        "MiB" => n << 20,
+        "GiB" => n << 30,
+        "TiB" => n << 40,
+        "KB" | "kB" => n * 1_000,
+        "MB" => n * 1_000_000,
+        "GB" => n * 1_000_000_000,
+        _ => return None,
+    };
+    Some(bytes >> 20)
+}
 
 // ---------------------------------------------------------------------------------------------
 // The TOML being built.
@@ -240,6 +413,13 @@ impl<'b> Reader<'b> {
         }
     }
 
+    fn origin_of_block(&self, b: &EBlock) -> Origin {
+        Origin {
+            pos: b.pos,
+            key: format!("{}.{}", self.key, b.name),
+        }
+    }
+
     fn blocks(&self, name: &str) -> Vec<&'b EBlock> {
         self.b.blocks.iter().filter(|b| b.name == name).collect()
     }
@@ -401,8 +581,9 @@ enum Node {
         name: String,
         outputs: Outputs,
     },
-    /// A processor with no Sluice stage (memory_limiter): data flows through it.
-    Passthrough {
+    /// A processor that runs in line before the spool (attributes, filter, ...).
+    Processor {
+        name: String,
         outputs: Outputs,
     },
     Exporter {
@@ -430,9 +611,7 @@ impl Node {
     fn export(&self) -> (&'static str, &'static str) {
         match self {
             Node::Receiver { .. } => ("", "an OpenTelemetry receiver (it has no input)"),
-            Node::Batch { .. } | Node::Passthrough { .. } => {
-                ("input", "an OpenTelemetry processor")
-            }
+            Node::Batch { .. } | Node::Processor { .. } => ("input", "an OpenTelemetry processor"),
             Node::Exporter { .. } => ("input", "an OpenTelemetry exporter"),
             Node::PromConverter { .. } => ("input", "an OpenTelemetry-to-Prometheus exporter"),
             Node::LokiConverter { .. } => ("input", "an OpenTelemetry-to-Loki exporter"),
@@ -665,6 +844,114 @@ impl Mapper<'_> {
         Ok(())
     }
 
+    /// Registers an in-line processor component and its node.
+    fn processor(
+        &mut self,
+        b: &EBlock,
+        r: &Reader,
+        ty: &'static str,
+        body: Table,
+    ) -> Result<Node, Error> {
+        let outputs = self.outputs(r)?;
+        let c = self.add_comp(b, "processors", ty, body);
+        Ok(Node::Processor {
+            name: self.comps[c].name.clone(),
+            outputs,
+        })
+    }
+
+    /// An attribute value as TOML: strings, numbers, booleans and lists of them.
+    fn value_toml(&mut self, r: &Reader, a: &EAttr, v: &Value) -> Result<String, Error> {
+        Ok(match v {
+            Value::Str(s) => self.render(s, a.value_pos),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => toml_float(*f),
+            Value::Bool(b) => b.to_string(),
+            Value::Array(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    parts.push(self.value_toml(r, a, item)?);
+                }
+                format!("[{}]", parts.join(", "))
+            }
+            _ => return Err(r.type_error(a, "a string, number, bool or a list of them")),
+        })
+    }
+
+    /// Copies a block by `spec` into `t`: attributes keep their names, single blocks become
+    /// sub-tables, repeated blocks arrays of inline tables.
+    fn spec_table(&mut self, r: &Reader, spec: &Spec, t: &mut Table) -> Result<(), Error> {
+        for a in &r.b.attrs {
+            if spec.attrs.contains(&a.name.as_str()) {
+                let v = self.value_toml(r, a, &a.value)?;
+                t.set(&a.name, v, r.origin(a));
+            }
+        }
+        for nested in spec.blocks {
+            let found = r.blocks(nested.alloy);
+            if found.is_empty() {
+                continue;
+            }
+            if nested.repeated {
+                let mut items = Vec::new();
+                for b in &found {
+                    let child = r.child(b, nested.spec.attrs, &nested.spec.block_names())?;
+                    items.push(self.spec_inline(&child, nested.spec)?);
+                }
+                t.set(
+                    nested.toml,
+                    format!("[{}]", items.join(", ")),
+                    r.origin_of_block(found[0]),
+                );
+            } else {
+                let Some(child) =
+                    r.block(nested.alloy, nested.spec.attrs, &nested.spec.block_names())?
+                else {
+                    continue;
+                };
+                let sub = t.table(nested.toml, child.here());
+                self.spec_table(&child, nested.spec, sub)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A block as an inline TOML table, by `spec`.
+    fn spec_inline(&mut self, r: &Reader, spec: &Spec) -> Result<String, Error> {
+        let mut parts = Vec::new();
+        for a in &r.b.attrs {
+            let v = self.value_toml(r, a, &a.value)?;
+            parts.push(format!("{} = {v}", toml_key(&a.name)));
+        }
+        for nested in spec.blocks {
+            let found = r.blocks(nested.alloy);
+            if found.is_empty() {
+                continue;
+            }
+            let mut items = Vec::new();
+            for b in &found {
+                let child = r.child(b, nested.spec.attrs, &nested.spec.block_names())?;
+                items.push(self.spec_inline(&child, nested.spec)?);
+            }
+            let v = if nested.repeated {
+                format!("[{}]", items.join(", "))
+            } else if items.len() == 1 {
+                items.remove(0)
+            } else {
+                return Err(Error::at(
+                    found[1].pos,
+                    format!("{}.{}", r.key, nested.alloy),
+                    format!(
+                        "block `{}` may appear only once in {}",
+                        nested.alloy, r.what
+                    ),
+                ));
+            };
+            parts.push(format!("{} = {v}", toml_key(nested.toml)));
+        }
+        Ok(format!("{{ {} }}", parts.join(", ")))
+    }
+
     fn outputs(&self, r: &Reader) -> Result<Outputs, Error> {
         let Some(out) = r.block("output", &SIGNALS, &[])? else {
             return Err(Error::at(
@@ -804,20 +1091,47 @@ impl Mapper<'_> {
                     ],
                     &["output"],
                 )?;
+                let mut body = Table::default();
                 let a = r.required("check_interval")?;
-                r.str_of(a)?;
-                for n in ["limit", "spike_limit"] {
-                    if let Some(a) = r.attr(n) {
-                        r.str_of(a)?;
+                self.set_str(&mut body, "check_interval", &r, a)?;
+                for (from, to) in [("limit", "limit_mib"), ("spike_limit", "spike_limit_mib")] {
+                    if let Some(a) = r.attr(from) {
+                        let text = self.ev.resolve(&r.str_of(a)?, a.value_pos);
+                        let mib = mib_of(&text).ok_or_else(|| {
+                            Error::at(
+                                a.value_pos,
+                                r.origin(a).key,
+                                format!(
+                                    "{from} {text:?}: use a size such as \"512MiB\" or \"2GiB\""
+                                ),
+                            )
+                        })?;
+                        body.set(to, mib.to_string(), r.origin(a));
                     }
                 }
                 for n in ["limit_percentage", "spike_limit_percentage"] {
                     if let Some(a) = r.attr(n) {
-                        r.int_of(a)?;
+                        body.set(n, r.int_of(a)?.to_string(), r.origin(a));
                     }
                 }
-                let outputs = self.outputs(&r)?;
-                Some(Node::Passthrough { outputs })
+                Some(self.processor(b, &r, "memory_limiter", body)?)
+            }
+            "otelcol.processor.attributes"
+            | "otelcol.processor.filter"
+            | "otelcol.processor.transform"
+            | "otelcol.processor.tail_sampling" => {
+                let (ty, spec) = match b.name.as_str() {
+                    "otelcol.processor.attributes" => ("attributes", &ATTRIBUTES),
+                    "otelcol.processor.filter" => ("filter", &FILTER),
+                    "otelcol.processor.transform" => ("transform", &TRANSFORM),
+                    _ => ("tail_sampling", &TAIL_SAMPLING),
+                };
+                let mut blocks: Vec<&str> = spec.blocks.iter().map(|b| b.alloy).collect();
+                blocks.push("output");
+                let r = r(spec.attrs, &blocks)?;
+                let mut body = Table::default();
+                self.spec_table(&r, spec, &mut body)?;
+                Some(self.processor(b, &r, ty, body)?)
             }
             "otelcol.exporter.otlp" | "otelcol.exporter.otlphttp" => {
                 Some(self.otlp_exporter(b, &id)?)
@@ -1355,14 +1669,15 @@ impl Mapper<'_> {
         Ok(node)
     }
 
-    /// Sluice exporters reached from `t` for `signal`, each with the batch processor on the way.
+    /// Sluice exporters reached from `t` for `signal`, each with the processors on the way
+    /// (in order; the batch processor among them).
     fn routes(
         &self,
         t: &Target,
         signal: usize,
-        batch: Option<String>,
+        procs: Vec<String>,
         stack: &mut Vec<String>,
-    ) -> Result<Vec<(Option<String>, String)>, Error> {
+    ) -> Result<Vec<(Vec<String>, String)>, Error> {
         if stack.contains(&t.component) {
             return Err(Error::at(
                 t.pos,
@@ -1374,17 +1689,22 @@ impl Mapper<'_> {
         let node = self.node(t)?;
         let mut out = Vec::new();
         let mut follow =
-            |outputs: &Outputs, batch: Option<String>, out: &mut Vec<_>| -> Result<(), Error> {
+            |outputs: &Outputs, procs: Vec<String>, out: &mut Vec<_>| -> Result<(), Error> {
                 stack.push(t.component.clone());
                 for next in &outputs.by_signal[signal] {
-                    out.extend(self.routes(next, signal, batch.clone(), stack)?);
+                    out.extend(self.routes(next, signal, procs.clone(), stack)?);
                 }
                 stack.pop();
                 Ok(())
             };
         match node {
             Node::Batch { name, outputs } => {
-                if let Some(first) = &batch {
+                let batch = procs.iter().find(|p| {
+                    self.comps
+                        .iter()
+                        .any(|c| c.section == "processors" && c.ty == "batch" && &c.name == *p)
+                });
+                if let Some(first) = batch {
                     return Err(Error::at(
                         t.pos,
                         t.component.clone(),
@@ -1394,10 +1714,16 @@ impl Mapper<'_> {
                         ),
                     ));
                 }
-                follow(outputs, Some(name.clone()), &mut out)?;
+                let mut procs = procs.clone();
+                procs.push(name.clone());
+                follow(outputs, procs, &mut out)?;
             }
-            Node::Passthrough { outputs } => follow(outputs, batch, &mut out)?,
-            Node::Exporter { name } => out.push((batch, name.clone())),
+            Node::Processor { name, outputs } => {
+                let mut procs = procs.clone();
+                procs.push(name.clone());
+                follow(outputs, procs, &mut out)?;
+            }
+            Node::Exporter { name } => out.push((procs, name.clone())),
             Node::PromConverter { forward } | Node::LokiConverter { forward } => {
                 let (takes, want) = if matches!(node, Node::PromConverter { .. }) {
                     ("metrics", "prometheus.remote_write")
@@ -1430,7 +1756,7 @@ impl Mapper<'_> {
                         }
                     };
                     for e in exporters {
-                        out.push((batch.clone(), self.comps[*e].name.clone()));
+                        out.push((procs.clone(), self.comps[*e].name.clone()));
                     }
                 }
             }
@@ -1517,10 +1843,10 @@ impl Mapper<'_> {
 
     fn finish(mut self) -> Result<Converted, Error> {
         self.apply_converter_options()?;
-        // (signal, batch) → receiver → exporters, with the origin of the first route.
+        // (signal, processors) → receiver → exporters, with the origin of the first route.
         struct Group {
             signal: usize,
-            batch: Option<String>,
+            procs: Vec<String>,
             receivers: Vec<(String, BTreeSet<String>, Origin)>,
         }
         let mut groups: Vec<Group> = Vec::new();
@@ -1536,16 +1862,16 @@ impl Mapper<'_> {
                 };
                 for t in targets {
                     let mut stack = vec![id.clone()];
-                    for (batch, exporter) in self.routes(t, signal, None, &mut stack)? {
+                    for (procs, exporter) in self.routes(t, signal, Vec::new(), &mut stack)? {
                         let g = match groups
                             .iter_mut()
-                            .position(|g| g.signal == signal && g.batch == batch)
+                            .position(|g| g.signal == signal && g.procs == procs)
                         {
                             Some(i) => &mut groups[i],
                             None => {
                                 groups.push(Group {
                                     signal,
-                                    batch: batch.clone(),
+                                    procs: procs.clone(),
                                     receivers: Vec::new(),
                                 });
                                 let last = groups.len() - 1;
@@ -1571,10 +1897,10 @@ impl Mapper<'_> {
             }
         }
         // Receivers with the same exporters share a pipeline; then signals with the same
-        // receivers, batch and exporters do.
+        // receivers, processors and exporters do.
         struct Pipe {
             signals: Vec<usize>,
-            batch: Option<String>,
+            procs: Vec<String>,
             receivers: Vec<String>,
             exporters: BTreeSet<String>,
             origin: Origin,
@@ -1587,7 +1913,7 @@ impl Mapper<'_> {
                     Some(p) => p.receivers.push(r),
                     None => by_exporters.push(Pipe {
                         signals: vec![g.signal],
-                        batch: g.batch.clone(),
+                        procs: g.procs.clone(),
                         receivers: vec![r],
                         exporters: exps,
                         origin,
@@ -1596,7 +1922,7 @@ impl Mapper<'_> {
             }
             for p in by_exporters {
                 match pipes.iter_mut().find(|q| {
-                    q.batch == p.batch && q.receivers == p.receivers && q.exporters == p.exporters
+                    q.procs == p.procs && q.receivers == p.receivers && q.exporters == p.exporters
                 }) {
                     Some(q) => q.signals.extend(p.signals),
                     None => pipes.push(p),
@@ -1644,21 +1970,6 @@ impl Mapper<'_> {
             out.line(format!("type = {}", toml_string(c.ty)), c.origin.clone());
             c.body
                 .render(&format!("{}.{}", c.section, toml_key(&c.name)), &mut out);
-        }
-        for id in &self.order {
-            if matches!(self.nodes.get(id), Some(Node::Passthrough { .. })) {
-                let pos = self.blocks.get(id).map_or(0, |b| b.pos);
-                let (line, _) = self.line_col(pos);
-                let origin = Origin {
-                    pos,
-                    key: id.clone(),
-                };
-                out.line(String::new(), origin.clone());
-                out.line(
-                    format!("# {id} (line {line}): no Sluice stage; the disk spool bounds memory and receivers refuse with a retry delay when it is full."),
-                    origin,
-                );
-            }
         }
         let mut names: Vec<String> = Vec::new();
         for p in &pipes {
@@ -1717,9 +2028,9 @@ impl Mapper<'_> {
                 format!("receivers = {}", list(&mut p.receivers.iter().cloned())),
                 o.clone(),
             );
-            if let Some(b) = &p.batch {
+            if !p.procs.is_empty() {
                 out.line(
-                    format!("processors = {}", list(&mut std::iter::once(b.clone()))),
+                    format!("processors = {}", list(&mut p.procs.iter().cloned())),
                     o.clone(),
                 );
             }
