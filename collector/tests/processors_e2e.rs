@@ -274,3 +274,285 @@ exporters = ["d"]
         "{err}"
     );
 }
+
+/// `n` spans of distinct traces, each with a `pad_bytes` attribute, timed now.
+fn big_trace_request(n: usize, pad_bytes: usize, seed: u64) -> bytes::Bytes {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let pad = "x".repeat(pad_bytes);
+    let spans = (0..n as u64)
+        .map(|i| {
+            let id = seed * 1_000_000 + i + 1;
+            Span {
+                trace_id: [id.to_be_bytes(), id.to_le_bytes()].concat(),
+                span_id: id.to_be_bytes().to_vec(),
+                name: "work".into(),
+                start_time_unix_nano: now - 1_000_000,
+                end_time_unix_nano: now,
+                attributes: vec![KeyValue {
+                    key: "pad".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(pad.clone())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    bytes::Bytes::from(req.encode_to_vec())
+}
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A load that would hold far more than the limit in memory (tail sampling keeps every trace
+/// for an hour) is refused with RESOURCE_EXHAUSTED / 429 once memory passes the soft limit,
+/// and the process's peak resident memory stays under the hard limit while the load goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limiter_refuses_a_load_that_would_exceed_the_limit() {
+    const LIMIT_MIB: u64 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    let http = free_port();
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            r#"
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:{grpc}"
+[receivers.otlp.http]
+endpoint = "127.0.0.1:{http}"
+
+[processors.limit]
+type = "memory_limiter"
+check_interval = "1ms"
+limit_mib = {LIMIT_MIB}
+spike_limit_mib = 64
+
+[processors.hold]
+type = "tail_sampling"
+decision_wait = "1h"
+num_traces = 10000000
+[[processors.hold.policies]]
+name = "all"
+type = "always_sample"
+
+[exporters.out]
+type = "debug"
+
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["otlp"]
+processors = ["limit", "hold"]
+exporters = ["out"]
+"#
+        ),
+    );
+    let sluice = Sluice::start(&cfg, &dir.path().join("data")).await;
+    let pid = sluice.child.id();
+    let mut client = support::TraceClient::new(&format!("http://127.0.0.1:{grpc}"));
+
+    // ~1.1 MB per request; 700 requests would hold well over twice the limit.
+    let mut offered = 0u64;
+    let mut accepted = 0u32;
+    let mut refused = 0u32;
+    for seed in 0..700u64 {
+        let body = big_trace_request(500, 2000, seed);
+        offered += body.len() as u64;
+        match client.send(body).await {
+            Ok(()) => accepted += 1,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    // Held in memory, what was offered is several times the limit (its decoded form is
+    // larger still than these wire bytes).
+    assert!(
+        offered > 2 * LIMIT_MIB * 1024 * 1024,
+        "offered {offered} bytes"
+    );
+    assert!(accepted > 0, "data under the limit is accepted");
+    assert!(refused > 100, "refused {refused} of the requests");
+    let peak = peak_rss(pid);
+    eprintln!(
+        "offered {} MiB in {} requests, accepted {accepted}, refused {refused}, peak RSS {} MiB",
+        offered >> 20,
+        accepted + refused,
+        peak >> 20
+    );
+    assert!(
+        peak < LIMIT_MIB * 1024 * 1024,
+        "peak RSS {} MiB must stay under the {LIMIT_MIB} MiB limit",
+        peak >> 20
+    );
+
+    // OTLP/HTTP gets 429 with a retry delay.
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(big_trace_request(10, 100, 9999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+
+    let counted = sluice
+        .metric("sluice_processor_refused_items_total{component_id=\"processors.limit\",pipeline=\"traces\",signal=\"traces\",reason=\"memory_limit\"}")
+        .await;
+    assert!(
+        counted >= f64::from(refused) * 500.0,
+        "refusals counted: {counted}"
+    );
+}
+
+/// Tail sampling through the binary: the Python SDK sends each span on its own; whole traces
+/// with an error or lasting over a second arrive at the backend, every other trace is dropped
+/// once its decision is made. A transform stage after the sampler tags what it keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_sampling_keeps_whole_error_and_slow_traces() {
+    let backend = OtlpTestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    let cfg = write_config(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            r#"
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:{grpc}"
+
+[processors.sample]
+type = "tail_sampling"
+decision_wait = "1s"
+[[processors.sample.policies]]
+name = "errors"
+type = "status_code"
+status_code = {{ status_codes = ["ERROR"] }}
+[[processors.sample.policies]]
+name = "slow"
+type = "latency"
+latency = {{ threshold_ms = 1000 }}
+[[processors.sample.policies]]
+name = "none_of_the_rest"
+type = "probabilistic"
+probabilistic = {{ sampling_percentage = 0 }}
+
+[processors.tag]
+type = "transform"
+[[processors.tag.trace_statements]]
+context = "span"
+statements = ['set(attributes["sampled"], true)']
+
+[exporters.backend]
+type = "otlp"
+endpoint = "{}"
+protocol = "grpc"
+
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["otlp"]
+processors = ["sample", "tag"]
+exporters = ["backend"]
+"#,
+            backend.grpc_endpoint()
+        ),
+    );
+    let sluice = Sluice::start(&cfg, &dir.path().join("data")).await;
+    let sent = support::run_python_script(
+        "tail_sampling_send.py",
+        &[&format!("http://127.0.0.1:{grpc}"), "ts-1"],
+    );
+
+    // Every trace is decided: 2 kept, 20 dropped.
+    let decided = |d: &'static str| {
+        format!(
+            "sluice_processor_tail_sampling_traces_total{{component_id=\"processors.sample\",pipeline=\"traces\",decision=\"{d}\""
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (sluice.metric(&decided("sampled")).await < 2.0
+        || sluice.metric(&decided("not_sampled")).await < 20.0)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sluice.metric(&decided("sampled")).await, 2.0);
+    assert_eq!(sluice.metric(&decided("not_sampled")).await, 20.0);
+
+    // The kept traces arrive whole, tagged by the stage after the sampler.
+    let wanted = [
+        sent["error"].as_str().unwrap(),
+        sent["slow"].as_str().unwrap(),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans: Vec<_> = backend
+            .resource_spans()
+            .into_iter()
+            .flat_map(|r| r.scope_spans.into_iter().flat_map(|s| s.spans))
+            .collect();
+        if spans.len() >= 4 || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut got: Vec<(String, String)> = spans
+        .iter()
+        .map(|s| (hex::encode(&s.trace_id), s.name.clone()))
+        .collect();
+    got.sort();
+    let mut expected = vec![
+        (wanted[0].to_string(), "checkout".to_string()),
+        (wanted[0].to_string(), "charge card".to_string()),
+        (wanted[1].to_string(), "report".to_string()),
+        (wanted[1].to_string(), "query".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "only the error and the slow trace, each whole"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.attributes.iter().any(|kv| kv.key == "sampled"))
+    );
+    let dropped = sluice
+        .metric("sluice_processor_dropped_items_total{component_id=\"processors.sample\",pipeline=\"traces\",signal=\"traces\",reason=\"not_sampled\"}")
+        .await;
+    assert_eq!(dropped, 20.0);
+}

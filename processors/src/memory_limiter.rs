@@ -5,15 +5,15 @@
 //!
 //! The measure is the process's resident set size (`/proc/self/statm`), which is what the
 //! kernel's OOM killer and container limits act on. It is global: every memory_limiter in every
-//! pipeline reads the same sampler, so it protects the process, not one pipeline. Put it first
+//! pipeline reads the same sample, so it protects the process, not one pipeline. Put it first
 //! in a pipeline's processors so refused data costs nothing more.
 
 use crate::{Context, Stage};
 use serde::Deserialize;
 use sluice_core::{DurationStr, Item, Processor, Refusal};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const TYPE_NAME: &str = "memory_limiter";
 const MIB: u64 = 1024 * 1024;
@@ -116,52 +116,46 @@ fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Samples the process's memory on a thread of its own (it must keep sampling while the
-/// runtime is busy), shared by every limiter with the same interval.
-struct Sampler {
+/// The last sample of the process's memory, shared by every limiter: memory is a property
+/// of the process, not of a pipeline. A limiter takes a new sample when the last one is older
+/// than its `check_interval`, on the request that finds it stale (reading `/proc/self/statm`
+/// costs microseconds), so no sampler thread can fall behind under load.
+struct Sample {
     resident: AtomicU64,
+    /// When it was taken, in nanoseconds since `EPOCH`.
+    taken: AtomicU64,
 }
 
-impl Sampler {
-    fn shared(interval: Duration) -> Arc<Sampler> {
-        static SHARED: parking_lot::Mutex<Vec<(Duration, Weak<Sampler>)>> =
-            parking_lot::Mutex::new(Vec::new());
-        let mut shared = SHARED.lock();
-        shared.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(s) = shared
-            .iter()
-            .find(|(i, _)| *i == interval)
-            .and_then(|(_, w)| w.upgrade())
-        {
-            return s;
-        }
-        let sampler = Arc::new(Sampler {
-            resident: AtomicU64::new(resident_bytes().unwrap_or(0)),
-        });
-        let weak = Arc::downgrade(&sampler);
-        let spawned = std::thread::Builder::new()
-            .name("memory-limiter".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(interval);
-                    // Every limiter using this sampler is gone (reload): stop.
-                    let Some(s) = weak.upgrade() else { return };
-                    if let Some(r) = resident_bytes() {
-                        s.resident.store(r, Ordering::Relaxed);
-                        metrics::gauge!("sluice_process_resident_memory_bytes").set(r as f64);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "memory_limiter cannot start its sampler; memory is sampled at start only");
-        }
-        shared.push((interval, Arc::downgrade(&sampler)));
-        sampler
+static SAMPLE: Sample = Sample {
+    resident: AtomicU64::new(0),
+    taken: AtomicU64::new(0),
+};
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// The process's resident bytes, sampled at most once per `interval`.
+fn resident(interval: Duration) -> u64 {
+    let now = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let taken = SAMPLE.taken.load(Ordering::Relaxed);
+    let stale = taken == 0 || now.saturating_sub(taken) >= interval.as_nanos() as u64;
+    if stale
+        && SAMPLE
+            .taken
+            .compare_exchange(taken, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        && let Some(r) = resident_bytes()
+    {
+        SAMPLE.resident.store(r, Ordering::Relaxed);
+        metrics::gauge!("sluice_process_resident_memory_bytes").set(r as f64);
     }
+    SAMPLE.resident.load(Ordering::Relaxed)
 }
 
 pub struct MemoryLimiter {
-    sampler: Arc<Sampler>,
+    interval: Duration,
     soft_limit: u64,
     retry_after: Duration,
     refusing: AtomicBool,
@@ -170,7 +164,7 @@ pub struct MemoryLimiter {
 
 impl Processor for MemoryLimiter {
     fn process(&self, item: Item) -> Result<Option<Item>, Refusal> {
-        let used = self.sampler.resident.load(Ordering::Relaxed);
+        let used = resident(self.interval);
         let over = used >= self.soft_limit;
         if over != self.refusing.swap(over, Ordering::Relaxed) {
             if over {
@@ -196,7 +190,7 @@ pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
     let (soft_limit, _hard) = config.limits()?;
     let interval = config.check_interval.get();
     Ok(Stage::Item(Arc::new(MemoryLimiter {
-        sampler: Sampler::shared(interval),
+        interval,
         soft_limit,
         retry_after: interval.max(Duration::from_secs(1)),
         refusing: AtomicBool::new(false),
@@ -242,7 +236,7 @@ mod tests {
         let item = Item::new(Signal::Logs, bytes::Bytes::from_static(b""), 0);
         // A soft limit under what this process already uses: refused.
         let low = MemoryLimiter {
-            sampler: Sampler::shared(Duration::from_millis(50)),
+            interval: Duration::ZERO,
             soft_limit: used / 2,
             retry_after: Duration::from_secs(1),
             refusing: AtomicBool::new(false),
