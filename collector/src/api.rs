@@ -455,11 +455,20 @@ fn graph(
             .iter()
             .map(|pipeline| {
                 let f = [("component_id", id.as_str()), ("pipeline", pipeline.as_str())];
+                let replay_total = now.sum("sluice_spool_replay_total_records", &f) as u64;
+                // What earlier runs left for this exporter (crate::replay); null when nothing.
+                let replay = (replay_total > 0).then(|| json!({
+                    "total_records": replay_total,
+                    "remaining_records": now.sum("sluice_spool_replay_remaining_records", &f) as u64,
+                    "total_bytes": now.sum("sluice_spool_replay_total_bytes", &f) as u64,
+                    "remaining_bytes": now.sum("sluice_spool_replay_remaining_bytes", &f) as u64,
+                }));
                 json!({
                     "pipeline": pipeline,
                     "queue_depth_records": now.sum("sluice_exporter_queue_depth_records", &f) as u64,
                     "lag_seconds": now.sum("sluice_exporter_oldest_undelivered_age_seconds", &f),
                     "spool_bytes": now.sum("sluice_spool_bytes", &[("pipeline", pipeline.as_str())]) as u64,
+                    "replay": replay,
                 })
             })
             .collect();

@@ -11,6 +11,7 @@ pub mod dead_letter;
 mod isolate;
 pub mod pipeline;
 pub mod registry;
+pub mod replay;
 pub mod storage;
 pub mod topology;
 

@@ -17,6 +17,8 @@ pub struct Topology {
     receivers: Vec<(String, JoinHandle<Result<(), String>>)>,
     spools: Vec<Spool>,
     drivers: Vec<(String, JoinHandle<()>)>,
+    /// Reporters of start-up replay progress (crate::replay), one per pipeline with a backlog.
+    replays: Vec<JoinHandle<()>>,
     pub listen_addrs: Vec<SocketAddr>,
     simulator: Option<crate::awf_sim::SimHandle>,
     watchers: Vec<sluice_watcher::Watcher>,
@@ -89,21 +91,19 @@ impl Topology {
             })?,
         );
         let mut drivers = Vec::new();
+        let mut replays = Vec::new();
         let mut routes: BTreeMap<String, Vec<(Signal, Arc<PipelineIngest>)>> = BTreeMap::new();
         for p in &config.pipelines {
             let dir = storage.join("pipelines").join(&p.name);
-            let (spool, report) = Spool::open(&p.name, &dir, p.spool.clone(), &p.exporters)
-                .map_err(|e| {
+            // Damage is logged by the spool, the backlog by crate::replay.
+            let (spool, _) =
+                Spool::open(&p.name, &dir, p.spool.clone(), &p.exporters).map_err(|e| {
                     anyhow::anyhow!(
                         "pipeline {}: cannot open spool at {}: {e}",
                         p.name,
                         dir.display()
                     )
                 })?;
-            if report.records > 0 {
-                tracing::info!(pipeline = %p.name, records = report.records, segments = report.segments,
-                    corrupt = report.corrupt_records, "spool holds data from a previous run; replaying what was not delivered");
-            }
             let mut stages = Vec::new();
             let mut batch = sluice_core::batch::BatchConfig::default();
             for name in &p.processors {
@@ -146,6 +146,7 @@ impl Topology {
                     .map_err(|e| anyhow::anyhow!("exporters.{name}: {e:#}"))?;
                 drivers.push((format!("exporters.{name}@{}", p.name), handle));
             }
+            replays.extend(crate::replay::spawn(spool.clone(), &p.name, &p.exporters));
             let ingest = Arc::new(PipelineIngest {
                 name: Arc::from(p.name.as_str()),
                 processors,
@@ -196,6 +197,7 @@ impl Topology {
             receivers,
             spools,
             drivers,
+            replays,
             listen_addrs,
         })
     }
@@ -259,6 +261,9 @@ impl Topology {
         }
         if left == 0 {
             tracing::info!("all exporters drained");
+        }
+        for replay in self.replays {
+            replay.abort();
         }
     }
 

@@ -175,6 +175,107 @@ pub struct Spool {
     shared: Arc<Shared>,
 }
 
+/// Records and their bytes on disk ([`Spool::stored_between`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// How often a long start-up check of the segments reports how far it got.
+pub const OPEN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of the start-up check of a spool's segments, logged every [`OPEN_PROGRESS_EVERY`]
+/// while it lasts (a small spool is checked before the first report is due: nothing is
+/// logged), and once at the end if anything was.
+struct ScanProgress<'a> {
+    name: &'a str,
+    segments: usize,
+    total_bytes: u64,
+    checked_segments: usize,
+    checked_bytes: u64,
+    started: Instant,
+    next_report: Instant,
+    reported: bool,
+}
+
+impl<'a> ScanProgress<'a> {
+    fn new(name: &'a str, segments: &[(u64, PathBuf)]) -> ScanProgress<'a> {
+        let started = Instant::now();
+        ScanProgress {
+            name,
+            segments: segments.len(),
+            total_bytes: segments
+                .iter()
+                .filter_map(|(_, p)| fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum(),
+            checked_segments: 0,
+            checked_bytes: 0,
+            started,
+            next_report: started + OPEN_PROGRESS_EVERY,
+            reported: false,
+        }
+    }
+
+    fn checked(&mut self, bytes: u64) {
+        self.checked_segments += 1;
+        self.checked_bytes += bytes;
+        let now = Instant::now();
+        if now >= self.next_report && self.checked_segments < self.segments {
+            self.next_report = now + OPEN_PROGRESS_EVERY;
+            self.reported = true;
+            let secs = self.started.elapsed().as_secs_f64();
+            let rate = self.checked_bytes as f64 / secs.max(0.001);
+            let eta = self.total_bytes.saturating_sub(self.checked_bytes) as f64 / rate.max(1.0);
+            tracing::info!(
+                spool = self.name,
+                segments = self.checked_segments,
+                of_segments = self.segments,
+                bytes = self.checked_bytes,
+                of_bytes = self.total_bytes,
+                "checking spool segments from an earlier run: {} of {} ({} of {}), {}/s, about {:.0}s left",
+                self.checked_segments,
+                self.segments,
+                human_bytes(self.checked_bytes),
+                human_bytes(self.total_bytes),
+                human_bytes(rate as u64),
+                eta
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.reported {
+            tracing::info!(
+                spool = self.name,
+                segments = self.segments,
+                bytes = self.checked_bytes,
+                "checked spool segments: {} ({}) in {:.1}s",
+                self.segments,
+                human_bytes(self.checked_bytes),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// `1.5 GiB`, `320 KiB`, `12 B`: byte counts for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// What opening found on disk.
 #[derive(Debug, Default, Clone)]
 pub struct OpenReport {
@@ -211,8 +312,11 @@ impl Spool {
         let mut segments = Vec::new();
         let mut next_seq = 0u64;
         let mut disk_bytes = 0u64;
-        for (first_seq, path) in segment::list(dir)? {
+        let found = segment::list(dir)?;
+        let mut scan = ScanProgress::new(name, &found);
+        for (first_seq, path) in found {
             let rec = segment::recover(&path)?;
+            scan.checked(rec.len + rec.truncated_bytes);
             report.records += rec.records;
             report.corrupt_records += rec.corrupt_records;
             report.truncated_bytes += rec.truncated_bytes;
@@ -234,6 +338,7 @@ impl Spool {
                 next_seq: seg_next,
             });
         }
+        scan.finish();
         metrics::counter!("sluice_spool_corrupt_records_total", "pipeline" => name.to_owned())
             .increment(report.corrupt_records);
         report.segments = segments.len();
@@ -392,6 +497,34 @@ impl Spool {
 
     pub fn segment_count(&self) -> usize {
         self.shared.state.lock().segments.len()
+    }
+
+    /// One past the newest record found when the spool opened: records below it were spooled
+    /// by an earlier run, and a reader behind it is replaying them.
+    pub fn replay_end(&self) -> u64 {
+        self.shared.replay_end
+    }
+
+    /// The records in `[from, to)` that are still on disk, and their bytes. Bytes are exact for
+    /// whole segments and prorated by record count for a segment the range cuts.
+    pub fn stored_between(&self, from: u64, to: u64) -> Stored {
+        let state = self.shared.state.lock();
+        let mut out = Stored::default();
+        for seg in &state.segments {
+            let (lo, hi) = (from.max(seg.first_seq), to.min(seg.next_seq));
+            if lo >= hi {
+                continue;
+            }
+            let records = hi - lo;
+            let in_segment = seg.next_seq - seg.first_seq;
+            out.records += records;
+            out.bytes += if records == in_segment {
+                seg.len
+            } else {
+                (seg.len as u128 * records as u128 / in_segment as u128) as u64
+            };
+        }
+        out
     }
 
     /// Stops intake, writes what is queued, fsyncs and persists cursors. Spooled data stays for

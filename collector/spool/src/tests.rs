@@ -406,3 +406,48 @@ async fn read_items_caps(config: SpoolConfig) {
         vec![103, 104, 105, 106, 107, 108, 109]
     );
 }
+
+#[tokio::test]
+async fn a_reopened_spool_knows_what_earlier_runs_left_and_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a"])).unwrap();
+    append_all(&spool, 0..300).await;
+    let mut a = spool.reader("a").unwrap();
+    let first = a.read(100, 1 << 20);
+    a.commit(first.last().unwrap().seq + 1);
+    spool.close();
+    let on_disk: u64 = segment::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|(_, p)| fs::metadata(p).unwrap().len())
+        .sum();
+
+    let (spool, _) = Spool::open("p", dir.path(), cfg(Fsync::Always), &names(&["a"])).unwrap();
+    assert_eq!(spool.replay_end(), 300);
+    let committed = spool.cursor("a").unwrap().committed;
+    assert_eq!(committed, 100);
+    let everything = spool.stored_between(0, spool.replay_end());
+    assert_eq!(everything.bytes, on_disk, "whole segments count exactly");
+    let left = spool.stored_between(committed, spool.replay_end());
+    // Segments whose records were all delivered are deleted; what is left is at least the
+    // 200 undelivered records and at most everything still on disk.
+    assert_eq!(left.records, 200);
+    assert!(
+        left.bytes > 0 && left.bytes <= on_disk,
+        "{left:?} of {on_disk}"
+    );
+    let one = encoded_len(&item(150)) as u64;
+    assert!(
+        left.bytes >= 150 * one,
+        "{left:?}: 200 records of about {one} bytes"
+    );
+    assert_eq!(spool.stored_between(300, 400), Stored::default());
+    spool.close();
+}
+
+#[test]
+fn byte_counts_read_as_people_write_them() {
+    assert_eq!(human_bytes(12), "12 B");
+    assert_eq!(human_bytes(1536), "1.5 KiB");
+    assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+}
