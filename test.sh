@@ -56,11 +56,9 @@ echo "== sluice validate configs/*.toml configs/*.river"
 cargo build --quiet -p sluice
 # The deployment configs take their secrets from the environment and refuse to start
 # without them; placeholders stand in for validation.
-for f in configs/*.toml configs/*.river; do
-  env AWF_PUSH_TOKEN=validate-only WATCHER_WEBHOOK_TOKEN=validate-only \
-    WATCHER_HMAC_SECRET=validate-only WATCHER_APPROVER_TOKEN=validate-only \
-    ./target/debug/sluice validate "$f"
-done
+env AWF_PUSH_TOKEN=validate-only WATCHER_WEBHOOK_TOKEN=validate-only \
+  WATCHER_HMAC_SECRET=validate-only WATCHER_APPROVER_TOKEN=validate-only \
+  ./target/debug/sluice validate configs/
 
 echo "== cargo test"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt

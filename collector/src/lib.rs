@@ -10,6 +10,7 @@ pub mod config;
 pub mod dead_letter;
 mod isolate;
 pub mod pipeline;
+pub mod progress;
 pub mod registry;
 pub mod replay;
 pub mod storage;

@@ -80,10 +80,22 @@ struct LogArgs {
 enum Command {
     /// Run the pipelines of a config file.
     Run(RunArgs),
-    /// Check a config file without starting anything; exits non-zero with file:line: key: reason.
-    Validate { file: PathBuf },
-    /// Print the Sluice TOML equivalent of an Alloy config file (docs/alloy.md).
-    Convert { file: PathBuf },
+    /// Check config files without starting anything; exits non-zero with file:line: key: reason.
+    /// A directory stands for its *.toml, *.alloy and *.river files. With several files, a
+    /// live progress line on a terminal and a summary at the end.
+    Validate {
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the Sluice TOML equivalent of an Alloy config file (docs/alloy.md); with several
+    /// files (or a directory: its *.alloy and *.river files), write each to --output-dir.
+    Convert {
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        files: Vec<PathBuf>,
+        /// Write `<name>.toml` here for each input instead of printing (needed for several).
+        #[arg(short = 'o', long = "output-dir")]
+        output_dir: Option<PathBuf>,
+    },
     /// Items backends refused for good (docs/validation.md): list, show, replay, purge.
     DeadLetter(sluice::dead_letter::cli::Args),
     /// Send OTLP traces at a given rate and report throughput and latency.
@@ -152,24 +164,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::DeadLetter(args) => sluice::dead_letter::cli::run(args),
-        Command::Validate { file } => match sluice::config::load_file(&file) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} receivers, {} processors, {} exporters, {} pipelines)",
-                    file.display(),
-                    c.receivers.len(),
-                    c.processors.len(),
-                    c.exporters.len(),
-                    c.pipelines.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Convert { file } => convert(&file),
+        Command::Validate { files } => validate(&files),
+        Command::Convert { files, output_dir } => convert_files(&files, output_dir.as_deref()),
         #[cfg(feature = "awf-sim")]
         Command::AwfSim(args) => {
             init_logging(&args.log);
@@ -249,35 +245,132 @@ fn main() -> ExitCode {
     }
 }
 
-/// `sluice convert FILE`: the TOML is printed only when it also passes the checks `run` makes.
-fn convert(file: &std::path::Path) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+/// `sluice validate FILE_OR_DIR...`: each file's result as it is checked (progress in
+/// `sluice::progress`); fails if any file does.
+fn validate(args: &[PathBuf]) -> ExitCode {
+    let files = match sluice::progress::expand_inputs(args, sluice::progress::CONFIG_FILES) {
+        Ok(f) => f,
         Err(e) => {
-            eprintln!("{}: cannot read config file: {e}", file.display());
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    if !sluice_alloy::is_alloy(file, &text) {
+    let mut progress =
+        sluice::progress::FileProgress::stderr("validating", "validated", files.len());
+    let mut failed = false;
+    for file in &files {
+        progress.begin(file);
+        let result = sluice::config::load_file(file);
+        progress.end(result.is_ok());
+        match result {
+            Ok(c) => println!(
+                "{}: ok ({} receivers, {} processors, {} exporters, {} pipelines)",
+                file.display(),
+                c.receivers.len(),
+                c.processors.len(),
+                c.exporters.len(),
+                c.pipelines.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    progress.finish();
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `sluice convert FILE_OR_DIR... [--output-dir DIR]`: one file to stdout, or each to
+/// `DIR/<name>.toml`; fails if any file does.
+fn convert_files(args: &[PathBuf], output_dir: Option<&std::path::Path>) -> ExitCode {
+    let files = match sluice::progress::expand_inputs(args, sluice::progress::ALLOY_FILES) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if files.len() > 1 && output_dir.is_none() {
         eprintln!(
-            "{}: not Alloy syntax (expected .alloy/.river, or a file starting with a block); TOML needs no conversion",
-            file.display()
+            "{} files to convert: give --output-dir DIR to write each as DIR/<name>.toml",
+            files.len()
         );
         return ExitCode::FAILURE;
     }
-    let env = |v: &str| std::env::var(v).ok();
-    let checked = sluice::alloy::convert(file, &text, &env)
-        .and_then(|c| sluice::alloy::parse(file, &text, &env).map(|_| c));
-    match checked {
-        Ok(c) => {
-            print!("{}", c.toml);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+    let mut stems = std::collections::BTreeMap::new();
+    for file in &files {
+        if let Some(first) = stems.insert(file.file_stem(), file) {
+            eprintln!(
+                "{} and {} would both be written as {}.toml; convert them separately",
+                first.display(),
+                file.display(),
+                file.file_stem().unwrap_or_default().to_string_lossy()
+            );
+            return ExitCode::FAILURE;
         }
     }
+    if let Some(dir) = output_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("--output-dir {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let mut progress =
+        sluice::progress::FileProgress::stderr("converting", "converted", files.len());
+    let mut failed = false;
+    for file in &files {
+        progress.begin(file);
+        let result = convert(file);
+        progress.end(result.is_ok());
+        let written = result.and_then(|toml| match output_dir {
+            None => {
+                print!("{toml}");
+                Ok(None)
+            }
+            Some(dir) => {
+                let stem = file.file_stem().unwrap_or(file.as_os_str());
+                let out = dir.join(stem).with_extension("toml");
+                std::fs::write(&out, toml)
+                    .map(|()| Some(out.clone()))
+                    .map_err(|e| format!("{}: cannot write: {e}", out.display()))
+            }
+        });
+        match written {
+            Ok(Some(out)) => println!("{} -> {}", file.display(), out.display()),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    progress.finish();
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One Alloy file as Sluice TOML, returned only when it also passes the checks `run` makes.
+fn convert(file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read config file: {e}", file.display()))?;
+    if !sluice_alloy::is_alloy(file, &text) {
+        return Err(format!(
+            "{}: not Alloy syntax (expected .alloy/.river, or a file starting with a block); TOML needs no conversion",
+            file.display()
+        ));
+    }
+    let env = |v: &str| std::env::var(v).ok();
+    sluice::alloy::convert(file, &text, &env)
+        .and_then(|c| sluice::alloy::parse(file, &text, &env).map(|_| c.toml))
+        .map_err(|e| e.to_string())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

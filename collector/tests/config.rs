@@ -212,3 +212,124 @@ fn validate_command_exits_nonzero_with_location() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn sluice(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_reports_each_of_several_files_then_a_summary_in_plain_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), BASE).unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        BASE.replace("exporters = [\"out\"]", "exporters = [\"nope\"]"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.toml"), BASE).unwrap();
+    std::fs::write(dir.path().join("notes.md"), "not a config").unwrap();
+    // A directory stands for its config files; stdout and stderr are pipes here.
+    let (ok, stdout, stderr) = sluice(&["validate".as_ref(), dir.path().as_os_str()]);
+    assert!(!ok, "one file is broken");
+    for name in ["a.toml", "c.toml"] {
+        let line = format!("{}: ok (", dir.path().join(name).display());
+        assert!(stdout.contains(&line), "{name}: {stdout}");
+    }
+    let broken = format!("{}:14:", dir.path().join("b.toml").display());
+    assert!(stderr.contains(&broken), "{stderr}");
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("validated 3 files in "), "{stderr}");
+    assert!(summary.ends_with(": 2 ok, 1 failed"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !stdout.contains('\x1b'),
+        "{stderr:?}"
+    );
+    // One file: its result only, as before.
+    let (ok, _, stderr) = sluice(&["validate".as_ref(), dir.path().join("a.toml").as_os_str()]);
+    assert!(ok && stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn validate_on_a_terminal_shows_a_live_line_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.toml", "b.toml"] {
+        std::fs::write(dir.path().join(name), BASE).unwrap();
+    }
+    // util-linux `script` runs the command on a pseudo-terminal.
+    let command = format!(
+        "{} validate {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        dir.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) on PATH");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for (i, name) in ["a.toml", "b.toml"].iter().enumerate() {
+        let live = format!(
+            "\r\x1b[2K[{}/2] validating {}",
+            i + 1,
+            dir.path().join(name).display()
+        );
+        assert!(screen.contains(&live), "{live:?} missing in {screen:?}");
+    }
+    assert!(screen.contains("validated 2 files in "), "{screen:?}");
+}
+
+#[test]
+fn a_large_file_is_announced_before_it_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let padding = "# padding\n".repeat(110_000);
+    std::fs::write(&big, format!("{BASE}{padding}")).unwrap();
+    let (ok, stdout, stderr) = sluice(&["validate".as_ref(), big.as_os_str()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr, format!("validating {} (1.0 MiB)\n", big.display()));
+    assert!(stdout.contains(": ok ("), "{stdout}");
+}
+
+#[test]
+fn convert_writes_several_alloy_files_to_the_output_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/alloy-config.river");
+    let inputs = dir.path().join("alloy");
+    std::fs::create_dir(&inputs).unwrap();
+    for name in ["one.alloy", "two.river"] {
+        std::fs::copy(&alloy, inputs.join(name)).unwrap();
+    }
+    let (ok, _, stderr) = sluice(&["convert".as_ref(), inputs.as_os_str()]);
+    assert!(!ok, "several files need --output-dir");
+    assert!(stderr.contains("give --output-dir"), "{stderr}");
+
+    let out = dir.path().join("toml");
+    let (ok, stdout, stderr) = sluice(&[
+        "convert".as_ref(),
+        inputs.as_os_str(),
+        "--output-dir".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    for (name, toml) in [("one.alloy", "one.toml"), ("two.river", "two.toml")] {
+        let line = format!(
+            "{} -> {}",
+            inputs.join(name).display(),
+            out.join(toml).display()
+        );
+        assert!(stdout.contains(&line), "{line}: {stdout}");
+        let (ok, _, stderr) = sluice(&["validate".as_ref(), out.join(toml).as_os_str()]);
+        assert!(ok, "{toml}: {stderr}");
+    }
+    assert!(stderr.starts_with("converted 2 files in "), "{stderr}");
+    assert!(stderr.trim_end().ends_with(": 2 ok, 0 failed"), "{stderr}");
+}

@@ -180,7 +180,10 @@ function drawDetails(data) {
     el("tr", {}, el("th", {}, "Exporter"), el("th", {}, "Sent by signal"), el("th", {}, "Dropped by reason"), el("th", {}, "Retries"),
       el("th", {}, "Spool bytes · queue · lag per pipeline"), el("th", {}, "Rate")));
   for (const e of data.exporters) {
-    const queues = e.queues.map(q => `${q.pipeline}: ${bytes(q.spool_bytes)} · ${fmt(q.queue_depth_records)} records · ${q.lag_seconds.toFixed(1)} s`).join("; ");
+    const replay = q => q.replay && q.replay.remaining_records > 0
+      ? ` · replaying earlier run: ${bytes(q.replay.remaining_bytes)} of ${bytes(q.replay.total_bytes)} left`
+      : "";
+    const queues = e.queues.map(q => `${q.pipeline}: ${bytes(q.spool_bytes)} · ${fmt(q.queue_depth_records)} records · ${q.lag_seconds.toFixed(1)} s${replay(q)}`).join("; ");
     ex.append(el("tr", {}, el("td", {}, e.id), el("td", {}, reasons(e.sent_items)), el("td", {}, reasons(e.dropped_items)),
       el("td", { class: "n" }, fmt(e.retries)), el("td", {}, queues || "–"), el("td", { class: "n" }, fmt(e.sent_per_second) + "/s")));
   }
