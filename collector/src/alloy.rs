@@ -28,7 +28,7 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
     let converted = convert(path, text, env)?;
     let mut config = parse_toml(path, &converted.toml, env).map_err(|e| {
         // The TOML loader's line is a line of the generated TOML; each knows its Alloy origin.
-        let line = refine(&converted.toml, e.line, &e.reason);
+        let line = refine(&converted.toml, e.line, &e.key, &e.reason);
         match line.checked_sub(1).and_then(|i| converted.origins.get(i)) {
             Some(o) => {
                 let key = if o.key.is_empty() {
@@ -45,11 +45,11 @@ pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Config, Conf
     Ok(config)
 }
 
-/// The TOML loader places some errors at the start of a component's table. When the reason
-/// names a field (`url: ...`) or quotes a value (`invalid duration "1 second"`), the line of the
-/// generated TOML that sets it is a more precise origin. A component's lines run up to the
-/// next blank line (the generator separates sections with one).
-fn refine(toml: &str, line: usize, reason: &str) -> usize {
+/// The TOML loader places some errors at the start of a component's table. When the error's
+/// key ends in a field or the reason quotes a value (`invalid duration "1 second"`), the line
+/// of the generated TOML that sets it is a more precise origin. A component's lines run up to
+/// the next blank line (the generator separates sections with one).
+fn refine(toml: &str, line: usize, key: &str, reason: &str) -> usize {
     let lines: Vec<&str> = toml.lines().collect();
     let Some(start) = line
         .checked_sub(1)
@@ -61,12 +61,8 @@ fn refine(toml: &str, line: usize, reason: &str) -> usize {
         .iter()
         .take_while(|l| !l.trim().is_empty())
         .enumerate();
-    let first_word = reason
-        .split([' ', ':'])
-        .next()
-        .unwrap_or("")
-        .trim_matches('`');
-    let leaf = first_word.rsplit('.').next().unwrap_or("");
+    let leaf = key.rsplit('.').next().unwrap_or("");
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
     let quoted = reason
         .split_once('"')
         .and_then(|(_, rest)| rest.split_once('"'))

@@ -28,7 +28,7 @@ mod absent {
     }
 
     impl SimConfig {
-        pub fn validate(&self) -> Result<(), String> {
+        pub fn validate(&self) -> Result<(), sluice_core::InvalidConfig> {
             Ok(())
         }
     }

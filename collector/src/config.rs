@@ -7,7 +7,7 @@ use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig};
 
 use crate::awf_sim::SimConfig;
 use serde::Deserialize;
-use sluice_core::Signal;
+use sluice_core::{InvalidConfig, Signal};
 use sluice_spool::SpoolConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -194,12 +194,9 @@ pub(crate) fn parse_toml(
         substitute(&loc, start, &key, &mut value, env)?;
         let p = PipelineConfig::deserialize(value)
             .map_err(|e| field_error(&loc, start, &key, e.message()))?;
-        p.spool.validate().map_err(|reason| {
-            loc.at(
-                loc.find_field(start, "spool"),
-                format!("{key}.spool"),
-                reason,
-            )
+        p.spool.validate().map_err(|e| {
+            let e = e.under("spool");
+            located(&loc, start, &key, &e.key, e.reason)
         })?;
         pipelines.push(p);
         pipeline_offsets.push(start);
@@ -213,14 +210,8 @@ pub(crate) fn parse_toml(
             substitute(&loc, start, "awf_simulator", &mut value, env)?;
             let sim = SimConfig::deserialize(value)
                 .map_err(|e| field_error(&loc, start, "awf_simulator", e.message()))?;
-            sim.validate().map_err(|reason| {
-                let field = reason.split(':').next().unwrap_or("").trim().to_string();
-                loc.at(
-                    loc.find_field(start, &field),
-                    format!("awf_simulator.{field}"),
-                    reason,
-                )
-            })?;
+            sim.validate()
+                .map_err(|e| located(&loc, start, "awf_simulator", &e.key, e.reason))?;
             Some(sim)
         }
     };
@@ -287,18 +278,16 @@ fn typed_body(
 }
 
 /// Why a component's table was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
-    UnknownType {
-        known: &'static [&'static str],
-    },
+    #[error("unknown type; known types: {}", known.join(", "))]
+    UnknownType { known: &'static [&'static str] },
     /// A serde message (may name a field in backticks).
+    #[error("{0}")]
     Field(String),
-    /// A semantic check; the optional field names where.
-    Invalid {
-        field: Option<String>,
-        reason: String,
-    },
+    /// A semantic check, with the key path below the component's table.
+    #[error(transparent)]
+    Invalid(InvalidConfig),
 }
 
 fn component_error(
@@ -321,15 +310,24 @@ fn component_error(
             ),
         ),
         ComponentError::Field(msg) => field_error(loc, start, &key, &msg),
-        ComponentError::Invalid { field, reason } => match field {
-            Some(f) => loc.at(
-                loc.find_field(start, f.rsplit('.').next().unwrap_or(&f)),
-                format!("{key}.{f}"),
-                reason,
-            ),
-            None => loc.at(start, key, reason),
-        },
+        ComponentError::Invalid(InvalidConfig { key: field, reason }) => {
+            located(loc, start, &key, &field, reason)
+        }
     }
+}
+
+/// A check's error at `field` (a key path below the table at `start` named `key`; empty for
+/// the table itself).
+fn located(loc: &Locator, start: usize, key: &str, field: &str, reason: String) -> ConfigError {
+    if field.is_empty() {
+        return loc.at(start, key, reason);
+    }
+    // The line of the path's first segment, then of its last one below it.
+    let first = field.split(['.', '[']).next().unwrap_or(field);
+    let last = field.rsplit('.').next().unwrap_or(field);
+    let last = last.split('[').next().unwrap_or(last);
+    let at = loc.find_field(loc.find_field(start, first), last);
+    loc.at(at, format!("{key}.{field}"), reason)
 }
 
 /// Turns a serde message into a located error, finding the field it names.

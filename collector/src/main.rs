@@ -134,9 +134,7 @@ struct AwfSimArgs {
     log: LogArgs,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    sluice_core::config::parse_duration(s)
-}
+use sluice_core::config::parse_duration;
 
 fn init_logging(log: &LogArgs) {
     let level = log.level.as_deref().unwrap_or("info");

@@ -7,7 +7,7 @@ use crate::config::{ComponentError, parse_listen_addr};
 use crate::pipeline::{DriverSettings, run_driver};
 use serde::de::DeserializeOwned;
 use sluice_core::retry::RetryConfig;
-use sluice_core::{ComponentConfig, Exporter, Receiver, Signal};
+use sluice_core::{ComponentConfig, Exporter, InvalidConfig, Receiver, Signal};
 use sluice_spool::SpoolReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,24 +19,10 @@ use sluice_processors::{Context, Stage};
 /// Deserializes a component body strictly, then runs its semantic checks.
 fn typed<T: DeserializeOwned>(
     body: toml::Value,
-    validate: impl Fn(&T) -> Result<(), String>,
+    validate: impl Fn(&T) -> Result<(), InvalidConfig>,
 ) -> Result<T, ComponentError> {
     let cfg = T::deserialize(body).map_err(|e| ComponentError::Field(e.message().to_string()))?;
-    validate(&cfg).map_err(|reason| {
-        // Messages conventionally start with the offending key: "max_bytes must ...".
-        let field = reason
-            .split_whitespace()
-            .next()
-            .map(|w| w.trim_end_matches(':'))
-            .filter(|w| {
-                w.chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
-            });
-        ComponentError::Invalid {
-            field: field.map(str::to_owned),
-            reason,
-        }
-    })?;
+    validate(&cfg).map_err(ComponentError::Invalid)?;
     Ok(cfg)
 }
 
@@ -180,8 +166,13 @@ macro_rules! processors {
                 &[batch::TYPE_NAME, sluice_watcher::TYPE_NAME, $($($pc)::+::TYPE_NAME),*];
 
             pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
+                // Not yet typed: these checks name the key in their message, so the error is
+                // placed at the processor's table with that message.
                 $(if ty == $($pc)::+::TYPE_NAME {
-                    return typed(body, $($pc)::+::Config::validate).map(|c| Self::$pv(Box::new(c)));
+                    return typed(body, |c: &$($pc)::+::Config| {
+                        c.validate().map_err(|reason| InvalidConfig::new("", reason))
+                    })
+                    .map(|c| Self::$pv(Box::new(c)));
                 })*
                 match ty {
                     batch::TYPE_NAME => typed(body, BatchConfig::validate).map(Self::Batch),

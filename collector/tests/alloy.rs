@@ -878,7 +878,7 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
         (
             "url = \"http://mimir:9009/api/v1/push\"",
             "url = \"mimir:9009\"",
-            "test.alloy:32:5: prometheus.remote_write.m.endpoint.url: url: scheme must be http or https, got \"mimir\"",
+            "test.alloy:32:5: prometheus.remote_write.m.endpoint.url: scheme must be http or https, got \"mimir\"",
         ),
         (
             "timeout = \"1s\"",
@@ -888,7 +888,7 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
         (
             "127.0.0.1:24317",
             "127.0.0.1:99999",
-            "test.alloy:3:5: otelcol.receiver.otlp.in.grpc.endpoint: grpc.endpoint: \"127.0.0.1:99999\" is not `host:port` (e.g. \"0.0.0.0:4317\")",
+            "test.alloy:3:5: otelcol.receiver.otlp.in.grpc.endpoint: \"127.0.0.1:99999\" is not `host:port` (e.g. \"0.0.0.0:4317\")",
         ),
         (
             "otelcol.exporter.loki \"l\" {",

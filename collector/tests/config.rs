@@ -178,6 +178,38 @@ fn bad_values_are_refused_with_reason() {
 }
 
 #[test]
+fn checks_report_the_key_path_they_refuse() {
+    // Nested below the component (retry), in a shared setting (tls), in the pipeline's spool:
+    // the key path comes from the check itself, the line is the key's.
+    let text = BASE.replace(
+        "type = \"debug\"\n",
+        "type = \"debug\"\n[exporters.out.retry]\ninitial_interval = \"1s\"\nmultiplier = 0.5\n",
+    );
+    let e = err(&text);
+    assert_eq!(e.key, "exporters.out.retry.multiplier", "{e}");
+    assert_eq!(e.reason, "must be >= 1, got 0.5", "{e}");
+    assert_eq!(e.line, 11, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("test.toml:11:1: exporters.out.retry.multiplier: must be >= 1"),
+        "{e}"
+    );
+
+    let text = format!(
+        "{BASE}\n[exporters.loki]\ntype = \"loki\"\nurl = \"http://loki:3100/loki/api/v1/push\"\ntls = {{ cert_file = \"/c.pem\" }}\n"
+    );
+    let e = err(&text);
+    assert_eq!(e.key, "exporters.loki.tls.key_file", "{e}");
+    assert_eq!(e.line, 19, "{e}");
+
+    let text = format!("{BASE}[pipelines.spool]\nqueue_capacity = 0\n");
+    let e = err(&text);
+    assert_eq!(e.key, "pipelines[0].spool.queue_capacity", "{e}");
+    assert_eq!(e.reason, "must be at least 1", "{e}");
+    assert_eq!(e.line, 16, "{e}");
+}
+
+#[test]
 fn validate_command_exits_nonzero_with_location() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.toml");

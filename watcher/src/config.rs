@@ -7,6 +7,7 @@
 
 use crate::remediation_catalogue::{Catalogue, CatalogueSource, RateLimit};
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use sluice_core::{ByteSize, DurationStr};
 use std::collections::BTreeMap;
 
@@ -306,22 +307,28 @@ impl Config {
     }
 
     /// Semantic checks; every message starts with the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.bearer_token.is_none() && self.basic_auth.is_none() && self.hmac_secret.is_none() {
-            return Err(
+            return Err(InvalidConfig::new(
+                "bearer_token",
                 "bearer_token (or basic_auth or hmac_secret) is required: the webhook \
-                 endpoints must not accept unauthenticated alerts"
-                    .into(),
-            );
+                 endpoints must not accept unauthenticated alerts",
+            ));
         }
         non_empty_secret("bearer_token", self.bearer_token.as_deref())?;
         non_empty_secret("hmac_secret", self.hmac_secret.as_deref())?;
         if let Some(b) = &self.basic_auth {
             if b.username.is_empty() || b.password.is_empty() {
-                return Err("basic_auth needs a non-empty username and password".into());
+                return Err(InvalidConfig::new(
+                    "basic_auth",
+                    "needs a non-empty username and password",
+                ));
             }
             if b.username.contains(':') {
-                return Err("basic_auth.username must not contain ':'".into());
+                return Err(InvalidConfig::new(
+                    "basic_auth.username",
+                    "must not contain ':'",
+                ));
             }
         }
         header_name("hmac_header", &self.hmac_header)?;
@@ -329,32 +336,44 @@ impl Config {
             header_name("hmac_timestamp_header", h)?;
         }
         if self.replay_window.get().is_zero() {
-            return Err("replay_window must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "replay_window",
+                "must be greater than 0",
+            ));
         }
         if self.max_body_size.get() < 1024 {
-            return Err("max_body_size must be at least 1KiB".into());
+            return Err(InvalidConfig::new("max_body_size", "must be at least 1KiB"));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut tokens = std::collections::BTreeSet::new();
         for a in &self.approvers {
             if a.name.trim().is_empty() {
-                return Err("approvers.name must not be empty".into());
+                return Err(InvalidConfig::new("approvers.name", "must not be empty"));
             }
             if a.token.len() < 8 {
-                return Err(format!(
-                    "approvers.token of {:?} must be at least 8 characters",
-                    a.name
+                return Err(InvalidConfig::new(
+                    "approvers.token",
+                    format!("of {:?} must be at least 8 characters", a.name),
                 ));
             }
             if !names.insert(a.name.as_str()) {
-                return Err(format!("approvers.name {:?} appears twice", a.name));
+                return Err(InvalidConfig::new(
+                    "approvers.name",
+                    format!("{:?} appears twice", a.name),
+                ));
             }
             if !tokens.insert(a.token.as_str()) {
-                return Err("approvers.token must be unique per approver".into());
+                return Err(InvalidConfig::new(
+                    "approvers.token",
+                    "must be unique per approver",
+                ));
             }
         }
         if self.approval_expiry.get().is_zero() {
-            return Err("approval_expiry must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "approval_expiry",
+                "must be greater than 0",
+            ));
         }
         for (key, url) in [
             ("approval_webhook", &self.approval_webhook),
@@ -369,21 +388,34 @@ impl Config {
             }
         }
         if self.grafana_url.is_some() != self.grafana_token.is_some() {
-            return Err("grafana_token and grafana_url must be set together".into());
+            return Err(InvalidConfig::new(
+                if self.grafana_url.is_some() {
+                    "grafana_token"
+                } else {
+                    "grafana_url"
+                },
+                "grafana_token and grafana_url must be set together",
+            ));
         }
         if self.investigation_budget.get().is_zero() {
-            return Err("investigation_budget must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "investigation_budget",
+                "must be greater than 0",
+            ));
         }
         if self.source_timeout.get().is_zero() {
-            return Err("source_timeout must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "source_timeout",
+                "must be greater than 0",
+            ));
         }
         if let Some(llm) = &self.llm {
             check_url("llm.url", &llm.url)?;
             if llm.model.is_empty() {
-                return Err("llm.model must not be empty".into());
+                return Err(InvalidConfig::new("llm.model", "must not be empty"));
             }
             if llm.timeout.get().is_zero() {
-                return Err("llm.timeout must be greater than 0".into());
+                return Err(InvalidConfig::new("llm.timeout", "must be greater than 0"));
             }
         }
         // Deadlines are added to clock readings: keep them sane (and overflow-free).
@@ -399,41 +431,64 @@ impl Config {
             ("dedup_ttl", self.dedup_ttl, day * 365),
         ] {
             if d.get() > max {
-                return Err(format!("{key} must be at most {max:?}"));
+                return Err(InvalidConfig::new(key, format!("must be at most {max:?}")));
             }
         }
         if let Some(l) = &self.llm
             && l.timeout.get() > day / 24
         {
-            return Err("llm.timeout must be at most 1h".into());
+            return Err(InvalidConfig::new("llm.timeout", "must be at most 1h"));
         }
         let v = &self.verification;
         if v.interval.get().is_zero() || v.timeout.get().is_zero() {
-            return Err("verification.interval and verification.timeout must be > 0".into());
+            return Err(InvalidConfig::new(
+                if v.interval.get().is_zero() {
+                    "verification.interval"
+                } else {
+                    "verification.timeout"
+                },
+                "must be greater than 0",
+            ));
         }
         if self.window.max_events == 0 || self.window.queue == 0 {
-            return Err("window.max_events and window.queue must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                if self.window.max_events == 0 {
+                    "window.max_events"
+                } else {
+                    "window.queue"
+                },
+                "must be greater than 0",
+            ));
         }
         if self.window.max_age.get().is_zero() {
-            return Err("window.max_age must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "window.max_age",
+                "must be greater than 0",
+            ));
         }
         if self.max_concurrent_incidents == 0 {
-            return Err("max_concurrent_incidents must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "max_concurrent_incidents",
+                "must be greater than 0",
+            ));
         }
         if self.service_name.is_empty() {
-            return Err("service_name must not be empty".into());
+            return Err(InvalidConfig::new("service_name", "must not be empty"));
         }
         for (name, rl) in &self.rate_limit {
             rl.validate()
-                .map_err(|e| format!("rate_limit.{name} {e}"))?;
+                .map_err(|e| e.under(&format!("rate_limit.{name}")))?;
         }
         // The catalogue and rules are checked together: rules may only name known scripts.
         let catalogue = self.load_catalogue()?;
         for name in self.rate_limit.keys() {
             if name != "default" && !catalogue.scripts.contains_key(name) {
-                return Err(format!(
-                    "rate_limit.{name} names no catalogue script (known: {})",
-                    catalogue.script_names()
+                return Err(InvalidConfig::new(
+                    format!("rate_limit.{name}"),
+                    format!(
+                        "names no catalogue script (known: {})",
+                        catalogue.script_names()
+                    ),
                 ));
             }
         }
@@ -442,20 +497,24 @@ impl Config {
 
     /// The catalogue this config uses (file, inline, or the built-in default), with `vars`
     /// applied and checked.
-    pub fn load_catalogue(&self) -> Result<Catalogue, String> {
+    /// Errors have the key `catalogue`; the reason names the place inside the catalogue.
+    pub fn load_catalogue(&self) -> Result<Catalogue, InvalidConfig> {
         let mut c = match &self.catalogue {
-            None => Catalogue::builtin()?,
+            None => Catalogue::builtin().map_err(|e| InvalidConfig::new("catalogue", e))?,
             Some(CatalogueSource::Inline(c)) => c.clone(),
             Some(CatalogueSource::Path(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("catalogue: cannot read {p:?}: {e}"))?;
-                Catalogue::parse(&text).map_err(|e| format!("catalogue ({p}): {e}"))?
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    InvalidConfig::new("catalogue", format!("cannot read {p:?}: {e}"))
+                })?;
+                Catalogue::parse(&text)
+                    .map_err(|e| InvalidConfig::new("catalogue", format!("{p}: {e}")))?
             }
         };
         for (k, v) in &self.vars {
             c.vars.insert(k.clone(), v.clone());
         }
-        c.validate().map_err(|e| format!("catalogue {e}"))?;
+        c.validate()
+            .map_err(|e| InvalidConfig::new("catalogue", e))?;
         Ok(c)
     }
 
@@ -517,24 +576,27 @@ impl Default for Config {
     }
 }
 
-fn non_empty_secret(key: &str, v: Option<&str>) -> Result<(), String> {
+fn non_empty_secret(key: &str, v: Option<&str>) -> Result<(), InvalidConfig> {
     if v.is_some_and(|s| s.trim().is_empty()) {
-        return Err(format!("{key} must not be empty"));
+        return Err(InvalidConfig::new(key, "must not be empty"));
     }
     Ok(())
 }
 
-fn header_name(key: &str, v: &str) -> Result<(), String> {
+fn header_name(key: &str, v: &str) -> Result<(), InvalidConfig> {
     http::HeaderName::from_bytes(v.as_bytes())
         .map(|_| ())
-        .map_err(|_| format!("{key} {v:?} is not a valid HTTP header name"))
+        .map_err(|_| InvalidConfig::new(key, format!("{v:?} is not a valid HTTP header name")))
 }
 
-pub(crate) fn check_url(key: &str, s: &str) -> Result<(), String> {
+pub(crate) fn check_url(key: &str, s: &str) -> Result<(), InvalidConfig> {
     match reqwest::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(format!("{key} {s:?} must be an http:// or https:// URL")),
-        Err(e) => Err(format!("{key} {s:?} is not a URL: {e}")),
+        Ok(_) => Err(InvalidConfig::new(
+            key,
+            format!("{s:?} must be an http:// or https:// URL"),
+        )),
+        Err(e) => Err(InvalidConfig::new(key, format!("{s:?} is not a URL: {e}"))),
     }
 }
 
@@ -544,7 +606,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        c.validate()?;
+        c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 
@@ -568,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_name_the_key() {
+    fn errors_carry_the_key() {
         for (text, key) in [
             (
                 "hmac_secret = \"s\"\nhmac_header = \"bad header\"",
@@ -604,15 +666,16 @@ mod tests {
             ),
             (
                 "bearer_token = \"t\"\n[[rules]]\nname = \"r\"\nactions = [\"rm_rf\"]",
-                "rules.actions",
+                "rules[0].actions",
             ),
             (
                 "bearer_token = \"t\"\n[[rules]]\nname = \"r\"\nlabels = { a = \"(\" }\nactions = []",
-                "rules.",
+                "rules[0].labels.a",
             ),
         ] {
-            let e = parse(text).unwrap_err();
-            assert!(e.starts_with(key), "{text:?} → {e}");
+            let c: Config = toml::from_str(text).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.key, key, "{text:?} → {e}");
         }
     }
 

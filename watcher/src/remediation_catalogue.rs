@@ -10,6 +10,7 @@
 use crate::template::{Template, percent_encode_segment};
 use serde::Deserialize;
 use sluice_core::DurationStr;
+use sluice_core::InvalidConfig;
 use std::collections::BTreeMap;
 
 /// The catalogue shipped with the watcher, aimed at AWF's control API (`{{awf_url}}`).
@@ -132,9 +133,9 @@ impl Default for RateLimit {
 }
 
 impl RateLimit {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.max == 0 || self.per.get().is_zero() {
-            return Err("needs max > 0 and per > 0".into());
+            return Err(InvalidConfig::new("", "needs max > 0 and per > 0"));
         }
         Ok(())
     }
@@ -189,7 +190,7 @@ impl Script {
             return Err("timeout must be within (0, 1h]".into());
         }
         if let Some(r) = &self.rate_limit {
-            r.validate().map_err(|e| format!("rate_limit {e}"))?;
+            r.validate().map_err(|e| format!("rate_limit: {e}"))?;
         }
         for (pname, p) in &self.params {
             if !valid_ident(pname) || vars.contains_key(pname) {

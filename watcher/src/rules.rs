@@ -3,6 +3,7 @@
 use crate::config::Rule;
 use crate::remediation_catalogue::{Catalogue, compile_anchored};
 use crate::template::{Template, escape_query_string};
+use sluice_core::InvalidConfig;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
@@ -20,38 +21,51 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Compiles the rules; every named script must exist in `catalogue`.
-    pub fn compile(rules: &[Rule], catalogue: &Catalogue) -> Result<RuleSet, String> {
+    /// Errors name the key below `rules` (`rules[2].labels.severity`) and the rule.
+    pub fn compile(rules: &[Rule], catalogue: &Catalogue) -> Result<RuleSet, InvalidConfig> {
         let mut out = Vec::new();
-        for r in rules {
-            let ctx = |e: String| format!("rules.{e} (rule {:?})", r.name);
+        for (i, r) in rules.iter().enumerate() {
+            let at = |key: String, e: String| {
+                InvalidConfig::new(
+                    format!("rules[{i}].{key}"),
+                    format!("{e} (rule {:?})", r.name),
+                )
+            };
             if r.name.trim().is_empty() {
-                return Err("rules.name must not be empty".into());
+                return Err(at("name".into(), "must not be empty".into()));
             }
             let mut labels = Vec::new();
             for (k, p) in &r.labels {
                 labels.push((
                     k.clone(),
-                    compile_anchored(p).map_err(|e| ctx(format!("labels.{k}: {e}")))?,
+                    compile_anchored(p).map_err(|e| at(format!("labels.{k}"), e))?,
                 ));
             }
             let mut findings = Vec::new();
             for (k, p) in &r.findings {
                 findings.push((
                     k.clone(),
-                    compile_anchored(p).map_err(|e| ctx(format!("findings.{k}: {e}")))?,
+                    compile_anchored(p).map_err(|e| at(format!("findings.{k}"), e))?,
                 ));
             }
-            for a in r.actions.iter().chain(r.escalate.iter()) {
+            for (key, a) in r
+                .actions
+                .iter()
+                .map(|a| ("actions", a))
+                .chain(r.escalate.iter().map(|a| ("escalate", a)))
+            {
                 if !catalogue.scripts.contains_key(a) {
-                    return Err(format!(
-                        "rules.actions of {:?} names {a:?}, which is not in the catalogue (known: {})",
-                        r.name,
-                        catalogue.script_names()
+                    return Err(at(
+                        key.into(),
+                        format!(
+                            "names {a:?}, which is not in the catalogue (known: {})",
+                            catalogue.script_names()
+                        ),
                     ));
                 }
             }
             let verify_query = match &r.verify_query {
-                Some(q) => Some(Template::parse(q).map_err(|e| ctx(format!("verify_query: {e}")))?),
+                Some(q) => Some(Template::parse(q).map_err(|e| at("verify_query".into(), e))?),
                 None => None,
             };
             out.push(CompiledRule {
@@ -149,6 +163,6 @@ mod tests {
         );
         assert!(rs.first_match(&BTreeMap::new(), &signals).is_none());
         let bad = RuleSet::compile(&[rule("x", &[], &[], &["rm_rf"])], &c).unwrap_err();
-        assert!(bad.starts_with("rules.actions"), "{bad}");
+        assert_eq!(bad.key, "rules[0].actions", "{bad}");
     }
 }

@@ -7,6 +7,7 @@
 //! Defaults are Alloy's `otelcol.processor.batch` defaults; a pipeline that lists no batch
 //! stage batches with these defaults too.
 
+use crate::config::InvalidConfig;
 use crate::{ByteSize, DurationStr};
 use serde::Deserialize;
 
@@ -43,18 +44,24 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.send_batch_size == 0 {
-            return Err("send_batch_size must be at least 1".into());
+            return Err(InvalidConfig::new("send_batch_size", "must be at least 1"));
         }
         if self.send_batch_max_size != 0 && self.send_batch_max_size < self.send_batch_size {
-            return Err("send_batch_max_size must be 0 or at least send_batch_size".into());
+            return Err(InvalidConfig::new(
+                "send_batch_max_size",
+                "must be 0 or at least send_batch_size",
+            ));
         }
         if self.send_batch_max_bytes.0 == 0 {
-            return Err("send_batch_max_bytes must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "send_batch_max_bytes",
+                "must be greater than 0",
+            ));
         }
         if self.max_in_flight == 0 {
-            return Err("max_in_flight must be at least 1".into());
+            return Err(InvalidConfig::new("max_in_flight", "must be at least 1"));
         }
         Ok(())
     }

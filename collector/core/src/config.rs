@@ -7,6 +7,51 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
+/// A config value refused by a component's checks: where it is (the key path below the
+/// component's table, e.g. `tls.server_name`; empty for the table as a whole) and why. The
+/// collector adds the file, line and table, so a bad config reads
+/// `file:line:col: exporters.tempo.tls.server_name: "x y" is not a valid DNS name or IP`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
+pub struct InvalidConfig {
+    pub key: String,
+    pub reason: String,
+}
+
+impl InvalidConfig {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> InvalidConfig {
+        InvalidConfig {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error seen from the enclosing table: `multiplier` under `retry` is
+    /// `retry.multiplier`.
+    pub fn under(mut self, parent: &str) -> InvalidConfig {
+        self.key = if self.key.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{parent}.{}", self.key)
+        };
+        self
+    }
+}
+
+/// A duration string that is not `<number><unit>...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid duration {0:?}: use a number with a unit: ns, us, ms, s, m, h, d (e.g. \"200ms\", \"1m30s\")"
+)]
+pub struct InvalidDuration(pub String);
+
+/// A byte size that is neither an integer nor `<number><unit>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid size {0:?}: use bytes or a number with a unit: B, KB, MB, GB, KiB, MiB, GiB (e.g. \"20MiB\")"
+)]
+pub struct InvalidByteSize(pub String);
+
 /// A duration written as `"200ms"`, `"5s"`, `"1m"`, `"2h"`, `"1h30m"`, or `"0"`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct DurationStr(pub Duration);
@@ -23,16 +68,12 @@ impl DurationStr {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let err = || {
-        format!(
-            "invalid duration {s:?}: use a number with a unit: ns, us, ms, s, m, h, d (e.g. \"200ms\", \"1m30s\")"
-        )
-    };
+    let err = || InvalidDuration(s.to_owned());
     if s.is_empty() {
         return Err(err());
     }
@@ -114,13 +155,9 @@ impl ByteSize {
     }
 }
 
-pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+pub fn parse_byte_size(s: &str) -> Result<u64, InvalidByteSize> {
     let t = s.trim();
-    let err = || {
-        format!(
-            "invalid size {s:?}: use bytes or a number with a unit: B, KB, MB, GB, KiB, MiB, GiB (e.g. \"20MiB\")"
-        )
-    };
+    let err = || InvalidByteSize(s.to_owned());
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());

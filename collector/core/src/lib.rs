@@ -16,5 +16,5 @@ pub use component::{
     Batch, ComponentConfig, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal,
     SendOutcome,
 };
-pub use config::{ByteSize, DurationStr};
+pub use config::{ByteSize, DurationStr, InvalidConfig};
 pub use item::{Item, Signal};

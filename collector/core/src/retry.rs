@@ -1,7 +1,7 @@
 //! Retry policy shared by every exporter: exponential backoff with jitter, a floor from the
 //! backend's `Retry-After` / `RetryInfo`, and an optional maximum item age.
 
-use crate::config::DurationStr;
+use crate::config::{DurationStr, InvalidConfig};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -37,21 +37,30 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
-            return Err(format!("multiplier must be >= 1, got {}", self.multiplier));
+            return Err(InvalidConfig::new(
+                "multiplier",
+                format!("must be >= 1, got {}", self.multiplier),
+            ));
         }
         if !(0.0..=1.0).contains(&self.randomization_factor) {
-            return Err(format!(
-                "randomization_factor must be within 0..=1, got {}",
-                self.randomization_factor
+            return Err(InvalidConfig::new(
+                "randomization_factor",
+                format!("must be within 0..=1, got {}", self.randomization_factor),
             ));
         }
         if self.initial_interval.0.is_zero() {
-            return Err("initial_interval must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "initial_interval",
+                "must be greater than 0",
+            ));
         }
         if self.max_interval.0 < self.initial_interval.0 {
-            return Err("max_interval must not be smaller than initial_interval".into());
+            return Err(InvalidConfig::new(
+                "max_interval",
+                "must not be smaller than initial_interval",
+            ));
         }
         Ok(())
     }

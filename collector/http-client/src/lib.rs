@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use base64::Engine;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,10 +43,17 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    /// Semantic checks; the message names the key (under `tls.`).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Semantic checks; the error's key is under `tls`.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err("tls.cert_file and tls.key_file must be set together".into());
+            return Err(InvalidConfig::new(
+                if self.cert_file.is_some() {
+                    "tls.key_file"
+                } else {
+                    "tls.cert_file"
+                },
+                "tls.cert_file and tls.key_file must be set together",
+            ));
         }
         Ok(())
     }
@@ -53,14 +61,20 @@ impl TlsConfig {
 
 /// Checks `basic_auth` and `bearer_token` of one component: at most one, and a bearer token
 /// that fits in a header.
-pub fn validate_auth(basic: Option<&BasicAuth>, bearer: Option<&str>) -> Result<(), String> {
+pub fn validate_auth(basic: Option<&BasicAuth>, bearer: Option<&str>) -> Result<(), InvalidConfig> {
     if basic.is_some() && bearer.is_some() {
-        return Err("basic_auth and bearer_token are mutually exclusive; set at most one".into());
+        return Err(InvalidConfig::new(
+            "bearer_token",
+            "basic_auth and bearer_token are mutually exclusive; set at most one",
+        ));
     }
     if let Some(token) = bearer
         && (token.is_empty() || HeaderValue::from_str(token).is_err())
     {
-        return Err("bearer_token must be a non-empty, printable header value".into());
+        return Err(InvalidConfig::new(
+            "bearer_token",
+            "must be a non-empty, printable header value",
+        ));
     }
     Ok(())
 }
@@ -217,25 +231,25 @@ mod tests {
             cert_file: Some("c.pem".into()),
             ..TlsConfig::default()
         };
-        assert!(tls.validate().unwrap_err().contains("tls.key_file"));
+        assert_eq!(tls.validate().unwrap_err().key, "tls.key_file");
         let basic = BasicAuth {
             username: "u".into(),
             password: "p".into(),
         };
-        let err = validate_auth(Some(&basic), Some("t")).unwrap_err();
+        let err = validate_auth(Some(&basic), Some("t"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("basic_auth") && err.contains("bearer_token"),
             "{err}"
         );
-        assert!(
-            validate_auth(None, Some(""))
-                .unwrap_err()
-                .contains("bearer_token")
+        assert_eq!(
+            validate_auth(None, Some("")).unwrap_err().key,
+            "bearer_token"
         );
-        assert!(
-            validate_auth(None, Some("a\nb"))
-                .unwrap_err()
-                .contains("bearer_token")
+        assert_eq!(
+            validate_auth(None, Some("a\nb")).unwrap_err().key,
+            "bearer_token"
         );
         assert!(validate_auth(Some(&basic), None).is_ok());
     }

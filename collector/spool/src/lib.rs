@@ -23,6 +23,7 @@ pub use record::{Record, encoded_len};
 use parking_lot::Mutex;
 use segment::{ReadStep, SegmentMeta, SegmentReader};
 use serde::{Deserialize, Serialize};
+use sluice_core::config::InvalidConfig;
 use sluice_core::{ByteSize, DurationStr, Item, Refusal};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -93,21 +94,27 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.segment_bytes.0 < 4096 {
-            return Err("segment_bytes must be at least 4KiB".into());
+            return Err(InvalidConfig::new("segment_bytes", "must be at least 4KiB"));
         }
         if self.max_bytes.0 < self.segment_bytes.0 {
-            return Err(format!(
-                "max_bytes ({}) must be at least segment_bytes ({})",
-                self.max_bytes, self.segment_bytes
+            return Err(InvalidConfig::new(
+                "max_bytes",
+                format!(
+                    "{} must be at least segment_bytes ({})",
+                    self.max_bytes, self.segment_bytes
+                ),
             ));
         }
         if self.queue_capacity == 0 {
-            return Err("queue_capacity must be at least 1".into());
+            return Err(InvalidConfig::new("queue_capacity", "must be at least 1"));
         }
         if self.fsync == Fsync::Interval && self.fsync_interval.0.is_zero() {
-            return Err("fsync_interval must be greater than 0 with fsync = \"interval\"".into());
+            return Err(InvalidConfig::new(
+                "fsync_interval",
+                "must be greater than 0 with fsync = \"interval\"",
+            ));
         }
         Ok(())
     }

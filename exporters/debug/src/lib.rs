@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::collector::{
 };
 use prost::Message;
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use sluice_core::retry::RetryConfig;
 use sluice_core::telemetry::exporter_dropped;
 use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal};
@@ -45,16 +46,19 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if let Some(path) = &self.path {
             if path.as_os_str().is_empty() {
-                return Err("path must not be empty".into());
+                return Err(InvalidConfig::new("path", "must not be empty"));
             }
             if path.is_dir() {
-                return Err(format!("path: {} is a directory", path.display()));
+                return Err(InvalidConfig::new(
+                    "path",
+                    format!("{} is a directory", path.display()),
+                ));
             }
         }
-        self.retry.validate().map_err(|e| format!("retry: {e}"))
+        self.retry.validate().map_err(|e| e.under("retry"))
     }
 }
 

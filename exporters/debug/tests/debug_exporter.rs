@@ -127,5 +127,7 @@ fn config_is_strict() {
     let dir = tempfile::tempdir().unwrap();
     let c: Config =
         toml::from_str(&format!("path = {:?}", dir.path().display().to_string())).unwrap();
-    assert!(c.validate().unwrap_err().contains("directory"));
+    let err = c.validate().unwrap_err();
+    assert_eq!(err.key, "path");
+    assert!(err.reason.contains("directory"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! `[exporters.NAME]` with `type = "loki"`.
 
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use sluice_core::retry::RetryConfig;
 use sluice_core::{ByteSize, DurationStr};
 pub use sluice_http_client::{BasicAuth, TlsConfig};
@@ -197,70 +198,93 @@ impl Config {
     }
 
     /// Semantic checks; each message names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("url {:?} is not a valid URL: {e}", self.url))?;
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            InvalidConfig::new("url", format!("{:?} is not a valid URL: {e}", self.url))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url scheme must be http or https, got {:?}",
-                url.scheme()
+            return Err(InvalidConfig::new(
+                "url",
+                format!("scheme must be http or https, got {:?}", url.scheme()),
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("url {:?} has no host", self.url));
+            return Err(InvalidConfig::new(
+                "url",
+                format!("{:?} has no host", self.url),
+            ));
         }
         let path = url.path().trim_end_matches('/');
         match self.encoding {
             Encoding::Otlp if !path.ends_with("/v1/logs") => {
-                return Err(format!(
-                    "url must be Loki's OTLP logs endpoint ending in /otlp/v1/logs when \
+                return Err(InvalidConfig::new(
+                    "url",
+                    format!(
+                        "must be Loki's OTLP logs endpoint ending in /otlp/v1/logs when \
                      encoding = \"otlp\", got {:?}",
-                    self.url
+                        self.url
+                    ),
                 ));
             }
             Encoding::Protobuf | Encoding::Json if path.ends_with("/otlp/v1/logs") => {
-                return Err(format!(
-                    "encoding must be \"otlp\" for Loki's OTLP endpoint {:?} (or use \
+                return Err(InvalidConfig::new(
+                    "encoding",
+                    format!(
+                        "must be \"otlp\" for Loki's OTLP endpoint {:?} (or use \
                      /loki/api/v1/push)",
-                    self.url
+                        self.url
+                    ),
                 ));
             }
             _ => {}
         }
         if let Some(t) = &self.tenant_id {
-            validate_tenant(t).map_err(|e| format!("tenant_id is invalid: {e}"))?;
+            validate_tenant(t)
+                .map_err(|e| InvalidConfig::new("tenant_id", format!("is invalid: {e}")))?;
         }
         for (name, value) in &self.headers {
-            let header = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers {name:?} is not a valid header name"))?;
-            http::HeaderValue::from_str(value)
-                .map_err(|_| format!("headers value of {name:?} is not a valid header value"))?;
+            let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                InvalidConfig::new("headers", format!("{name:?} is not a valid header name"))
+            })?;
+            http::HeaderValue::from_str(value).map_err(|_| {
+                InvalidConfig::new(
+                    "headers",
+                    format!("value of {name:?} is not a valid header value"),
+                )
+            })?;
             if header.as_str() == "x-scope-orgid" {
-                return Err("headers must not set X-Scope-OrgID; use tenant_id".into());
+                return Err(InvalidConfig::new(
+                    "headers",
+                    "must not set X-Scope-OrgID; use tenant_id",
+                ));
             }
             if header == http::header::CONTENT_TYPE || header == http::header::CONTENT_ENCODING {
-                return Err(format!(
-                    "headers must not set {name}: the exporter sets it from `encoding`"
+                return Err(InvalidConfig::new(
+                    "headers",
+                    format!("must not set {name}: the exporter sets it from `encoding`"),
                 ));
             }
             if header == http::header::AUTHORIZATION
                 && (self.basic_auth.is_some() || self.bearer_token.is_some())
             {
-                return Err(
-                    "headers must not set Authorization together with basic_auth / bearer_token"
-                        .into(),
-                );
+                return Err(InvalidConfig::new(
+                    "headers",
+                    "must not set Authorization together with basic_auth / bearer_token",
+                ));
             }
         }
         sluice_http_client::validate_auth(self.basic_auth.as_ref(), self.bearer_token.as_deref())?;
         if let Some(b) = &self.basic_auth
             && b.username.is_empty()
         {
-            return Err("basic_auth.username must not be empty".into());
+            return Err(InvalidConfig::new(
+                "basic_auth.username",
+                "must not be empty",
+            ));
         }
         self.tls.validate()?;
         if self.timeout.get().is_zero() {
-            return Err("timeout must be greater than 0".into());
+            return Err(InvalidConfig::new("timeout", "must be greater than 0"));
         }
         for (key, list) in [
             ("resource_labels", &self.resource_labels),
@@ -268,31 +292,41 @@ impl Config {
             ("structured_metadata", &self.structured_metadata),
         ] {
             if list.iter().any(|s| s.trim().is_empty()) {
-                return Err(format!("{key} entries must not be empty"));
+                return Err(InvalidConfig::new(key, "entries must not be empty"));
             }
         }
         for (name, value) in &self.external_labels {
             if !crate::labels::is_valid_name(name) || name.starts_with("__") {
-                return Err(format!(
-                    "external_labels: {name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                return Err(InvalidConfig::new(
+                    "external_labels",
+                    format!(
+                        "{name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                    ),
                 ));
             }
             if value.is_empty() {
-                return Err(format!(
-                    "external_labels.{name}: the value must not be empty"
+                return Err(InvalidConfig::new(
+                    format!("external_labels.{name}"),
+                    "the value must not be empty",
                 ));
             }
         }
         if self.max_label_names == 0 {
-            return Err("max_label_names must be at least 1".into());
+            return Err(InvalidConfig::new("max_label_names", "must be at least 1"));
         }
         if self.max_label_name_length == 0 {
-            return Err("max_label_name_length must be at least 1".into());
+            return Err(InvalidConfig::new(
+                "max_label_name_length",
+                "must be at least 1",
+            ));
         }
         if self.max_label_value_length == 0 {
-            return Err("max_label_value_length must be at least 1".into());
+            return Err(InvalidConfig::new(
+                "max_label_value_length",
+                "must be at least 1",
+            ));
         }
-        self.retry.validate().map_err(|e| format!("retry.{e}"))?;
+        self.retry.validate().map_err(|e| e.under("retry"))?;
         Ok(())
     }
 }
@@ -324,7 +358,7 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(s).map_err(|e| e.to_string())?;
-        c.validate()?;
+        c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 

@@ -12,6 +12,7 @@ use crate::remote_write::Protocol;
 use crate::translate::TranslateOptions;
 use serde::Deserialize;
 use sluice_core::DurationStr;
+use sluice_core::InvalidConfig;
 use sluice_core::retry::RetryConfig;
 pub use sluice_http_client::{BasicAuth, TlsConfig};
 use std::collections::BTreeMap;
@@ -171,64 +172,85 @@ impl Config {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("url: {:?} is not a valid URL: {e}", self.url))?;
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            InvalidConfig::new("url", format!("{:?} is not a valid URL: {e}", self.url))
+        })?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "url: scheme must be http or https, got {:?}",
-                url.scheme()
+            return Err(InvalidConfig::new(
+                "url",
+                format!("scheme must be http or https, got {:?}", url.scheme()),
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("url: {:?} has no host", self.url));
+            return Err(InvalidConfig::new(
+                "url",
+                format!("{:?} has no host", self.url),
+            ));
         }
         if !(1..=256).contains(&self.shards) {
-            return Err(format!(
-                "shards must be within 1..=256, got {}",
-                self.shards
+            return Err(InvalidConfig::new(
+                "shards",
+                format!("must be within 1..=256, got {}", self.shards),
             ));
         }
         if self.timeout.0.is_zero() {
-            return Err("timeout must be greater than 0".into());
+            return Err(InvalidConfig::new("timeout", "must be greater than 0"));
         }
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
             if RESERVED_HEADERS.contains(&lower.as_str()) {
-                return Err(format!(
-                    "headers.{name}: set by the remote-write protocol, cannot be configured"
+                return Err(InvalidConfig::new(
+                    format!("headers.{name}"),
+                    "set by the remote-write protocol, cannot be configured",
                 ));
             }
             if lower == "x-scope-orgid" {
-                return Err(format!("headers.{name}: use tenant_id instead"));
+                return Err(InvalidConfig::new(
+                    format!("headers.{name}"),
+                    "use tenant_id instead",
+                ));
             }
             if lower == "authorization"
                 && (self.basic_auth.is_some() || self.bearer_token.is_some())
             {
-                return Err(format!(
-                    "headers.{name}: conflicts with basic_auth/bearer_token"
+                return Err(InvalidConfig::new(
+                    format!("headers.{name}"),
+                    "conflicts with basic_auth/bearer_token",
                 ));
             }
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: value is not a valid header value"))?;
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                InvalidConfig::new("headers", format!("{name:?} is not a valid header name"))
+            })?;
+            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                InvalidConfig::new(
+                    format!("headers.{name}"),
+                    "value is not a valid header value",
+                )
+            })?;
         }
         if let Some(tenant) = &self.tenant_id
             && (tenant.is_empty() || reqwest::header::HeaderValue::from_str(tenant).is_err())
         {
-            return Err("tenant_id must be a non-empty, printable header value".into());
+            return Err(InvalidConfig::new(
+                "tenant_id",
+                "must be a non-empty, printable header value",
+            ));
         }
         sluice_http_client::validate_auth(self.basic_auth.as_ref(), self.bearer_token.as_deref())?;
         self.tls.validate()?;
         for (name, value) in &self.external_labels {
             if !is_valid_label_name(name) {
-                return Err(format!(
-                    "external_labels.{name}: not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)"
+                return Err(InvalidConfig::new(
+                    format!("external_labels.{name}"),
+                    "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)",
                 ));
             }
             if value.is_empty() {
-                return Err(format!("external_labels.{name}: value must not be empty"));
+                return Err(InvalidConfig::new(
+                    format!("external_labels.{name}"),
+                    "value must not be empty",
+                ));
             }
         }
         if self
@@ -236,17 +258,26 @@ impl Config {
             .iter()
             .any(String::is_empty)
         {
-            return Err("promote_resource_attributes: names must not be empty".into());
+            return Err(InvalidConfig::new(
+                "promote_resource_attributes",
+                "names must not be empty",
+            ));
         }
         if self.convert_delta_to_cumulative {
             if self.max_delta_series == 0 {
-                return Err("max_delta_series must be greater than 0".into());
+                return Err(InvalidConfig::new(
+                    "max_delta_series",
+                    "must be greater than 0",
+                ));
             }
             if self.delta_series_expiry.0.is_zero() {
-                return Err("delta_series_expiry must be greater than 0".into());
+                return Err(InvalidConfig::new(
+                    "delta_series_expiry",
+                    "must be greater than 0",
+                ));
             }
         }
-        self.retry.validate().map_err(|e| format!("retry.{e}"))
+        self.retry.validate().map_err(|e| e.under("retry"))
     }
 
     pub fn translate_options(&self) -> TranslateOptions {
@@ -334,7 +365,7 @@ mod tests {
             let mut c = Config::new("http://localhost:9090/api/v1/write");
             edit(&mut c);
             let err = c.validate().unwrap_err();
-            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.to_string().contains(key), "{err} should name {key}");
         };
         check(&|c| c.url = "ftp://x".into(), "url");
         check(&|c| c.url = "not a url".into(), "url");

@@ -4,6 +4,7 @@
 use crate::convert::ConvertConfig;
 use crate::redact::{RedactionMode, Redactor};
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use sluice_core::{ByteSize, DurationStr};
 pub use sluice_http_client::TlsConfig;
 use std::collections::BTreeMap;
@@ -168,12 +169,12 @@ impl Default for PushConfig {
 
 impl Config {
     /// Semantic checks; the message starts with the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.streams.is_empty() && self.discovery.is_none() && self.push.is_none() {
-            return Err(
-                "streams: none of `streams`, `discovery` and `push` is configured, so the receiver would get no events"
-                    .to_owned(),
-            );
+            return Err(InvalidConfig::new(
+                "streams",
+                "none of `streams`, `discovery` and `push` is configured, so the receiver would get no events",
+            ));
         }
         for (i, s) in self.streams.iter().enumerate() {
             check_url(&format!("streams[{i}]"), s)?;
@@ -182,44 +183,60 @@ impl Config {
             check_url("discovery.url", &d.url)?;
             check_positive("discovery.interval", d.interval)?;
             if !d.events_url.contains("{id}") {
-                return Err(format!(
-                    "discovery.events_url: {:?} must contain {{id}}",
-                    d.events_url
+                return Err(InvalidConfig::new(
+                    "discovery.events_url",
+                    format!("{:?} must contain {{id}}", d.events_url),
                 ));
             }
             check_url("discovery.events_url", &events_url(d, "x"))?;
             if d.max_streams == 0 {
-                return Err("discovery.max_streams: must be greater than 0".to_owned());
+                return Err(InvalidConfig::new(
+                    "discovery.max_streams",
+                    "must be greater than 0",
+                ));
             }
             if d.max_premature_ends == 0 {
-                return Err("discovery.max_premature_ends: must be greater than 0".to_owned());
+                return Err(InvalidConfig::new(
+                    "discovery.max_premature_ends",
+                    "must be greater than 0",
+                ));
             }
         }
         if let Some(p) = &self.push {
             if p.endpoint.parse::<SocketAddr>().is_err() {
-                return Err(format!(
-                    "push.endpoint: {:?} is not `ip:port` (e.g. \"0.0.0.0:4320\")",
-                    p.endpoint
+                return Err(InvalidConfig::new(
+                    "push.endpoint",
+                    format!("{:?} is not `ip:port` (e.g. \"0.0.0.0:4320\")", p.endpoint),
                 ));
             }
             if !p.path.starts_with('/') {
-                return Err(format!("push.path: {:?} must start with '/'", p.path));
+                return Err(InvalidConfig::new(
+                    "push.path",
+                    format!("{:?} must start with '/'", p.path),
+                ));
             }
         }
         for (k, v) in &self.headers {
             if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                return Err(format!("headers: {k:?} is not a valid HTTP header name"));
+                return Err(InvalidConfig::new(
+                    "headers",
+                    format!("{k:?} is not a valid HTTP header name"),
+                ));
             }
             if http::HeaderValue::from_str(v).is_err() {
-                return Err(format!(
-                    "headers: the value of {k:?} is not a valid header value"
+                return Err(InvalidConfig::new(
+                    "headers",
+                    format!("the value of {k:?} is not a valid header value"),
                 ));
             }
         }
         if let Some(t) = &self.bearer_token
             && http::HeaderValue::from_str(&format!("Bearer {t}")).is_err()
         {
-            return Err("bearer_token: contains characters not allowed in a header".to_owned());
+            return Err(InvalidConfig::new(
+                "bearer_token",
+                "contains characters not allowed in a header",
+            ));
         }
         self.tls.validate()?;
         check_positive("idle_timeout", self.idle_timeout)?;
@@ -229,7 +246,10 @@ impl Config {
         check_positive("execution_timeout", self.execution_timeout)?;
         check_positive("metrics_interval", self.metrics_interval)?;
         if self.max_reconnect_delay.0 < self.reconnect_delay.0 {
-            return Err("max_reconnect_delay: must not be smaller than reconnect_delay".to_owned());
+            return Err(InvalidConfig::new(
+                "max_reconnect_delay",
+                "must not be smaller than reconnect_delay",
+            ));
         }
         for (key, v) in [
             ("dedup_window", self.dedup_window),
@@ -237,14 +257,17 @@ impl Config {
             ("max_series", self.max_series),
         ] {
             if v == 0 {
-                return Err(format!("{key}: must be greater than 0"));
+                return Err(InvalidConfig::new(key, "must be greater than 0"));
             }
         }
         if self.max_event_size.get() < 1024 {
-            return Err("max_event_size: must be at least 1KiB".to_owned());
+            return Err(InvalidConfig::new(
+                "max_event_size",
+                "must be at least 1KiB",
+            ));
         }
         if self.service_name.is_empty() {
-            return Err("service_name: must not be empty".to_owned());
+            return Err(InvalidConfig::new("service_name", "must not be empty"));
         }
         Ok(())
     }
@@ -288,20 +311,23 @@ fn percent_encode_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, sluice_http_client::PATH_SEGMENT).to_string()
 }
 
-fn check_url(key: &str, s: &str) -> Result<(), String> {
+fn check_url(key: &str, s: &str) -> Result<(), InvalidConfig> {
     match reqwest::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(u) => Err(format!(
-            "{key}: {s:?} must be an http:// or https:// URL with a host (got scheme {:?})",
-            u.scheme()
+        Ok(u) => Err(InvalidConfig::new(
+            key,
+            format!(
+                "{s:?} must be an http:// or https:// URL with a host (got scheme {:?})",
+                u.scheme()
+            ),
         )),
-        Err(e) => Err(format!("{key}: {s:?} is not a URL: {e}")),
+        Err(e) => Err(InvalidConfig::new(key, format!("{s:?} is not a URL: {e}"))),
     }
 }
 
-fn check_positive(key: &str, d: DurationStr) -> Result<(), String> {
+fn check_positive(key: &str, d: DurationStr) -> Result<(), InvalidConfig> {
     if d.0.is_zero() {
-        return Err(format!("{key}: must be greater than 0"));
+        return Err(InvalidConfig::new(key, "must be greater than 0"));
     }
     Ok(())
 }
@@ -312,7 +338,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        c.validate()?;
+        c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 

@@ -2,8 +2,8 @@
 //! Defaults follow Grafana Alloy's `otelcol.receiver.otlp`.
 
 use serde::Deserialize;
-use sluice_core::ByteSize;
 use sluice_core::config::DurationStr;
+use sluice_core::{ByteSize, InvalidConfig};
 use std::time::Duration;
 
 /// The OTLP receiver's configuration. An absent `grpc`/`http` table leaves that server off;
@@ -96,19 +96,20 @@ impl Default for HttpConfig {
 }
 
 impl Config {
-    /// Semantic checks; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Semantic checks; the error names the offending key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.grpc.is_none() && self.http.is_none() {
-            return Err(
-                "neither `grpc` nor `http` is configured: add `[<receiver>.grpc]` and/or `[<receiver>.http]` (an empty table uses the defaults)"
-                    .to_owned(),
-            );
+            return Err(InvalidConfig::new(
+                "",
+                "neither `grpc` nor `http` is configured: add `[<receiver>.grpc]` and/or `[<receiver>.http]` (an empty table uses the defaults)",
+            ));
         }
         if let Some(header) = &self.tenant_header
             && http::HeaderName::from_bytes(header.as_bytes()).is_err()
         {
-            return Err(format!(
-                "tenant_header: {header:?} is not a valid HTTP header name"
+            return Err(InvalidConfig::new(
+                "tenant_header",
+                format!("{header:?} is not a valid HTTP header name"),
             ));
         }
         if let Some(grpc) = &self.grpc {
@@ -124,31 +125,38 @@ impl Config {
             && grpc.endpoint == http.endpoint
             && !grpc.endpoint.ends_with(":0")
         {
-            return Err(format!(
-                "grpc.endpoint and http.endpoint are both {:?}: they need different ports",
-                grpc.endpoint
+            return Err(InvalidConfig::new(
+                "http.endpoint",
+                format!(
+                    "grpc.endpoint and http.endpoint are both {:?}: they need different ports",
+                    grpc.endpoint
+                ),
             ));
         }
         Ok(())
     }
 }
 
-fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
+fn check_endpoint(key: &str, endpoint: &str) -> Result<(), InvalidConfig> {
     let port = endpoint.rsplit_once(':').map(|(_, port)| port);
     match port.map(str::parse::<u16>) {
         Some(Ok(_)) if !endpoint.starts_with(':') => Ok(()),
-        _ => Err(format!(
-            "{key}: {endpoint:?} is not `host:port` (e.g. \"0.0.0.0:4317\")"
+        _ => Err(InvalidConfig::new(
+            key,
+            format!("{endpoint:?} is not `host:port` (e.g. \"0.0.0.0:4317\")"),
         )),
     }
 }
 
-fn check_size(key: &str, size: ByteSize) -> Result<(), String> {
+fn check_size(key: &str, size: ByteSize) -> Result<(), InvalidConfig> {
     if size.get() == 0 {
-        return Err(format!("{key}: must be greater than 0"));
+        return Err(InvalidConfig::new(key, "must be greater than 0"));
     }
     if size.get() > u64::from(u32::MAX) {
-        return Err(format!("{key}: {size} is over the 4GiB a request may hold"));
+        return Err(InvalidConfig::new(
+            key,
+            format!("{size} is over the 4GiB a request may hold"),
+        ));
     }
     Ok(())
 }
@@ -159,7 +167,7 @@ mod tests {
 
     fn parse(toml_text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        config.validate()?;
+        config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
 

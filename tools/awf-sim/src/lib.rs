@@ -14,6 +14,7 @@ pub mod world;
 
 use anyhow::Context;
 use parking_lot::Mutex;
+use sluice_core::InvalidConfig;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,26 +86,35 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if !(self.events_per_second.is_finite() && self.events_per_second >= 0.0) {
-            return Err("events_per_second: must be a number >= 0".into());
+            return Err(InvalidConfig::new(
+                "events_per_second",
+                "must be a number >= 0",
+            ));
         }
         if !(self.speed.is_finite() && self.speed > 0.0) {
-            return Err("speed: must be a number > 0".into());
+            return Err(InvalidConfig::new("speed", "must be a number > 0"));
         }
         if self.push_batch == 0 {
-            return Err("push_batch: must be greater than 0".into());
+            return Err(InvalidConfig::new("push_batch", "must be greater than 0"));
         }
         if let Some(u) = &self.push_url
             && reqwest::Url::parse(u).is_err()
         {
-            return Err(format!("push_url: {u:?} is not a URL"));
+            return Err(InvalidConfig::new(
+                "push_url",
+                format!("{u:?} is not a URL"),
+            ));
         }
         if self.workers == 0 || self.worker_capacity == 0 {
-            return Err("workers: workers and worker_capacity must be greater than 0".into());
+            return Err(InvalidConfig::new(
+                "workers",
+                "workers and worker_capacity must be greater than 0",
+            ));
         }
         if self.keepalive.is_zero() {
-            return Err("keepalive: must be greater than 0".into());
+            return Err(InvalidConfig::new("keepalive", "must be greater than 0"));
         }
         Ok(())
     }
@@ -159,7 +169,7 @@ impl SimHandle {
 /// Runs the simulator on `cfg.listen` until `shutdown` resolves (its output is ignored, so
 /// `tokio::signal::ctrl_c()` works as is).
 pub async fn run_simulator(cfg: SimConfig, shutdown: impl Future) -> anyhow::Result<()> {
-    cfg.validate().map_err(anyhow::Error::msg)?;
+    cfg.validate()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("awf-sim: cannot listen on {}", cfg.listen))?;
@@ -170,7 +180,7 @@ pub async fn run_simulator(cfg: SimConfig, shutdown: impl Future) -> anyhow::Res
 /// Starts the simulator in the background (use `listen = 127.0.0.1:0` in tests) and returns
 /// its bound address.
 pub async fn start_simulator(cfg: SimConfig) -> anyhow::Result<SimHandle> {
-    cfg.validate().map_err(anyhow::Error::msg)?;
+    cfg.validate()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("awf-sim: cannot listen on {}", cfg.listen))?;
@@ -361,7 +371,7 @@ mod tests {
             speed: 0.0,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().starts_with("speed"));
+        assert_eq!(bad.validate().unwrap_err().key, "speed");
         assert!(toml::from_str::<SimConfig>("typo = 1").is_err());
     }
 }

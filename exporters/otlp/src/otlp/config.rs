@@ -1,6 +1,7 @@
 //! `[exporters.<name>]` with `type = "otlp"`.
 
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use sluice_core::retry::RetryConfig;
 use sluice_core::{ByteSize, DurationStr};
 use std::collections::BTreeMap;
@@ -123,81 +124,96 @@ impl Config {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.connections == 0 || self.connections > 64 {
-            return Err(format!(
-                "connections: {} must be between 1 and 64",
-                self.connections
+            return Err(InvalidConfig::new(
+                "connections",
+                format!("{} must be between 1 and 64", self.connections),
             ));
         }
-        let uri: http::Uri = self
-            .endpoint
-            .parse()
-            .map_err(|e| format!("endpoint: {:?} is not a URL: {e}", self.endpoint))?;
+        let uri: http::Uri = self.endpoint.parse().map_err(|e| {
+            InvalidConfig::new("endpoint", format!("{:?} is not a URL: {e}", self.endpoint))
+        })?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             _ => {
-                return Err(format!(
-                    "endpoint: {:?} must start with http:// or https://",
-                    self.endpoint
+                return Err(InvalidConfig::new(
+                    "endpoint",
+                    format!("{:?} must start with http:// or https://", self.endpoint),
                 ));
             }
         };
         if uri.host().is_none_or(str::is_empty) {
-            return Err(format!("endpoint: {:?} has no host", self.endpoint));
+            return Err(InvalidConfig::new(
+                "endpoint",
+                format!("{:?} has no host", self.endpoint),
+            ));
         }
         if uri.query().is_some() {
-            return Err(format!(
-                "endpoint: {:?} must not have a query string",
-                self.endpoint
+            return Err(InvalidConfig::new(
+                "endpoint",
+                format!("{:?} must not have a query string", self.endpoint),
             ));
         }
         if self.protocol == Protocol::Grpc && !matches!(uri.path(), "" | "/") {
-            return Err(format!(
-                "endpoint: {:?} has a path, but a gRPC endpoint is scheme://host:port",
-                self.endpoint
+            return Err(InvalidConfig::new(
+                "endpoint",
+                format!(
+                    "{:?} has a path, but a gRPC endpoint is scheme://host:port",
+                    self.endpoint
+                ),
             ));
         }
         if self.timeout.0.is_zero() {
-            return Err("timeout must be greater than 0".into());
+            return Err(InvalidConfig::new("timeout", "must be greater than 0"));
         }
         if self.max_request_size.0 < 1024 {
-            return Err(format!(
-                "max_request_size must be at least 1KiB, got {}",
-                self.max_request_size
+            return Err(InvalidConfig::new(
+                "max_request_size",
+                format!("must be at least 1KiB, got {}", self.max_request_size),
             ));
         }
         for (name, value) in &self.headers {
-            let header = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                InvalidConfig::new("headers", format!("{name:?} is not a valid header name"))
+            })?;
             if RESERVED_HEADERS.contains(&header.as_str()) || header.as_str().starts_with("grpc-") {
-                return Err(format!(
-                    "headers: {name:?} is set by the exporter itself and cannot be configured"
+                return Err(InvalidConfig::new(
+                    "headers",
+                    format!("{name:?} is set by the exporter itself and cannot be configured"),
                 ));
             }
-            http::HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: the value is not a valid header value"))?;
+            http::HeaderValue::from_str(value).map_err(|_| {
+                InvalidConfig::new(
+                    format!("headers.{name}"),
+                    "the value is not a valid header value",
+                )
+            })?;
         }
         if let Some(tls) = &self.tls {
             if !https {
-                return Err(format!(
-                    "tls is set, but endpoint {:?} is not https://",
-                    self.endpoint
+                return Err(InvalidConfig::new(
+                    "tls",
+                    format!("is set, but endpoint {:?} is not https://", self.endpoint),
                 ));
             }
             if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err("tls: cert_file and key_file must be set together".into());
+                return Err(InvalidConfig::new(
+                    "tls",
+                    "cert_file and key_file must be set together",
+                ));
             }
             if let Some(name) = &tls.server_name
                 && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
             {
-                return Err(format!(
-                    "tls.server_name: {name:?} is not a valid DNS name or IP"
+                return Err(InvalidConfig::new(
+                    "tls.server_name",
+                    format!("{name:?} is not a valid DNS name or IP"),
                 ));
             }
         }
-        self.retry.validate().map_err(|e| format!("retry: {e}"))
+        self.retry.validate().map_err(|e| e.under("retry"))
     }
 }
 
@@ -207,7 +223,7 @@ mod tests {
 
     fn parse(toml_text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        c.validate()?;
+        c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 
