@@ -103,7 +103,15 @@ fn scope() -> Option<InstrumentationScope> {
 
 /// Builds a realistic traces request: one resource, one scope, `spans` spans with attributes.
 pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceServiceRequest {
-    let now = now_ns();
+    build_request_at(spans, attributes, seed, now_ns())
+}
+
+fn build_request_at(
+    spans: usize,
+    attributes: usize,
+    seed: u64,
+    now: u64,
+) -> ExportTraceServiceRequest {
     let spans = (0..spans)
         .map(|i| {
             let n = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
@@ -146,7 +154,10 @@ pub fn build_request(spans: usize, attributes: usize, seed: u64) -> ExportTraceS
 /// A metrics request of `points` gauge data points: 10 metrics, each with `points / 10`
 /// series told apart by a `series` attribute (at least one metric, one point).
 pub fn build_metrics_request(points: usize, seed: u64) -> ExportMetricsServiceRequest {
-    let now = now_ns();
+    build_metrics_request_at(points, seed, now_ns())
+}
+
+fn build_metrics_request_at(points: usize, seed: u64, now: u64) -> ExportMetricsServiceRequest {
     let per_metric = points.div_ceil(10).max(1);
     let metrics = (0..points.div_ceil(per_metric))
         .map(|m| Metric {
@@ -184,7 +195,15 @@ pub fn build_logs_request(
     attributes: usize,
     seed: u64,
 ) -> ExportLogsServiceRequest {
-    let now = now_ns();
+    build_logs_request_at(records, attributes, seed, now_ns())
+}
+
+fn build_logs_request_at(
+    records: usize,
+    attributes: usize,
+    seed: u64,
+    now: u64,
+) -> ExportLogsServiceRequest {
     let log_records = (0..records)
         .map(|i| LogRecord {
             time_unix_nano: now + i as u64,
@@ -226,13 +245,83 @@ fn signal_of(name: &str) -> sluice_core::Signal {
     }
 }
 
-/// One encoded request of the signal asked for.
-fn encoded_request(args: &LoadgenArgs, seed: u64) -> Bytes {
+/// Distinct request bodies cycled through (each its own resource and series).
+const TEMPLATES: u64 = 64;
+
+/// The timestamp templates are encoded with: its top 16 bits mark the spots to rewrite, the
+/// low bits carry the offset a builder added (log records are `now + i`).
+const STAMP_BASE: u64 = 0x5eed_0000_0000_0000;
+const STAMP_MASK: u64 = 0xffff_0000_0000_0000;
+
+/// One pre-encoded request whose fixed64 timestamps are rewritten for every send.
+///
+/// Re-sending identical bytes would make every copy of a metrics request the same samples
+/// (same series, same millisecond), which remote-write backends keep once, so a benchmark
+/// would count deduplication as loss. Rewriting 8-byte fields in a copy costs a memcpy, not
+/// a protobuf encode.
+pub struct Template {
+    bytes: Bytes,
+    /// Byte offsets of the timestamp fields, with what the builder added to the base.
+    stamps: Vec<(usize, u64)>,
+    /// Last base stamped (ns): every send moves at least one millisecond forward, so no two
+    /// sends of this template share a millisecond.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Template {
+    /// Finds the fixed64 fields (tag byte with wire type 1) that hold a value built from
+    /// [`STAMP_BASE`].
+    pub fn new(encoded: Vec<u8>) -> Template {
+        let mut stamps = Vec::new();
+        let mut at = 1;
+        while at + 8 <= encoded.len() {
+            let window: [u8; 8] = encoded[at..at + 8].try_into().unwrap_or_default();
+            let value = u64::from_le_bytes(window);
+            if value & STAMP_MASK == STAMP_BASE && encoded[at - 1] & 0x07 == 1 {
+                stamps.push((at, value - STAMP_BASE));
+                at += 8;
+            } else {
+                at += 1;
+            }
+        }
+        Template {
+            bytes: Bytes::from(encoded),
+            stamps,
+            last: Default::default(),
+        }
+    }
+
+    /// A copy stamped with the current time (or 1 ms after the previous send, if later).
+    pub fn stamped(&self) -> Bytes {
+        use std::sync::atomic::Ordering;
+        let now = now_ns();
+        let base = match self
+            .last
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1_000_000))
+            }) {
+            Ok(last) | Err(last) => now.max(last + 1_000_000),
+        };
+        let mut body = bytes::BytesMut::from(self.bytes.as_ref());
+        for &(at, offset) in &self.stamps {
+            body[at..at + 8].copy_from_slice(&(base + offset).to_le_bytes());
+        }
+        body.freeze()
+    }
+}
+
+/// One request template of the signal asked for.
+pub fn template(args: &LoadgenArgs, seed: u64) -> Template {
     let n = args.spans_per_request;
-    Bytes::from(match signal_of(&args.signal) {
-        sluice_core::Signal::Traces => build_request(n, args.attributes, seed).encode_to_vec(),
-        sluice_core::Signal::Metrics => build_metrics_request(n, seed).encode_to_vec(),
-        sluice_core::Signal::Logs => build_logs_request(n, args.attributes, seed).encode_to_vec(),
+    let at = STAMP_BASE;
+    Template::new(match signal_of(&args.signal) {
+        sluice_core::Signal::Traces => {
+            build_request_at(n, args.attributes, seed, at).encode_to_vec()
+        }
+        sluice_core::Signal::Metrics => build_metrics_request_at(n, seed, at).encode_to_vec(),
+        sluice_core::Signal::Logs => {
+            build_logs_request_at(n, args.attributes, seed, at).encode_to_vec()
+        }
     })
 }
 
@@ -305,7 +394,8 @@ async fn connect(args: &LoadgenArgs) -> anyhow::Result<Client> {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
-    let bodies: Arc<Vec<Bytes>> = Arc::new((0..16).map(|s| encoded_request(&args, s)).collect());
+    let templates: Arc<Vec<Template>> =
+        Arc::new((0..TEMPLATES).map(|s| template(&args, s)).collect());
     let per_worker_interval = if args.rate == 0 {
         None
     } else {
@@ -326,7 +416,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let mut client = connect(&args).await?;
-        let bodies = bodies.clone();
+        let templates = templates.clone();
         let spans = args.spans_per_request as u64;
         let live = live.clone();
         workers.push(tokio::spawn(async move {
@@ -345,7 +435,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
                     next += interval;
                 }
-                let body = bodies[i % bodies.len()].clone();
+                let body = templates[i % templates.len()].stamped();
                 i += 1;
                 let t = Instant::now();
                 match client.send(body).await {
@@ -509,6 +599,64 @@ pub fn print(report: &Report, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(signal: &str) -> LoadgenArgs {
+        LoadgenArgs {
+            endpoint: String::new(),
+            protocol: "grpc".into(),
+            signal: signal.into(),
+            rate: 0,
+            spans_per_request: 20,
+            concurrency: 1,
+            duration: Duration::from_secs(1),
+            attributes: 2,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn metrics_template_stamps_every_point_a_millisecond_apart() {
+        let template = template(&args("metrics"), 3);
+        let times = |body: Bytes| -> Vec<u64> {
+            let request = ExportMetricsServiceRequest::decode(body).expect("valid request");
+            let mut times = Vec::new();
+            for metric in &request.resource_metrics[0].scope_metrics[0].metrics {
+                let Some(metric::Data::Gauge(gauge)) = &metric.data else {
+                    panic!("gauge expected")
+                };
+                times.extend(gauge.data_points.iter().map(|p| p.time_unix_nano));
+            }
+            times
+        };
+        let (first, second) = (times(template.stamped()), times(template.stamped()));
+        assert_eq!(first.len(), 20);
+        assert!(first.iter().all(|t| *t == first[0]), "{first:?}");
+        assert!(second.iter().all(|t| *t == second[0]), "{second:?}");
+        assert!(second[0] >= first[0] + 1_000_000, "{first:?} {second:?}");
+        let now = now_ns();
+        assert!(first[0] <= now && first[0] > now - 60_000_000_000);
+    }
+
+    #[test]
+    fn traces_and_logs_templates_keep_the_builders_offsets() {
+        let spans = ExportTraceServiceRequest::decode(template(&args("traces"), 1).stamped())
+            .expect("valid request");
+        for span in &spans.resource_spans[0].scope_spans[0].spans {
+            assert_eq!(
+                span.end_time_unix_nano - span.start_time_unix_nano,
+                1_500_000
+            );
+            assert!(span.start_time_unix_nano & STAMP_MASK != STAMP_BASE);
+        }
+        let logs = ExportLogsServiceRequest::decode(template(&args("logs"), 1).stamped())
+            .expect("valid request");
+        let records = &logs.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(records.len(), 20);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.time_unix_nano - records[0].time_unix_nano, i as u64);
+            assert_eq!(record.observed_time_unix_nano, record.time_unix_nano);
+        }
+    }
 
     #[test]
     fn live_line_shows_progress_rate_p99_and_errors() {
