@@ -194,36 +194,177 @@ fn unsnappy(body: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Samples (and histogram samples) in a remote-write body, by the version its content type names.
+///
+/// Counts by walking the protobuf instead of decoding it into messages: the sink shares the
+/// box with the collector it measures, so it must cost little per item. The walk still checks
+/// the framing of every field it passes, so a malformed body is refused.
 fn remote_write_samples(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<u64, String> {
-    use prost::Message;
-    use sluice_exporter_prometheus::remote_write::{v1, v2};
     let raw = unsnappy(body)?;
     let v2 = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("io.prometheus.write.v2.Request"));
+    // v1 `WriteRequest.timeseries` = 1 with `samples` = 2, `histograms` = 4;
+    // v2 `Request.timeseries` = 5 with `samples` = 2, `histograms` = 3.
     if v2 {
-        let req = v2::Request::decode(raw.as_slice()).map_err(|e| e.to_string())?;
-        Ok(req
-            .timeseries
-            .iter()
-            .map(|t| (t.samples.len() + t.histograms.len()) as u64)
-            .sum())
+        count_nested(&raw, 5, &[2, 3])
     } else {
-        let req = v1::WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string())?;
-        Ok(req
-            .timeseries
-            .iter()
-            .map(|t| (t.samples.len() + t.histograms.len()) as u64)
-            .sum())
+        count_nested(&raw, 1, &[2, 4])
     }
 }
 
-/// Entries in a Loki push body.
+/// Entries in a Loki push body (`PushRequest.streams` = 1, `StreamAdapter.entries` = 2).
 fn loki_entries(body: &[u8]) -> Result<u64, String> {
+    count_nested(&unsnappy(body)?, 1, &[2])
+}
+
+/// Occurrences of the `inner` fields inside every `outer` field of a message.
+fn count_nested(message: &[u8], outer: u32, inner: &[u32]) -> Result<u64, String> {
+    let mut total = 0;
+    for field in Fields(message) {
+        let (number, value) = field?;
+        if number == outer {
+            let Some(nested) = value else {
+                return Err(format!("field {outer} is not length-delimited"));
+            };
+            for field in Fields(nested) {
+                let (number, _) = field?;
+                total += u64::from(inner.contains(&number));
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The fields of one protobuf message: number and, for length-delimited ones, the bytes.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Option<&'a [u8]>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let field = self.read_field();
+        if field.is_err() {
+            self.0 = &[];
+        }
+        Some(field)
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        prost::encoding::decode_varint(&mut self.0).map_err(|e| e.to_string())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.0.len() {
+            return Err("truncated field".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn read_field(&mut self) -> Result<(u32, Option<&'a [u8]>), String> {
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+        match key & 7 {
+            0 => self.varint().map(|_| (number, None)),
+            1 => self.take(8).map(|_| (number, None)),
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| "length out of range")?;
+                self.take(len).map(|bytes| (number, Some(bytes)))
+            }
+            5 => self.take(4).map(|_| (number, None)),
+            wire => Err(format!("unsupported wire type {wire}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
     use prost::Message;
-    let raw = unsnappy(body)?;
-    let req = sluice_exporter_loki::push::PushRequest::decode(raw.as_slice())
-        .map_err(|e| e.to_string())?;
-    Ok(req.streams.iter().map(|s| s.entries.len() as u64).sum())
+    use sluice_exporter_loki::push::{EntryAdapter, PushRequest, StreamAdapter};
+    use sluice_exporter_prometheus::remote_write::{v1, v2};
+
+    fn snappy(message: &impl Message) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&message.encode_to_vec())
+            .expect("compressible")
+    }
+
+    fn v1_series(samples: usize) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: vec![v1::Label {
+                name: "__name__".into(),
+                value: "up".into(),
+            }],
+            samples: (0..samples)
+                .map(|i| v1::Sample {
+                    value: 1.0,
+                    timestamp: i as i64,
+                })
+                .collect(),
+            exemplars: vec![],
+            histograms: vec![v1::Histogram::default()],
+        }
+    }
+
+    #[test]
+    fn counts_remote_write_samples_of_both_versions_and_refuses_broken_bodies() {
+        let request = v1::WriteRequest {
+            timeseries: vec![v1_series(3), v1_series(5)],
+            metadata: vec![],
+        };
+        let headers = axum::http::HeaderMap::new();
+        // 8 float samples and one histogram sample per series.
+        assert_eq!(remote_write_samples(&headers, &snappy(&request)), Ok(10));
+
+        let request = v2::Request {
+            symbols: vec!["".into(), "__name__".into(), "up".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![v2::Sample::default(); 7],
+                ..Default::default()
+            }],
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(remote_write_samples(&headers, &snappy(&request)), Ok(7));
+
+        let mut truncated = request.encode_to_vec();
+        truncated.truncate(truncated.len() - 3);
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&truncated)
+            .expect("compressible");
+        assert!(remote_write_samples(&headers, &body).is_err());
+        assert!(remote_write_samples(&headers, b"not snappy").is_err());
+    }
+
+    #[test]
+    fn counts_loki_entries() {
+        let stream = |n: usize| StreamAdapter {
+            labels: "{job=\"a\"}".into(),
+            entries: (0..n)
+                .map(|i| EntryAdapter {
+                    timestamp: None,
+                    line: format!("line {i}"),
+                    structured_metadata: vec![],
+                })
+                .collect(),
+        };
+        let request = PushRequest {
+            streams: vec![stream(4), stream(0), stream(9)],
+        };
+        assert_eq!(loki_entries(&snappy(&request)), Ok(13));
+    }
 }
