@@ -291,9 +291,13 @@ impl Template {
         }
     }
 
-    /// A copy stamped with the current time (or 1 ms after the previous send, if later).
+    /// A copy stamped with the current time (or 1 ms after the previous send, if later); the
+    /// shared bytes when there is nothing to stamp.
     pub fn stamped(&self) -> Bytes {
         use std::sync::atomic::Ordering;
+        if self.stamps.is_empty() {
+            return self.bytes.clone();
+        }
         let now = now_ns();
         let base = match self
             .last
@@ -315,8 +319,10 @@ pub fn template(args: &LoadgenArgs, seed: u64) -> Template {
     let n = args.spans_per_request;
     let at = STAMP_BASE;
     Template::new(match signal_of(&args.signal) {
+        // Spans are not deduplicated by time anywhere, so traces keep one fixed timestamp
+        // and go out as shared bytes, without the copy.
         sluice_core::Signal::Traces => {
-            build_request_at(n, args.attributes, seed, at).encode_to_vec()
+            build_request_at(n, args.attributes, seed, now_ns()).encode_to_vec()
         }
         sluice_core::Signal::Metrics => build_metrics_request_at(n, seed, at).encode_to_vec(),
         sluice_core::Signal::Logs => {
@@ -639,8 +645,9 @@ mod tests {
 
     #[test]
     fn traces_and_logs_templates_keep_the_builders_offsets() {
-        let spans = ExportTraceServiceRequest::decode(template(&args("traces"), 1).stamped())
-            .expect("valid request");
+        let traces = template(&args("traces"), 1);
+        assert!(traces.stamps.is_empty(), "traces are sent as built");
+        let spans = ExportTraceServiceRequest::decode(traces.stamped()).expect("valid request");
         for span in &spans.resource_spans[0].scope_spans[0].spans {
             assert_eq!(
                 span.end_time_unix_nano - span.start_time_unix_nano,

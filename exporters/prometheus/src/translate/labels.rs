@@ -94,6 +94,15 @@ impl LabelSet {
         self.position(name).ok().map(|i| self.0[i].value.as_str())
     }
 
+    /// The set with `extras` set (overriding), for a point with a single series: saves the
+    /// copy [`LabelSet::with`] makes, which showed in translation profiles.
+    pub fn into_with(mut self, extras: &[(&str, &str)]) -> Vec<Label> {
+        for (name, value) in extras {
+            self.set(name, value);
+        }
+        self.0
+    }
+
     /// A copy with `extras` set (overriding), for one derived series (`__name__`, `le`, ...).
     pub fn with(&self, extras: &[(&str, &str)]) -> Vec<Label> {
         let mut out = LabelSet(Vec::with_capacity(self.0.len() + extras.len()));
@@ -165,6 +174,10 @@ mod tests {
         set.set_if_absent("b", "ignored");
         set.set_if_absent("Zone", "eu");
         let out = set.with(&[("__name__", "m"), ("le", "+Inf")]);
+        assert_eq!(
+            set.clone().into_with(&[("__name__", "m"), ("le", "+Inf")]),
+            out
+        );
         assert_eq!(
             pairs(&out),
             vec![

@@ -132,7 +132,7 @@ impl Builder<'_> {
             };
             let labels = self
                 .point_labels(ctx, scope, &p.attributes)
-                .with(&[("__name__", &name)]);
+                .into_with(&[("__name__", &name)]);
             let series = self.series_index(labels, family);
             // Gauges carry no exemplars in Prometheus.
             if kind != NumberKind::Gauge {
@@ -256,7 +256,7 @@ impl Builder<'_> {
             };
             let labels = self
                 .point_labels(ctx, scope, &p.attributes)
-                .with(&[("__name__", &name)]);
+                .into_with(&[("__name__", &name)]);
             let series = self.series_index(labels, family);
             self.exemplars(series, &p.exemplars, t);
             if let Some(s) = self.series.get_mut(series) {
