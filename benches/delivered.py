@@ -36,7 +36,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SLUICE = os.path.join(ROOT, "target", "release", "sluice")
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "sluice"))
 SINK_GRPC = "127.0.0.1:5317"
 SINK_PUSH = "127.0.0.1:5319"
 
@@ -169,7 +169,13 @@ fsync = "{fsync}"
 """)
 
 
+# `--binary NAME=PATH`: cases written `interval@NAME` run that Sluice binary (A/B of two builds).
+BINARIES = {}
+
+
 def collector_command(case, workdir, signal):
+    case, _, alias = case.partition("@")
+    binary = BINARIES[alias] if alias else SLUICE
     if case == "rotel":
         return [rotel_binary(), "start", "--otlp-grpc-endpoint", "127.0.0.1:4317",
                 "--otlp-http-endpoint", "127.0.0.1:4319", "--exporter", "otlp",
@@ -179,13 +185,13 @@ def collector_command(case, workdir, signal):
     sluice_config(config, case, signal)
     data = os.path.join(workdir, f"data-{case.replace(':', '-')}")
     shutil.rmtree(data, ignore_errors=True)
-    return [SLUICE, "run", config, "--storage.path", data,
+    return [binary, "run", config, "--storage.path", data,
             "--server.http.listen-addr", "127.0.0.1:12399", "--shutdown.timeout", "2s",
             "--log.level", "warn"]
 
 
 def run_case(case, args, sink, workdir):
-    log = open(os.path.join(workdir, f"{case}.log"), "w")
+    log = open(os.path.join(workdir, f"{case.replace('@', '-')}.log"), "w")
     proc = subprocess.Popen(collector_command(case, workdir, args.signal), stdout=log, stderr=log)
     try:
         wait_port(4317)
@@ -257,7 +263,12 @@ def main():
     p.add_argument("--sink", choices=["sluice", "grpcio", "grpc-js"], default="sluice",
                    help="the counting backend: `sluice sink`, or an independent one on gRPC C-core or grpc-js")
     p.add_argument("--jsonl", help="also append every run as a JSON line to this file")
+    p.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
+                   help="another Sluice build; cases written `interval@NAME` run it (A/B runs)")
     args = p.parse_args()
+    for spec in args.binary:
+        name, _, path = spec.partition("=")
+        BINARIES[name] = os.path.abspath(path)
     cases = args.cases.split(",")
     if args.signal != "traces" and "rotel" in cases:
         p.error("rotel is compared on traces only; pass --cases without rotel")
