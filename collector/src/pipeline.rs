@@ -207,17 +207,24 @@ pub(crate) struct DriverCtx<E> {
 
 /// The order in which an ordered exporter's batches convert and send.
 ///
-/// Each stage is entered by batch number, one batch at a time: batch N+1 is converted while
-/// batch N is being sent (conversion can keep state, e.g. delta-to-cumulative, so it too runs
-/// in order), and is sent only once every request of batch N is final. That keeps remote-write
-/// series and Loki streams in spool order while the conversion no longer waits for the network.
-#[derive(Default)]
+/// Each stage is entered by batch number, one batch at a time: conversion runs in spool order
+/// (it can keep state, e.g. delta-to-cumulative), and each of the exporter's ordered lanes
+/// sends its requests of batch N only once its requests of batch N-1 are final. That keeps
+/// remote-write series and Loki streams in spool order, while conversion runs ahead of the
+/// network and a slow lane (shard) holds back only itself.
 struct Turns {
     convert: tokio::sync::watch::Sender<u64>,
-    send: tokio::sync::watch::Sender<u64>,
+    lanes: Vec<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Turns {
+    fn new(lanes: usize) -> Turns {
+        Turns {
+            convert: Default::default(),
+            lanes: (0..lanes.max(1)).map(|_| Default::default()).collect(),
+        }
+    }
+
     async fn enter(stage: &tokio::sync::watch::Sender<u64>, batch: u64) {
         // The sender lives as long as the driver, so waiting cannot fail.
         let _ = stage.subscribe().wait_for(|turn| *turn == batch).await;
@@ -273,19 +280,21 @@ pub async fn run_driver<E: Exporter>(
     settings: DriverSettings,
 ) {
     let ordered = exporter.ordered();
-    // An ordered exporter sends one batch at a time, in spool order; a second batch in flight
-    // is converted meanwhile and waits for its turn to send (see `Turns`).
+    // An ordered exporter converts batches in spool order and sends each lane's requests in
+    // spool order (see `Turns`); at least two batches in flight, so the next one is converted
+    // while the current one is sent.
     let max_in_flight = if ordered {
-        2
+        settings.batch.max_in_flight.max(2)
     } else {
         settings.batch.max_in_flight.max(1)
     };
     let batch = settings.batch.clone();
+    let lanes = exporter.lanes();
     let ctx = Arc::new(DriverCtx {
         exporter,
         settings,
         logged_reasons: Default::default(),
-        turns: Turns::default(),
+        turns: Turns::new(lanes),
     });
     let mut next_batch = 0u64;
     let age_gauge = metrics::gauge!("sluice_exporter_oldest_undelivered_age_seconds",
@@ -430,24 +439,52 @@ async fn deliver<E: Exporter>(
             (batch, oldest_ms, requests)
         })
         .collect();
-    if let Some(batch) = turn {
-        Turns::leave(&ctx.turns.convert, batch);
-        Turns::enter(&ctx.turns.send, batch).await;
-    }
-    for (batch, oldest_ms, requests) in converted {
-        let sends = requests.iter().map(|req| async {
-            if let Some((reason, message)) =
-                send_until_final(&ctx, req, batch.signal, oldest_ms).await
-            {
-                crate::isolate::refused(&ctx, req, &batch, oldest_ms, reason, message).await;
-            }
-        });
-        futures::future::join_all(sends).await;
-    }
-    if let Some(batch) = turn {
-        Turns::leave(&ctx.turns.send, batch);
+    let ctx: &DriverCtx<E> = &ctx;
+    let send = |batch, oldest_ms, req| send_one(ctx, batch, oldest_ms, req);
+    match turn {
+        None => {
+            let sends = converted.iter().flat_map(|(batch, oldest_ms, requests)| {
+                requests.iter().map(|req| send(batch, *oldest_ms, req))
+            });
+            futures::future::join_all(sends).await;
+        }
+        Some(turn) => {
+            Turns::leave(&ctx.turns.convert, turn);
+            // Every lane takes its turn for this batch, with or without requests in it, so the
+            // next batch's requests of that lane know this one is done.
+            let last = ctx.turns.lanes.len() - 1;
+            let lanes = ctx.turns.lanes.iter().enumerate().map(|(lane, stage)| {
+                let sends: Vec<_> = converted
+                    .iter()
+                    .flat_map(|(batch, oldest_ms, requests)| {
+                        requests
+                            .iter()
+                            .filter(move |req| ctx.exporter.lane(req).min(last) == lane)
+                            .map(|req| send(batch, *oldest_ms, req))
+                    })
+                    .collect();
+                async move {
+                    Turns::enter(stage, turn).await;
+                    futures::future::join_all(sends).await;
+                    Turns::leave(stage, turn);
+                }
+            });
+            futures::future::join_all(lanes).await;
+        }
     }
     range
+}
+
+/// Sends one request of `batch` until it is final, isolating what the backend refuses for good.
+async fn send_one<E: Exporter>(
+    ctx: &DriverCtx<E>,
+    batch: &Batch,
+    oldest_ms: u64,
+    req: &E::Request,
+) {
+    if let Some((reason, message)) = send_until_final(ctx, req, batch.signal, oldest_ms).await {
+        crate::isolate::refused(ctx, req, batch, oldest_ms, reason, message).await;
+    }
 }
 
 /// Sends one request, retrying retryable failures with backoff until it is final. Returns the

@@ -1,5 +1,6 @@
 //! The exporter driver with an ordered exporter (remote-write, Loki): batches are converted and
-//! sent in spool order, one send at a time, while the next batch's conversion overlaps the send.
+//! sent in spool order, one send at a time per ordered lane, while later batches are converted
+//! ahead.
 
 use bytes::Bytes;
 use sluice::pipeline::{DriverSettings, run_driver};
@@ -155,4 +156,124 @@ async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
         recorder.overlapped.load(Ordering::SeqCst),
         "a later batch was converted while an earlier one was being sent"
     );
+}
+
+/// Three ordered lanes; every batch has one request per lane. Lane 0's first request is held
+/// until lane 1 has finished batch 3, which only happens if lanes do not wait for each other.
+#[derive(Default)]
+struct ThreeLanes {
+    finished: parking_lot::Mutex<Vec<(u32, usize)>>,
+    sending: [AtomicUsize; 3],
+    lane_0_was_overtaken: AtomicBool,
+}
+
+impl Exporter for ThreeLanes {
+    type Request = (u32, usize);
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn lanes(&self) -> usize {
+        3
+    }
+
+    fn lane(&self, request: &(u32, usize)) -> usize {
+        request.1
+    }
+
+    fn build_requests(&self, batch: &Batch) -> Vec<(u32, usize)> {
+        let n = batch.items[0].count;
+        vec![(n, 0), (n, 1), (n, 2)]
+    }
+
+    fn request_items(&self, _: &(u32, usize)) -> u64 {
+        1
+    }
+
+    async fn send(&self, &(n, lane): &(u32, usize)) -> SendOutcome {
+        assert_eq!(
+            self.sending[lane].fetch_add(1, Ordering::SeqCst),
+            0,
+            "a lane sends one request at a time"
+        );
+        if (n, lane) == (1, 0) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::time::Instant::now() < deadline {
+                if self.finished.lock().contains(&(3, 1)) {
+                    self.lane_0_was_overtaken.store(true, Ordering::SeqCst);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.finished.lock().push((n, lane));
+        self.sending[lane].fetch_sub(1, Ordering::SeqCst);
+        SendOutcome::Sent
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_lanes_keep_their_own_order_and_do_not_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(
+        "lanes",
+        dir.path(),
+        SpoolConfig {
+            fsync: Fsync::None,
+            ..Default::default()
+        },
+        &["lanes".to_string()],
+    )
+    .unwrap();
+    const BATCHES: u32 = 10;
+    for n in 1..=BATCHES {
+        spool
+            .append(Item::new(Signal::Metrics, Bytes::from_static(b"x"), n))
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let exporter = Arc::new(ThreeLanes::default());
+    let settings = DriverSettings {
+        component_id: "exporters.lanes".into(),
+        pipeline: "lanes".into(),
+        batch: BatchConfig {
+            send_batch_size: 1,
+            send_batch_max_size: 1,
+            ..Default::default()
+        },
+        retry: RetryConfig::default(),
+        dead_letter: None,
+    };
+    let driver = tokio::spawn(run_driver(
+        exporter.clone(),
+        spool.reader("lanes").unwrap(),
+        settings,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while spool.cursor("lanes").unwrap().committed < u64::from(BATCHES) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    spool.close();
+    driver.await.unwrap();
+
+    assert!(
+        exporter.lane_0_was_overtaken.load(Ordering::SeqCst),
+        "lane 1 finished batch 3 while lane 0 still sent batch 1"
+    );
+    let finished = exporter.finished.lock().clone();
+    for lane in 0..3 {
+        let order: Vec<u32> = finished
+            .iter()
+            .filter(|(_, l)| *l == lane)
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(order, (1..=BATCHES).collect::<Vec<_>>(), "lane {lane}");
+    }
 }

@@ -26,8 +26,8 @@ pub struct BatchConfig {
     pub send_batch_max_bytes: ByteSize,
     /// A batch that has not filled is sent after this long.
     pub timeout: DurationStr,
-    /// Batches of one exporter in flight at once. Exporters that need ordering send one batch
-    /// at a time and convert the next meanwhile, whatever this says.
+    /// Batches of one exporter in flight at once (at least 2 for exporters that need ordering:
+    /// they convert in spool order and send each ordered lane one batch at a time).
     pub max_in_flight: usize,
 }
 

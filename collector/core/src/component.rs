@@ -166,10 +166,23 @@ pub trait Exporter: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
 
     /// True when batches must reach the backend in spool order (remote-write series order,
-    /// Loki stream order): the pipeline then sends one batch at a time, in spool order (it may
-    /// convert the next one meanwhile, also in order).
+    /// Loki stream order): the pipeline then converts batches in spool order and sends each
+    /// lane's requests (see [`Exporter::lanes`]) one batch at a time, in spool order.
     fn ordered(&self) -> bool {
         false
+    }
+
+    /// For an ordered exporter: how many independent ordered lanes its requests fall into.
+    /// Order is kept per lane: a lane's request of batch N is sent once that lane's requests
+    /// of batch N-1 are final, so a slow lane holds back only itself (remote-write: one lane
+    /// per shard, as every series always lands in the same shard; Prometheus' shards work so).
+    fn lanes(&self) -> usize {
+        1
+    }
+
+    /// The lane of a request, below [`Exporter::lanes`] (larger values share the last lane).
+    fn lane(&self, _request: &Self::Request) -> usize {
+        0
     }
 
     /// Converts a batch into zero or more requests. Items that cannot be converted are counted

@@ -1,8 +1,9 @@
 //! The remote-write exporter: batch → translated series → one request per shard → HTTP.
 //!
 //! Per-series order: a series always lands in the shard chosen by the hash of its label set,
-//! each batch yields at most one request per shard, and the exporter is `ordered()`, so the
-//! pipeline sends the next batch only once every request of this one is final.
+//! each batch yields at most one request per shard, and every shard is one of the exporter's
+//! ordered lanes, so the pipeline sends a shard's request of the next batch only once the
+//! shard's request of this one is final. Shards do not wait for each other.
 
 use crate::config::Config;
 use crate::remote_write::{self, Protocol};
@@ -257,6 +258,14 @@ impl Exporter for RemoteWriteExporter {
 
     fn ordered(&self) -> bool {
         true
+    }
+
+    fn lanes(&self) -> usize {
+        self.shards
+    }
+
+    fn lane(&self, request: &RemoteWriteRequest) -> usize {
+        request.shard
     }
 
     fn build_requests(&self, batch: &Batch) -> Vec<RemoteWriteRequest> {

@@ -168,7 +168,11 @@ impl Translator {
         let mut builder = Builder::new(&self.options, tenant);
         // Mostly one series per point: sized up front, the index and the series list do not
         // regrow and rehash while the batch is translated (that showed in profiles).
-        let points = items.iter().map(|i| i.count as usize).sum::<usize>().min(1 << 20);
+        let points = items
+            .iter()
+            .map(|i| i.count as usize)
+            .sum::<usize>()
+            .min(1 << 20);
         builder.series.reserve(points);
         builder.index.reserve(points);
         for item in items {
