@@ -80,6 +80,12 @@ pub struct Config {
     #[serde(default)]
     pub line_too_long: LineTooLong,
 
+    /// Push requests per batch and tenant, each holding a fixed share of the streams (by a
+    /// hash of their labels). Each shard keeps its streams in order on its own, so a slow
+    /// request holds back only its shard's streams. Default 4, at most 64.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+
     #[serde(default)]
     pub retry: RetryConfig,
 }
@@ -166,6 +172,9 @@ fn default_max_label_value_length() -> usize {
 fn default_max_line_size() -> ByteSize {
     ByteSize::kib(256)
 }
+fn default_shards() -> usize {
+    4
+}
 
 /// Loki's tenant ID limit.
 const MAX_TENANT_LEN: usize = 150;
@@ -193,6 +202,7 @@ impl Config {
             max_label_value_length: default_max_label_value_length(),
             max_line_size: default_max_line_size(),
             line_too_long: LineTooLong::default(),
+            shards: default_shards(),
             retry: RetryConfig::default(),
         }
     }
@@ -237,6 +247,12 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if !(1..=64).contains(&self.shards) {
+            return Err(InvalidConfig::new(
+                "shards",
+                format!("must be within 1..=64, got {}", self.shards),
+            ));
         }
         if let Some(t) = &self.tenant_id {
             validate_tenant(t)

@@ -1,4 +1,7 @@
-//! The Loki exporter: batch → one push request per tenant → one HTTP attempt per `send`.
+//! The Loki exporter: batch → one push request per tenant and shard → one HTTP attempt per
+//! `send`. A stream always lands in the shard chosen by the hash of its labels, and every
+//! shard is one of the exporter's ordered lanes, so each stream's entries reach Loki in order
+//! while shards send independently.
 
 use crate::config::{Config, Encoding, validate_tenant};
 use crate::mapping::{Mapper, MappingOptions, TenantStreams};
@@ -31,6 +34,8 @@ pub struct LokiRequest {
     pub content_type: &'static str,
     /// Log entries (records) carried.
     pub entries: u64,
+    /// The shard (ordered lane) of the streams carried.
+    pub shard: usize,
 }
 
 pub struct LokiExporter {
@@ -41,6 +46,7 @@ pub struct LokiExporter {
     url: reqwest::Url,
     headers: HeaderMap,
     client: reqwest::Client,
+    shards: usize,
 }
 
 /// Builds the exporter from a validated config.
@@ -77,7 +83,15 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<LokiExporter
         url,
         headers,
         client,
+        shards: config.shards,
     })
+}
+
+/// The shard of a stream: stable for the process's life (a fixed-seed hash of its labels).
+fn stream_shard(label_string: &str, shards: usize) -> usize {
+    use std::hash::BuildHasher;
+    let hash = foldhash::fast::FixedState::with_seed(0x5eed).hash_one(label_string);
+    (hash % shards as u64) as usize
 }
 
 fn now_ns() -> u64 {
@@ -127,7 +141,36 @@ impl LokiExporter {
         tenants
     }
 
-    fn encode(&self, tenant: Option<Arc<str>>, group: TenantStreams) -> Option<LokiRequest> {
+    /// The tenant's push requests, one per shard that has streams.
+    fn encode_shards(&self, tenant: Option<Arc<str>>, group: TenantStreams) -> Vec<LokiRequest> {
+        if self.shards <= 1 {
+            return self.encode(tenant, group, 0).into_iter().collect();
+        }
+        let mut shards: Vec<TenantStreams> = (0..self.shards)
+            .map(|_| TenantStreams {
+                tenant: group.tenant.clone(),
+                streams: Vec::new(),
+            })
+            .collect();
+        for stream in group.streams {
+            let shard = stream_shard(&stream.label_string, self.shards);
+            if let Some(bucket) = shards.get_mut(shard) {
+                bucket.streams.push(stream);
+            }
+        }
+        shards
+            .into_iter()
+            .enumerate()
+            .filter_map(|(shard, streams)| self.encode(tenant.clone(), streams, shard))
+            .collect()
+    }
+
+    fn encode(
+        &self,
+        tenant: Option<Arc<str>>,
+        group: TenantStreams,
+        shard: usize,
+    ) -> Option<LokiRequest> {
         let entries = group.entry_count();
         if entries == 0 {
             return None;
@@ -146,6 +189,7 @@ impl LokiExporter {
                 body: Bytes::from(body),
                 content_type,
                 entries,
+                shard,
             }),
             Err(e) => {
                 tracing::warn!(component_id = %self.component_id, error = %e, "cannot encode Loki push request");
@@ -170,6 +214,7 @@ impl LokiExporter {
             body: Bytes::from(body),
             content_type: CONTENT_PROTOBUF,
             entries,
+            shard: 0,
         }]
     }
 }
@@ -181,6 +226,14 @@ impl Exporter for LokiExporter {
     /// refused), so batches go out one after another.
     fn ordered(&self) -> bool {
         true
+    }
+
+    fn lanes(&self) -> usize {
+        self.shards
+    }
+
+    fn lane(&self, request: &LokiRequest) -> usize {
+        request.shard
     }
 
     fn build_requests(&self, batch: &Batch) -> Vec<LokiRequest> {
@@ -210,7 +263,7 @@ impl Exporter for LokiExporter {
                     }
                 },
             };
-            requests.extend(self.encode(tenant, group));
+            requests.extend(self.encode_shards(tenant, group));
         }
         requests
     }

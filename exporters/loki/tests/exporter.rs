@@ -13,6 +13,8 @@ use std::time::Duration;
 fn exporter(url: String, edit: impl FnOnce(&mut Config)) -> LokiExporter {
     let mut c = Config::with_url(url);
     c.tenant_id = Some("t1".into());
+    // One push per tenant and batch, so tests can look at "the" request; sharding has its own.
+    c.shards = 1;
     edit(&mut c);
     build(&c, "exporters.loki").expect("build")
 }
@@ -725,4 +727,69 @@ fn type_and_signals() {
     assert!(build(&c, "exporters.loki").is_err());
     c.encoding = Encoding::Otlp;
     assert!(build(&c, "exporters.loki").is_ok());
+}
+
+#[tokio::test]
+async fn shards_split_streams_and_keep_each_stream_whole() {
+    let server = LokiTestServer::start().await;
+    let t = base_ns();
+    // 24 services: 24 streams, each with three entries.
+    let resources: Vec<_> = (0..24)
+        .map(|n| {
+            resource_logs(
+                vec![ks("service.name", &format!("svc-{n}"))],
+                Some(("app", "1.2")),
+                (0..3)
+                    .map(|k| record(t + k, 9, &format!("svc {n} line {k}"), vec![]))
+                    .collect(),
+            )
+        })
+        .collect();
+    let batch = batch(&[request(resources)]);
+
+    let one = exporter(server.push_url(), |c| c.shards = 1);
+    let requests = one.build_requests(&batch);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(one.lanes(), 1);
+
+    let four = exporter(server.push_url(), |c| c.shards = 4);
+    assert_eq!(four.lanes(), 4);
+    let requests = four.build_requests(&batch);
+    assert!(
+        requests.len() > 1 && requests.len() <= 4,
+        "{}",
+        requests.len()
+    );
+    let mut lanes: Vec<usize> = requests.iter().map(|r| four.lane(r)).collect();
+    lanes.dedup();
+    assert_eq!(lanes.len(), requests.len(), "one request per shard");
+    assert_eq!(requests.iter().map(|r| r.entries).sum::<u64>(), 72);
+    for r in &requests {
+        assert!(matches!(four.send(r).await, SendOutcome::Sent));
+    }
+    // Every stream arrived whole (in one push), in order.
+    let streams = server.streams("t1");
+    assert_eq!(streams.len(), 24);
+    for s in &streams {
+        assert_eq!(s.entries.len(), 3, "{s:?}");
+    }
+    assert_eq!(server.pushes().len(), requests.len());
+    // The same streams land in the same shards the next time.
+    let again: Vec<(usize, u64)> = four
+        .build_requests(&batch)
+        .iter()
+        .map(|r| (four.lane(r), r.entries))
+        .collect();
+    let first: Vec<(usize, u64)> = requests.iter().map(|r| (four.lane(r), r.entries)).collect();
+    assert_eq!(again, first);
+}
+
+#[test]
+fn shards_outside_1_to_64_are_refused() {
+    for bad in [0, 65] {
+        let mut c = Config::with_url("http://127.0.0.1:3100/loki/api/v1/push");
+        c.shards = bad;
+        let err = c.validate().expect_err("refused").to_string();
+        assert!(err.contains("shards"), "{err}");
+    }
 }
