@@ -1,5 +1,8 @@
 //! The admin HTTP server, compatible with Alloy's: `/-/ready`, `/-/healthy`, `/-/reload`,
-//! `/metrics`; the UI and JSON API (`crate::api`, docs/api.md) are merged in.
+//! `/metrics`; the UI and JSON API (`crate::api`, docs/api.md) are merged in. The running
+//! components' routes (the watcher's webhooks and approvals) are served here too, or on a
+//! listener of their own ([`webhooks_router`]) so the admin port need not be exposed.
+//! With an admin token, `/-/reload` and the API's writes need `Authorization: Bearer`.
 
 use crate::app::App;
 use crate::dead_letter::DeadLetterStore;
@@ -11,7 +14,19 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
 
+/// The admin router serving the components' routes too (no separate webhook listener).
 pub fn router(app: Arc<App>) -> Router {
+    admin_router(app, true)
+}
+
+/// The admin router; `with_components` also serves the components' routes (webhooks,
+/// approvals) as its fallback.
+pub fn admin_router(app: Arc<App>, with_components: bool) -> Router {
+    let fallback = if with_components {
+        axum::routing::any(component_routes)
+    } else {
+        axum::routing::any(not_found)
+    };
     Router::new()
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(healthy))
@@ -29,9 +44,54 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/dead-letter/{id}/replay",
             axum::routing::post(dead_letter_replay),
         )
-        .fallback(component_routes)
+        .fallback(fallback)
         .with_state(app.clone())
-        .merge(crate::api::router(app))
+        .merge(crate::api::router(app.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            require_admin_token,
+        ))
+}
+
+/// The webhook listener's router: only the components' routes, which authenticate their
+/// callers themselves (webhook credentials, approver tokens).
+pub fn webhooks_router(app: Arc<App>) -> Router {
+    Router::new().fallback(component_routes).with_state(app)
+}
+
+async fn not_found() -> axum::response::Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// `/-/reload` (any method: Alloy's accepts GET) and the API's writes change what runs or
+/// what is stored. Approvals are exempt: they carry an approver's token instead.
+fn needs_admin_token(method: &axum::http::Method, path: &str) -> bool {
+    let writes = !(method == axum::http::Method::GET || method == axum::http::Method::HEAD);
+    path == "/-/reload"
+        || (writes && path.starts_with("/api/") && !path.starts_with("/api/v1/approvals/"))
+}
+
+async fn require_admin_token(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if needs_admin_token(request.method(), request.uri().path())
+        && let Err(reason) = app.check_admin_token(request.headers())
+    {
+        metrics::counter!("sluice_admin_unauthorized_requests_total", "reason" => reason)
+            .increment(1);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"sluice-admin\"",
+            )],
+            "this action needs the admin token: Authorization: Bearer <token>\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Everything else goes to the running components' routes (the watcher's webhooks and

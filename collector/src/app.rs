@@ -40,6 +40,8 @@ pub struct App {
     metrics: Option<PrometheusHandle>,
     /// Routes the running components serve on the admin server (the watcher's).
     routes: parking_lot::RwLock<Option<axum::Router>>,
+    /// Bearer token `/-/reload` and the API's writes need; `None` leaves them open.
+    admin_token: Option<Vec<u8>>,
 }
 
 impl App {
@@ -57,6 +59,40 @@ impl App {
             ready: AtomicBool::new(false),
             metrics,
             routes: parking_lot::RwLock::new(None),
+            admin_token: None,
+        }
+    }
+
+    /// Requires `token` (as `Authorization: Bearer`) for reloads and the API's writes.
+    pub fn with_admin_token(mut self, token: Option<String>) -> App {
+        self.admin_token = token.map(String::into_bytes);
+        self
+    }
+
+    pub fn has_admin_token(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// Checks a request's bearer token against the admin token, in constant time.
+    /// `Err` is the refusal reason.
+    pub fn check_admin_token(&self, headers: &axum::http::HeaderMap) -> Result<(), &'static str> {
+        use subtle::ConstantTimeEq;
+        let Some(expected) = &self.admin_token else {
+            return Ok(());
+        };
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .and_then(|v| {
+                let (scheme, token) = v.split_at(v.iter().position(|b| *b == b' ')?);
+                scheme
+                    .eq_ignore_ascii_case(b"bearer")
+                    .then(|| token.trim_ascii())
+            });
+        match presented {
+            None => Err("auth_missing"),
+            Some(token) if bool::from(token.ct_eq(expected)) => Ok(()),
+            Some(_) => Err("auth_invalid"),
         }
     }
 

@@ -34,6 +34,18 @@ struct RunArgs {
         env = "SLUICE_HTTP_LISTEN_ADDR"
     )]
     listen_addr: SocketAddr,
+    /// Serve the watcher's webhooks and approvals on this address instead of the admin
+    /// server, so Grafana/Alertmanager can reach them without reaching `/-/reload` and the
+    /// rest of the admin API (docs/deploying-with-grafana.md).
+    #[arg(
+        long = "server.webhooks.listen-addr",
+        env = "SLUICE_WEBHOOKS_LISTEN_ADDR"
+    )]
+    webhooks_addr: Option<SocketAddr>,
+    /// File holding the admin token: with one (or `SLUICE_ADMIN_TOKEN` set), `/-/reload` and
+    /// the API's writes need `Authorization: Bearer <token>`.
+    #[arg(long = "server.http.admin-token-file", env = "SLUICE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Where spools live. Data acknowledged to clients stays here until delivered.
     #[arg(
         long = "storage.path",
@@ -393,6 +405,53 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     Ok(handle)
 }
 
+/// The admin token from `file` (trimmed) or `SLUICE_ADMIN_TOKEN`; an empty one is an error.
+fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    anyhow::anyhow!("--server.http.admin-token-file {}: {e}", path.display())
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("SLUICE_ADMIN_TOKEN").ok(),
+    };
+    match token {
+        Some(t) if t.is_empty() || axum::http::HeaderValue::from_str(&t).is_err() => Err(
+            anyhow::anyhow!("the admin token is empty or does not fit in an HTTP header"),
+        ),
+        token => Ok(token),
+    }
+}
+
+/// Serves `router` on `addr` with the shared listener limits (slow clients, connection cap).
+fn serve_admin(
+    flag: &str,
+    name: &'static str,
+    addr: SocketAddr,
+    router: axum::Router,
+) -> anyhow::Result<()> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("{flag} {addr}: {e}"))?;
+    let listener = sluice_http_server::Listener::new(
+        listener,
+        sluice_http_server::ConnectionLimits::default(),
+        None,
+        sluice_http_server::Labels::new("admin", name),
+    )
+    .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e}"))?;
+    tokio::spawn(sluice_http_server::serve_http(
+        listener,
+        sluice_http_server::TowerToHyperService::new(router),
+        std::future::pending(),
+        Duration::from_secs(5),
+    ));
+    tracing::info!(%addr, "{name} server listening");
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let source = match args.config.or(args.file) {
         Some(p) => ConfigSource::File(p),
@@ -408,23 +467,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let _lock = sluice::storage::lock(&args.storage_path)?;
     let metrics = install_metrics()?;
-    let app = Arc::new(App::new(
-        source,
-        args.storage_path.clone(),
-        args.shutdown_timeout,
-        Some(metrics),
-    ));
+    let admin_token = admin_token(args.admin_token_file.as_deref())?;
+    if admin_token.is_none() && !args.listen_addr.ip().is_loopback() {
+        tracing::warn!(addr = %args.listen_addr, "the admin server is reachable from other hosts and /-/reload needs no token: set SLUICE_ADMIN_TOKEN or --server.http.admin-token-file");
+    }
+    let app = Arc::new(
+        App::new(
+            source,
+            args.storage_path.clone(),
+            args.shutdown_timeout,
+            Some(metrics),
+        )
+        .with_admin_token(admin_token),
+    );
 
-    let listener = tokio::net::TcpListener::bind(args.listen_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--server.http.listen-addr {}: {e}", args.listen_addr))?;
-    let admin = sluice::admin::router(app.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, admin).await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    });
-    tracing::info!(addr = %args.listen_addr, "admin server listening");
+    let separate_webhooks = args.webhooks_addr.is_some();
+    let admin = sluice::admin::admin_router(app.clone(), !separate_webhooks);
+    serve_admin(
+        "--server.http.listen-addr",
+        "admin",
+        args.listen_addr,
+        admin,
+    )?;
+    if let Some(addr) = args.webhooks_addr {
+        let webhooks = sluice::admin::webhooks_router(app.clone());
+        serve_admin("--server.webhooks.listen-addr", "webhooks", addr, webhooks)?;
+    }
 
     app.start().await?;
     // The banner is for the person at the terminal; logs (text or JSON) stay on stderr.

@@ -7,6 +7,10 @@ use serde::Deserialize;
 use sluice_core::InvalidConfig;
 use sluice_core::{ByteSize, DurationStr};
 pub use sluice_http_client::TlsConfig;
+use sluice_http_server::config::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT,
+};
+use sluice_http_server::{BasicCredentials, ConnectionLimits, ServerAuthConfig, ServerTlsConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -155,6 +159,40 @@ pub struct PushConfig {
     pub path: String,
     /// When set, requests must carry `Authorization: Bearer <token>` (`docs/awf-events.md` §2). Default: none.
     pub bearer_token: Option<String>,
+    /// When set, requests may (or, without `bearer_token`, must) carry these basic-auth
+    /// credentials. Default: none.
+    pub basic_auth: Option<BasicCredentials>,
+    /// A client must send a request's headers (and finish a TLS handshake) within this.
+    /// Default `"60s"`.
+    pub read_header_timeout: DurationStr,
+    /// A connection that sends nothing for this long, with no request being answered, is
+    /// closed. Default `"60s"`.
+    pub idle_timeout: DurationStr,
+    /// Connections held at once; more are refused (503) and counted. Default `4096`.
+    pub max_connections: usize,
+    /// Serve TLS (`cert_file`, `key_file`; `client_ca_file` requires client certificates).
+    /// Default: plain TCP.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl PushConfig {
+    /// The listener's slow-client limits.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            read_header_timeout: self.read_header_timeout.get(),
+            idle_timeout: self.idle_timeout.get(),
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// The credentials clients must present, if any.
+    pub fn auth(&self) -> Option<ServerAuthConfig> {
+        (self.bearer_token.is_some() || self.basic_auth.is_some()).then(|| ServerAuthConfig {
+            bearer_token: self.bearer_token.clone(),
+            basic_auth: self.basic_auth.clone(),
+            tenants: BTreeMap::new(),
+        })
+    }
 }
 
 impl Default for PushConfig {
@@ -163,6 +201,11 @@ impl Default for PushConfig {
             endpoint: "0.0.0.0:4320".to_owned(),
             path: "/v1/awf/events".to_owned(),
             bearer_token: None,
+            basic_auth: None,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -214,6 +257,10 @@ impl Config {
                     "push.path",
                     format!("{:?} must start with '/'", p.path),
                 ));
+            }
+            p.limits().validate().map_err(|e| e.under("push"))?;
+            if let Some(auth) = p.auth() {
+                auth.validate().map_err(|e| e.under("push"))?;
             }
         }
         for (k, v) in &self.headers {

@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 /// The `type` of this receiver in `[receivers.<name>]`.
 pub const TYPE_NAME: &str = "awf";
 
+/// How long push requests may take to finish after shutdown is requested.
+const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Signals this receiver produces.
 pub const SIGNALS: &[Signal] = &[Signal::Traces, Signal::Metrics, Signal::Logs];
 
@@ -28,6 +31,7 @@ pub struct AwfReceiver {
     config: Config,
     push_listener: Option<std::net::TcpListener>,
     push_addr: Option<SocketAddr>,
+    push_tls: Option<tokio_rustls::TlsAcceptor>,
     client: reqwest::Client,
     settings: Arc<StreamSettings>,
 }
@@ -62,6 +66,14 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<AwfReceiver>
         }
         None => (None, None),
     };
+    // Certificates are read at start, so a bad file fails here, naming its key.
+    let push_tls = config
+        .push
+        .as_ref()
+        .and_then(|p| p.tls.as_ref())
+        .map(|t| sluice_http_server::tls::acceptor(t, "push.", &[b"h2", b"http/1.1"]))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{component_id}: {e:#}"))?;
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
         let name =
@@ -96,6 +108,7 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<AwfReceiver>
         config: config.clone(),
         push_listener,
         push_addr,
+        push_tls,
         client,
         settings,
     })
@@ -114,22 +127,25 @@ impl AwfReceiver {
         let mut tasks: JoinSet<()> = JoinSet::new();
 
         if let (Some(listener), Some(push_cfg)) = (self.push_listener, &self.config.push) {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| format!("push.endpoint: {e}"))?;
+            let listener = sluice_http_server::Listener::new(
+                listener,
+                push_cfg.limits(),
+                self.push_tls,
+                sluice_http_server::Labels::new(&ctx.component_id, "push"),
+            )
+            .map_err(|e| format!("push.endpoint: {e}"))?;
             let app = push::router(
                 shared.clone(),
                 push_cfg,
                 self.config.max_event_size.as_usize(),
             );
             let stop = shared.clone();
-            tasks.spawn(async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.ctx.stopped().await })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "AWF push server failed");
-                }
-            });
+            tasks.spawn(sluice_http_server::serve_http(
+                listener,
+                sluice_http_server::TowerToHyperService::new(app),
+                async move { stop.ctx.stopped().await },
+                PUSH_SHUTDOWN_GRACE,
+            ));
         }
         for url in &self.config.streams {
             let (shared, client, settings, url) = (

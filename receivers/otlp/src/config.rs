@@ -4,6 +4,10 @@
 use serde::Deserialize;
 use sluice_core::config::DurationStr;
 use sluice_core::{ByteSize, InvalidConfig};
+use sluice_http_server::config::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_HEADER_TIMEOUT,
+};
+use sluice_http_server::{ConnectionLimits, ServerAuthConfig, ServerTlsConfig};
 use std::time::Duration;
 
 /// The OTLP receiver's configuration. An absent `grpc`/`http` table leaves that server off;
@@ -24,6 +28,10 @@ pub struct Config {
     /// Intake validation (docs/validation.md). Default: on.
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// Credentials clients must present on both servers (`bearer_token`, `basic_auth`, and
+    /// per tenant under `tenants.<tenant>`, matched against `tenant_header`). Default: none.
+    #[serde(default)]
+    pub auth: Option<ServerAuthConfig>,
 }
 
 /// `[<receiver>.validation]`: refuse, item by item, what the backends are known to refuse.
@@ -62,6 +70,17 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest message accepted, after decompression. Default `"4MiB"`.
     pub max_recv_msg_size: ByteSize,
+    /// A client must send a request's headers (and finish a TLS handshake) within this.
+    /// Default `"60s"`.
+    pub read_header_timeout: DurationStr,
+    /// A connection that sends nothing for this long, with no request being answered, is
+    /// closed. Default `"60s"`.
+    pub idle_timeout: DurationStr,
+    /// Connections held at once; more are refused and counted. Default `4096`.
+    pub max_connections: usize,
+    /// Serve TLS (`cert_file`, `key_file`; `client_ca_file` requires client certificates).
+    /// Default: plain TCP.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -69,6 +88,10 @@ impl Default for GrpcConfig {
         GrpcConfig {
             endpoint: "0.0.0.0:4317".to_owned(),
             max_recv_msg_size: ByteSize::mib(4),
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -83,6 +106,17 @@ pub struct HttpConfig {
     /// Largest body accepted after decompression; a larger one (a gzip bomb) gets 413 without
     /// memory growing past this cap. Default `"64MiB"`.
     pub max_decompressed_size: ByteSize,
+    /// A client must send a request's headers (and finish a TLS handshake) within this.
+    /// Default `"60s"`.
+    pub read_header_timeout: DurationStr,
+    /// A connection that sends nothing for this long, with no request being answered, is
+    /// closed. Default `"60s"`.
+    pub idle_timeout: DurationStr,
+    /// Connections held at once; more are refused and counted. Default `4096`.
+    pub max_connections: usize,
+    /// Serve TLS (`cert_file`, `key_file`; `client_ca_file` requires client certificates).
+    /// Default: plain TCP.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -91,9 +125,30 @@ impl Default for HttpConfig {
             endpoint: "0.0.0.0:4318".to_owned(),
             max_request_body_size: ByteSize::mib(20),
             max_decompressed_size: ByteSize::mib(64),
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
+
+macro_rules! limits {
+    ($server:ty) => {
+        impl $server {
+            /// The listener's slow-client limits.
+            pub fn limits(&self) -> ConnectionLimits {
+                ConnectionLimits {
+                    read_header_timeout: self.read_header_timeout.get(),
+                    idle_timeout: self.idle_timeout.get(),
+                    max_connections: self.max_connections,
+                }
+            }
+        }
+    };
+}
+limits!(GrpcConfig);
+limits!(HttpConfig);
 
 impl Config {
     /// Semantic checks; the error names the offending key.
@@ -115,11 +170,22 @@ impl Config {
         if let Some(grpc) = &self.grpc {
             check_endpoint("grpc.endpoint", &grpc.endpoint)?;
             check_size("grpc.max_recv_msg_size", grpc.max_recv_msg_size)?;
+            grpc.limits().validate().map_err(|e| e.under("grpc"))?;
         }
         if let Some(http) = &self.http {
             check_endpoint("http.endpoint", &http.endpoint)?;
             check_size("http.max_request_body_size", http.max_request_body_size)?;
             check_size("http.max_decompressed_size", http.max_decompressed_size)?;
+            http.limits().validate().map_err(|e| e.under("http"))?;
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate().map_err(|e| e.under("auth"))?;
+            if !auth.tenants.is_empty() && self.tenant_header.is_none() {
+                return Err(InvalidConfig::new(
+                    "auth.tenants",
+                    "per-tenant credentials need `tenant_header` to name the tenant",
+                ));
+            }
         }
         if let (Some(grpc), Some(http)) = (&self.grpc, &self.http)
             && grpc.endpoint == http.endpoint

@@ -55,6 +55,21 @@ impl GrpcService {
             return status.into_http();
         };
 
+        if self.ingest.auth.is_some() {
+            let tenant = self
+                .tenant_key
+                .as_ref()
+                .and_then(|key| tenant_from(request.headers().get(key).map(|v| v.as_bytes())));
+            if let Err(rejection) =
+                self.ingest
+                    .authenticate(signal, request.headers(), tenant.as_deref())
+            {
+                let status = status_for(rejection);
+                self.record(status.code(), started);
+                return status.into_http();
+            }
+        }
+
         // tonic answers some failures (size limit, bad compression, truncated frames) itself,
         // without calling the handler; this tells them apart for counting.
         let handled = Arc::new(AtomicBool::new(false));
@@ -154,6 +169,7 @@ pub(crate) fn status_for(rejection: Rejection) -> Status {
             Refusal::NoPipeline(_) => Status::unimplemented(refusal.to_string()),
             Refusal::Invalid(_) => Status::invalid_argument(refusal.to_string()),
         },
+        Rejection::Unauthenticated(refusal) => Status::unauthenticated(refusal.message()),
     }
 }
 

@@ -26,6 +26,7 @@ const CODE_INVALID_ARGUMENT: i32 = 3;
 const CODE_RESOURCE_EXHAUSTED: i32 = 8;
 const CODE_UNIMPLEMENTED: i32 = 12;
 const CODE_UNAVAILABLE: i32 = 14;
+const CODE_UNAUTHENTICATED: i32 = 16;
 
 /// The two body encodings OTLP/HTTP defines; replies use the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,18 @@ impl HttpHandler {
                 "415 unsupported media type, supported: [application/json, application/x-protobuf]",
             );
         };
+        if self.ingest.auth.is_some() {
+            let tenant = self
+                .tenant_header
+                .as_ref()
+                .and_then(|name| tenant_from(request.headers().get(name).map(|v| v.as_bytes())));
+            if let Err(rejection) =
+                self.ingest
+                    .authenticate(signal, request.headers(), tenant.as_deref())
+            {
+                return error_response(format, rejection);
+            }
+        }
         match self.receive(signal, format, request).await {
             Ok(accepted) => {
                 let body = sluice_otlp::export_response(
@@ -306,9 +319,21 @@ fn error_response(format: Format, rejection: Rejection) -> HttpResponse {
                 ),
             }
         }
+        Rejection::Unauthenticated(refusal) => (
+            StatusCode::UNAUTHORIZED,
+            CODE_UNAUTHENTICATED,
+            refusal.message().to_owned(),
+            None,
+        ),
     };
     let body = sluice_otlp::status_body(code, &message, retry_after, json);
     let mut response = respond(status, format, body);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sluice\", Basic realm=\"sluice\""),
+        );
+    }
     if let Some(delay) = retry_after {
         response
             .headers_mut()

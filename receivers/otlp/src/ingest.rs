@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use sluice_core::{Consumer, Item, Refusal, Signal, telemetry};
+use sluice_http_server::{AuthRefusal, Authenticator};
 use sluice_otlp::{Checked, Rules, WireError};
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ pub(crate) enum Rejection {
     TooLarge(String),
     /// The pipeline refused it.
     Refused(Refusal),
+    /// Missing or wrong credentials: HTTP 401 / `UNAUTHENTICATED`.
+    Unauthenticated(AuthRefusal),
 }
 
 impl Rejection {
@@ -32,6 +35,27 @@ pub(crate) struct Ingest {
     pub consumer: Arc<dyn Consumer>,
     /// Intake rules; `None` when validation is off.
     pub rules: Option<Rules>,
+    /// Credentials clients must present; `None` when `auth` is not configured.
+    pub auth: Option<Authenticator>,
+}
+
+impl Ingest {
+    /// Checks the request's credentials for `tenant` (the tenant header's value), counting a
+    /// refusal by its reason.
+    pub(crate) fn authenticate(
+        &self,
+        signal: Signal,
+        headers: &http::HeaderMap,
+        tenant: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        auth.check(headers, tenant).map_err(|refusal| {
+            self.refused(Some(signal), refusal.reason());
+            Rejection::Unauthenticated(refusal)
+        })
+    }
 }
 
 /// A checked request: what to deliver and what the rules refused.

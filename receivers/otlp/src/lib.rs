@@ -16,6 +16,7 @@ use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;
 use ingest::Ingest;
 use sluice_core::{Receiver, ReceiverContext};
+use sluice_http_server::{Authenticator, Labels, Listener, tls};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct OtlpReceiver {
     config: Config,
     grpc: Option<(TcpListener, SocketAddr)>,
     http: Option<(TcpListener, SocketAddr)>,
+    grpc_tls: Option<tokio_rustls::TlsAcceptor>,
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl OtlpReceiver {
@@ -56,10 +59,27 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<OtlpReceiver
         .as_ref()
         .map(|http| bind(component_id, "http.endpoint", &http.endpoint))
         .transpose()?;
+    // Certificates are read at start, so a bad file fails here, naming its key.
+    let grpc_tls = config
+        .grpc
+        .as_ref()
+        .and_then(|g| g.tls.as_ref())
+        .map(|t| tls::acceptor(t, "grpc.", &[b"h2"]))
+        .transpose()
+        .map_err(|e| anyhow!("{component_id}: {e:#}"))?;
+    let http_tls = config
+        .http
+        .as_ref()
+        .and_then(|h| h.tls.as_ref())
+        .map(|t| tls::acceptor(t, "http.", &[b"h2", b"http/1.1"]))
+        .transpose()
+        .map_err(|e| anyhow!("{component_id}: {e:#}"))?;
     Ok(OtlpReceiver {
         config: config.clone(),
         grpc,
         http,
+        grpc_tls,
+        http_tls,
     })
 }
 
@@ -104,17 +124,24 @@ impl Receiver for OtlpReceiver {
             config,
             grpc: grpc_listener,
             http: http_listener,
+            grpc_tls,
+            http_tls,
         } = *self;
         Box::pin(async move {
             let ingest = Arc::new(Ingest {
                 component_id: ctx.component_id.clone(),
                 consumer: ctx.consumer.clone(),
                 rules: config.validation.rules(),
+                auth: config.auth.as_ref().map(Authenticator::new),
             });
             let tenant_header = config
                 .tenant_header
                 .as_deref()
                 .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
+            let limited = |listener: TcpListener, limits, tls, name| {
+                Listener::new(listener, limits, tls, Labels::new(&ctx.component_id, name))
+                    .map_err(|e| format!("{name} listener: {e}"))
+            };
             let grpc_server = async {
                 let (Some((listener, _)), Some(config)) = (grpc_listener, &config.grpc) else {
                     return Ok(());
@@ -124,7 +151,9 @@ impl Receiver for OtlpReceiver {
                     tenant_key: tenant_header.clone(),
                     max_recv_msg_size: config.max_recv_msg_size.as_usize(),
                 };
-                server::serve_grpc(listener, service, ctx.clone()).await
+                let limits = config.limits();
+                let listener = limited(listener, limits, grpc_tls, "grpc")?;
+                server::serve_grpc(listener, limits, service, ctx.clone()).await
             };
             let http_server = async {
                 let (Some((listener, _)), Some(config)) = (http_listener, &config.http) else {
@@ -137,6 +166,7 @@ impl Receiver for OtlpReceiver {
                     max_decompressed_size: config.max_decompressed_size.as_usize(),
                     decode_slots: http_server::decode_slots(),
                 });
+                let listener = limited(listener, config.limits(), http_tls, "http")?;
                 server::serve_http(listener, handler, ctx.clone()).await
             };
             tokio::try_join!(grpc_server, http_server).map(|_| ())

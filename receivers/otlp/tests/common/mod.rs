@@ -168,6 +168,29 @@ pub async fn start_with(
     }
 }
 
+/// Starts a receiver from a whole config text (both servers on 127.0.0.1:0) under
+/// `component_id`, so tests reading metrics do not see each other's series.
+pub async fn start_config(consumer: Arc<TestConsumer>, component_id: &str, text: &str) -> Running {
+    let config: Config = toml::from_str(text).unwrap();
+    let receiver = build(&config, component_id).unwrap();
+    let grpc = receiver.grpc_addr().unwrap();
+    let http = receiver.http_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let ctx = ReceiverContext {
+        component_id: Arc::from(component_id),
+        consumer: consumer.clone(),
+        shutdown,
+    };
+    let task = tokio::spawn(Box::new(receiver).run(ctx));
+    Running {
+        grpc,
+        http,
+        consumer,
+        stop,
+        task,
+    }
+}
+
 pub async fn start(consumer: Arc<TestConsumer>) -> Running {
     start_with(consumer, "", "").await
 }
