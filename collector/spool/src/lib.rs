@@ -189,28 +189,27 @@ pub struct Stored {
     pub bytes: u64,
 }
 
-/// How often a long start-up check of the segments reports how far it got.
+/// How often a long start-up check of the segments reports how far it got (`ScanProgress`).
 pub const OPEN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Progress of the start-up check of a spool's segments, logged every [`OPEN_PROGRESS_EVERY`]
-/// while it lasts (a small spool is checked before the first report is due: nothing is
-/// logged), and once at the end if anything was.
-struct ScanProgress<'a> {
-    name: &'a str,
+/// Progress of the start-up check of a spool's segments: a line every `every` while it lasts
+/// (a small spool is checked before the first line is due: nothing is said), and one at the
+/// end if anything was. The lines are returned; `Spool::open` logs them.
+struct ScanProgress {
     segments: usize,
     total_bytes: u64,
     checked_segments: usize,
     checked_bytes: u64,
+    every: Duration,
     started: Instant,
     next_report: Instant,
     reported: bool,
 }
 
-impl<'a> ScanProgress<'a> {
-    fn new(name: &'a str, segments: &[(u64, PathBuf)]) -> ScanProgress<'a> {
+impl ScanProgress {
+    fn new(segments: &[(u64, PathBuf)], every: Duration) -> ScanProgress {
         let started = Instant::now();
         ScanProgress {
-            name,
             segments: segments.len(),
             total_bytes: segments
                 .iter()
@@ -219,51 +218,46 @@ impl<'a> ScanProgress<'a> {
                 .sum(),
             checked_segments: 0,
             checked_bytes: 0,
+            every,
             started,
-            next_report: started + OPEN_PROGRESS_EVERY,
+            next_report: started + every,
             reported: false,
         }
     }
 
-    fn checked(&mut self, bytes: u64) {
+    /// One more segment of `bytes` checked; a progress line when one is due.
+    fn checked(&mut self, bytes: u64) -> Option<String> {
         self.checked_segments += 1;
         self.checked_bytes += bytes;
         let now = Instant::now();
-        if now >= self.next_report && self.checked_segments < self.segments {
-            self.next_report = now + OPEN_PROGRESS_EVERY;
-            self.reported = true;
-            let secs = self.started.elapsed().as_secs_f64();
-            let rate = self.checked_bytes as f64 / secs.max(0.001);
-            let eta = self.total_bytes.saturating_sub(self.checked_bytes) as f64 / rate.max(1.0);
-            tracing::info!(
-                spool = self.name,
-                segments = self.checked_segments,
-                of_segments = self.segments,
-                bytes = self.checked_bytes,
-                of_bytes = self.total_bytes,
-                "checking spool segments from an earlier run: {} of {} ({} of {}), {}/s, about {:.0}s left",
-                self.checked_segments,
-                self.segments,
-                human_bytes(self.checked_bytes),
-                human_bytes(self.total_bytes),
-                human_bytes(rate as u64),
-                eta
-            );
+        if now < self.next_report || self.checked_segments >= self.segments {
+            return None;
         }
+        self.next_report = now + self.every;
+        self.reported = true;
+        let rate = self.checked_bytes as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let left = self.total_bytes.saturating_sub(self.checked_bytes) as f64 / rate.max(1.0);
+        Some(format!(
+            "checking spool segments from an earlier run: {} of {} ({} of {}), {}/s, about {:.0}s left",
+            self.checked_segments,
+            self.segments,
+            human_bytes(self.checked_bytes),
+            human_bytes(self.total_bytes),
+            human_bytes(rate as u64),
+            left
+        ))
     }
 
-    fn finish(&self) {
-        if self.reported {
-            tracing::info!(
-                spool = self.name,
-                segments = self.segments,
-                bytes = self.checked_bytes,
+    /// The closing line, if progress was reported.
+    fn finish(&self) -> Option<String> {
+        self.reported.then(|| {
+            format!(
                 "checked spool segments: {} ({}) in {:.1}s",
                 self.segments,
                 human_bytes(self.checked_bytes),
                 self.started.elapsed().as_secs_f64()
-            );
-        }
+            )
+        })
     }
 }
 
@@ -320,10 +314,12 @@ impl Spool {
         let mut next_seq = 0u64;
         let mut disk_bytes = 0u64;
         let found = segment::list(dir)?;
-        let mut scan = ScanProgress::new(name, &found);
+        let mut scan = ScanProgress::new(&found, OPEN_PROGRESS_EVERY);
         for (first_seq, path) in found {
             let rec = segment::recover(&path)?;
-            scan.checked(rec.len + rec.truncated_bytes);
+            if let Some(line) = scan.checked(rec.len + rec.truncated_bytes) {
+                tracing::info!(spool = name, "{line}");
+            }
             report.records += rec.records;
             report.corrupt_records += rec.corrupt_records;
             report.truncated_bytes += rec.truncated_bytes;
@@ -345,7 +341,9 @@ impl Spool {
                 next_seq: seg_next,
             });
         }
-        scan.finish();
+        if let Some(line) = scan.finish() {
+            tracing::info!(spool = name, "{line}");
+        }
         metrics::counter!("sluice_spool_corrupt_records_total", "pipeline" => name.to_owned())
             .increment(report.corrupt_records);
         report.segments = segments.len();

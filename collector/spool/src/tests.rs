@@ -451,3 +451,46 @@ fn byte_counts_read_as_people_write_them() {
     assert_eq!(human_bytes(1536), "1.5 KiB");
     assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
 }
+
+#[test]
+fn a_long_segment_check_reports_progress_and_a_short_one_says_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let found: Vec<(u64, PathBuf)> = (0..3u64)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.seg"));
+            fs::write(&path, vec![0u8; 1024]).unwrap();
+            (i, path)
+        })
+        .collect();
+    // Every check is "late": a line after each segment but the last, then the closing line.
+    let mut scan = ScanProgress::new(&found, Duration::ZERO);
+    let first = scan.checked(1024).expect("a line is due");
+    assert!(
+        first.starts_with(
+            "checking spool segments from an earlier run: 1 of 3 (1.0 KiB of 3.0 KiB), "
+        ),
+        "{first}"
+    );
+    assert!(first.contains("s left"), "{first}");
+    assert!(
+        scan.checked(1024)
+            .unwrap()
+            .contains(": 2 of 3 (2.0 KiB of 3.0 KiB)")
+    );
+    assert_eq!(
+        scan.checked(1024),
+        None,
+        "the last segment: the closing line says it"
+    );
+    let done = scan.finish().expect("closing line");
+    assert!(
+        done.starts_with("checked spool segments: 3 (3.0 KiB) in "),
+        "{done}"
+    );
+    // A check that ends before the first line is due says nothing.
+    let mut quick = ScanProgress::new(&found, Duration::from_secs(3600));
+    for _ in 0..3 {
+        assert_eq!(quick.checked(1024), None);
+    }
+    assert_eq!(quick.finish(), None);
+}
