@@ -52,7 +52,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== sluice validate configs/*.toml configs/*.river"
+echo "== sluice validate configs/"
 cargo build --quiet -p sluice
 # The deployment configs take their secrets from the environment and refuse to start
 # without them; placeholders stand in for validation.
