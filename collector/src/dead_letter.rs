@@ -40,7 +40,7 @@ pub struct Meta {
     pub signal: Signal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// The refusal's `reason` label (`invalid_argument`, `http_400`, ...).
+    /// The refusal's `reason` label (`bad_request`, `too_old`, ...; `docs/metrics.md`).
     pub reason: String,
     /// The backend's message.
     pub message: String,

@@ -45,6 +45,12 @@ impl Topology {
             built.insert(name.clone(), r);
         }
 
+        // The simulator and the watcher are started here rather than through the registry's
+        // per-pipeline `build`: the simulator is no pipeline component (a stand-in AWF server
+        // with no consumer, its own `[awf_simulator]` section, started before the receivers
+        // that connect to it), and the watcher is one instance shared by every pipeline that
+        // lists it (one incident state, HTTP routes on the admin server, its own telemetry fed
+        // back into those pipelines), where a registered processor is one stage per pipeline.
         let simulator = match &config.awf_simulator {
             Some(sim) => Some(
                 crate::awf_sim::start_simulator(sim.clone())

@@ -216,7 +216,9 @@ async fn a_poison_span_is_isolated_and_kept_while_everything_valid_arrives() {
 
     let metrics = sluice.get("/metrics").await.1;
     assert!(
-        metrics.contains(r#"sluice_dead_letter_items_total{exporter="exporters.tempo",reason="invalid_argument"} 1"#),
+        metrics.contains(
+            r#"sluice_dead_letter_items_total{exporter="exporters.tempo",reason="bad_request"} 1"#
+        ),
         "{metrics}"
     );
     // Admin replay while the cause is not fixed: back through the pipeline, refused again, and

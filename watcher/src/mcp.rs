@@ -19,6 +19,7 @@ pub struct McpClient {
     prometheus_uid: String,
     session: tokio::sync::Mutex<Option<String>>,
     next_id: AtomicU64,
+    timeout: Duration,
 }
 
 enum CallError {
@@ -44,7 +45,20 @@ impl McpClient {
             prometheus_uid: prometheus_uid.to_owned(),
             session: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
+            timeout,
         })
+    }
+
+    /// A failed request, saying so when it was the timeout (reqwest's message does not).
+    fn failed(&self, step: &str, e: reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!(
+                "mcp {step}: timed out (no answer within {:?})",
+                self.timeout
+            )
+        } else {
+            format!("mcp {step}: {e}")
+        }
     }
 
     fn request(&self, session: Option<&str>) -> reqwest::RequestBuilder {
@@ -74,7 +88,7 @@ impl McpClient {
             .json(&init)
             .send()
             .await
-            .map_err(|e| format!("mcp initialize: {e}"))?;
+            .map_err(|e| self.failed("initialize", e))?;
         if !resp.status().is_success() {
             return Err(format!("mcp initialize: HTTP {}", resp.status()));
         }
@@ -93,7 +107,7 @@ impl McpClient {
             .json(&note)
             .send()
             .await
-            .map_err(|e| format!("mcp initialized: {e}"))?;
+            .map_err(|e| self.failed("initialized", e))?;
         if !r.status().is_success() {
             return Err(format!("mcp initialized: HTTP {}", r.status()));
         }
@@ -113,7 +127,7 @@ impl McpClient {
             .json(&msg)
             .send()
             .await
-            .map_err(|e| CallError::Other(format!("mcp {method}: {e}")))?;
+            .map_err(|e| CallError::Other(self.failed(method, e)))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(CallError::SessionExpired);
         }

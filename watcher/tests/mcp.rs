@@ -139,3 +139,32 @@ async fn mcp_grafana_is_queried_with_session_handling() {
     assert_eq!(mcp_check["status"], "ok");
     h.stop().await;
 }
+
+/// `source_timeout` reaches the MCP client: a server that never answers costs one timeout,
+/// reported as such, instead of holding the investigation.
+#[tokio::test]
+async fn mcp_client_gives_up_after_its_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = Router::new().route(
+        "/mcp",
+        axum::routing::post(|| async {
+            std::future::pending::<()>().await;
+            StatusCode::OK
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = sluice_watcher::mcp::McpClient::new(
+        &url,
+        Some("mcp-token".into()),
+        "prom",
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    // The outer bound only keeps a broken build from hanging the suite.
+    let result = tokio::time::timeout(Duration::from_secs(60), client.query_prometheus("up"))
+        .await
+        .expect("the client's own timeout must end the call");
+    let err = result.unwrap_err();
+    assert!(err.contains("mcp initialize: timed out"), "{err}");
+}

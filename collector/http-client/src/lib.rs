@@ -28,11 +28,13 @@ pub struct BasicAuth {
     pub password: String,
 }
 
-/// Client TLS. The built-in webpki roots are always trusted; `ca_file` adds more.
+/// Client TLS. Servers are verified against the built-in webpki roots, or, when `ca_file` is
+/// set, against its certificates only (as the OpenTelemetry Collector's `configtls` does);
+/// [`trusts_web_roots`] is that rule for every client, HTTP and gRPC.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
-    /// PEM file with extra CA certificates to trust. Default: none.
+    /// PEM file of the CA certificates to trust instead of the webpki roots. Default: none.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate (with `key_file`) for mutual TLS. Default: none.
     pub cert_file: Option<PathBuf>,
@@ -57,6 +59,13 @@ impl TlsConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a client with this `tls.ca_file` trusts the built-in webpki roots: only without one.
+/// A private CA file replaces the public roots, so a client pinned to it cannot be redirected
+/// to a publicly trusted impostor.
+pub fn trusts_web_roots(ca_file: Option<&std::path::Path>) -> bool {
+    ca_file.is_none()
 }
 
 /// Checks `basic_auth` and `bearer_token` of one component: at most one, and a bearer token
@@ -100,7 +109,7 @@ impl ClientOptions {
     }
 }
 
-/// A rustls client trusting the webpki roots plus `tls.ca_file`, presenting `tls.cert_file` /
+/// A rustls client trusting the webpki roots or, if set, `tls.ca_file` instead, presenting `tls.cert_file` /
 /// `tls.key_file` when set. Errors name the key and the file.
 pub fn build_client(tls: &TlsConfig, options: &ClientOptions) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
@@ -113,6 +122,7 @@ pub fn build_client(tls: &TlsConfig, options: &ClientOptions) -> anyhow::Result<
     if let Some(agent) = options.user_agent {
         builder = builder.user_agent(agent);
     }
+    builder = builder.tls_built_in_root_certs(trusts_web_roots(tls.ca_file.as_deref()));
     if let Some(path) = &tls.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| anyhow!("tls.ca_file: cannot read {}: {e}", path.display()))?;
@@ -283,6 +293,12 @@ mod tests {
             req.headers()[AUTHORIZATION],
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
+    }
+
+    #[test]
+    fn ca_file_replaces_the_web_roots() {
+        assert!(trusts_web_roots(None));
+        assert!(!trusts_web_roots(Some(std::path::Path::new("/etc/ca.pem"))));
     }
 
     #[test]

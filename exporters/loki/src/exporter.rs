@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice_core::telemetry::exporter_dropped;
-use sluice_core::{Batch, Exporter, SendOutcome, Signal};
+use sluice_core::{Batch, Exporter, SendOutcome, Signal, reason};
 use sluice_http_client as http_client;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -292,7 +292,13 @@ impl Exporter for LokiExporter {
             }
             Err(e) => {
                 return SendOutcome::Retryable {
-                    reason: if e.is_timeout() { "timeout" } else { "network" },
+                    reason: if e.is_timeout() {
+                        reason::TIMEOUT
+                    } else if e.is_connect() {
+                        reason::CONNECT
+                    } else {
+                        reason::TRANSPORT
+                    },
                     retry_after: None,
                     message: error_chain(&e),
                 };
@@ -334,7 +340,7 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, body: &str)
     };
     match status {
         260 => SendOutcome::Rejected {
-            reason: "ingestion_blocked",
+            reason: reason::INGESTION_BLOCKED,
             message,
         },
         200..=299 => SendOutcome::Sent,
@@ -343,13 +349,8 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, body: &str)
             retry_after,
             message,
         },
-        408 => SendOutcome::Retryable {
-            reason: "timeout",
-            retry_after,
-            message,
-        },
-        500..=599 => SendOutcome::Retryable {
-            reason: "server_error",
+        408 | 500..=599 => SendOutcome::Retryable {
+            reason: reason::for_http_status(status),
             retry_after,
             message,
         },
@@ -357,24 +358,8 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, body: &str)
             reason: bad_request_reason(body),
             message,
         },
-        401 | 403 => SendOutcome::Rejected {
-            reason: "unauthorized",
-            message,
-        },
-        404 => SendOutcome::Rejected {
-            reason: "not_found",
-            message,
-        },
-        413 => SendOutcome::Rejected {
-            reason: "request_too_large",
-            message,
-        },
-        402..=499 => SendOutcome::Rejected {
-            reason: "client_error",
-            message,
-        },
         _ => SendOutcome::Rejected {
-            reason: "unexpected_status",
+            reason: reason::for_http_status(status),
             message,
         },
     }
@@ -383,43 +368,45 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, body: &str)
 fn rate_limit_reason(body: &str) -> &'static str {
     let b = body.to_ascii_lowercase();
     if b.contains("per stream rate limit") {
-        "per_stream_rate_limit"
+        reason::PER_STREAM_RATE_LIMIT
     } else if b.contains("stream limit") {
-        "stream_limit"
+        reason::SERIES_LIMIT
     } else {
-        "rate_limited"
+        reason::RATE_LIMITED
     }
 }
 
-/// Loki's validation reasons (`pkg/validation/validate.go`) recognised in a 400 body.
+/// Loki's validation reasons (`pkg/validation/validate.go`) recognised in a 400 body, named
+/// by the shared vocabulary (`sluice_core::reason`): a sample too old for Mimir and an entry
+/// too old for Loki are both `too_old`.
 pub fn bad_request_reason(body: &str) -> &'static str {
     let b = body.to_ascii_lowercase();
     const REASONS: [(&str, &str); 14] = [
-        ("too far behind", "too_far_behind"),
-        ("out of order", "out_of_order"),
-        ("timestamp too old", "greater_than_max_sample_age"),
-        ("greater_than_max_sample_age", "greater_than_max_sample_age"),
-        ("timestamp too new", "too_far_in_future"),
-        ("max entry size", "line_too_long"),
-        ("line_too_long", "line_too_long"),
-        ("label names; limit", "max_label_names_per_series"),
-        ("label name too long", "label_name_too_long"),
-        ("label value too long", "label_value_too_long"),
-        ("duplicate label name", "duplicate_label_names"),
-        ("error parsing labels", "invalid_labels"),
-        ("at least one label", "missing_labels"),
-        ("structured metadata", "structured_metadata"),
+        ("too far behind", reason::OUT_OF_ORDER),
+        ("out of order", reason::OUT_OF_ORDER),
+        ("timestamp too old", reason::TOO_OLD),
+        ("greater_than_max_sample_age", reason::TOO_OLD),
+        ("timestamp too new", reason::TOO_NEW),
+        ("max entry size", reason::LINE_TOO_LONG),
+        ("line_too_long", reason::LINE_TOO_LONG),
+        ("label names; limit", reason::LABEL_LIMITS),
+        ("label name too long", reason::LABEL_LIMITS),
+        ("label value too long", reason::LABEL_LIMITS),
+        ("duplicate label name", reason::INVALID_LABELS),
+        ("error parsing labels", reason::INVALID_LABELS),
+        ("at least one label", reason::INVALID_LABELS),
+        ("structured metadata", reason::STRUCTURED_METADATA),
     ];
     REASONS
         .iter()
         .find(|(needle, _)| b.contains(needle))
         .map(|(_, reason)| *reason)
         .unwrap_or(if b.contains("rate limit") {
-            "rate_limited"
+            reason::RATE_LIMITED
         } else if b.contains("stream limit") {
-            "stream_limit"
+            reason::SERIES_LIMIT
         } else {
-            "bad_request"
+            reason::BAD_REQUEST
         })
 }
 
@@ -434,7 +421,7 @@ mod tests {
         assert!(matches!(
             classify_response(260, None, ""),
             SendOutcome::Rejected {
-                reason: "ingestion_blocked",
+                reason: reason::INGESTION_BLOCKED,
                 ..
             }
         ));
@@ -457,7 +444,7 @@ mod tests {
                 "Maximum active stream limit exceeded when trying"
             ),
             SendOutcome::Retryable {
-                reason: "stream_limit",
+                reason: "series_limit",
                 ..
             }
         ));
@@ -485,7 +472,7 @@ mod tests {
         assert!(matches!(
             classify_response(413, None, ""),
             SendOutcome::Rejected {
-                reason: "request_too_large",
+                reason: "too_large",
                 ..
             }
         ));
@@ -496,15 +483,15 @@ mod tests {
         let cases = [
             (
                 "entry with timestamp 2024-01-01 ignored, reason: 'entry too far behind, entry timestamp is: x, oldest acceptable timestamp is: y', user 'fake'",
-                "too_far_behind",
+                "out_of_order",
             ),
             (
                 "entry for stream '{job=\"a\"}' has timestamp too old: 2020, oldest acceptable timestamp is: 2024",
-                "greater_than_max_sample_age",
+                "too_old",
             ),
             (
                 "entry for stream '{job=\"a\"}' has timestamp too new: 2099",
-                "too_far_in_future",
+                "too_new",
             ),
             (
                 "Max entry size '262144' bytes exceeded for stream '{job=\"a\"}' while adding an entry with length '300000' bytes",
@@ -512,7 +499,7 @@ mod tests {
             ),
             (
                 "entry for stream '{a=\"1\"}' has 16 label names; limit 15",
-                "max_label_names_per_series",
+                "label_limits",
             ),
             (
                 "Error parsing labels '{a=}' with error: parse error",

@@ -346,7 +346,7 @@ async fn label_limit_keeps_streams_acceptable_to_loki() {
     let loose = exporter(server.push_url(), |c| c.max_label_names = 30);
     let out = deliver(&loose, &batch(&[many_labels_request(t + 1, 20)])).await;
     assert!(
-        matches!(&out[..], [SendOutcome::Rejected { reason: "max_label_names_per_series", message }] if message.contains("limit 15")),
+        matches!(&out[..], [SendOutcome::Rejected { reason: "label_limits", message }] if message.contains("limit 15")),
         "{out:?}"
     );
 }
@@ -540,7 +540,7 @@ async fn a_400_for_one_batch_does_not_stop_the_next() {
     ]);
     let out = deliver(&exp, &late).await;
     assert!(
-        matches!(&out[..], [SendOutcome::Rejected { reason: "too_far_behind", message }] if message.starts_with("HTTP 400")),
+        matches!(&out[..], [SendOutcome::Rejected { reason: "out_of_order", message }] if message.starts_with("HTTP 400")),
         "{out:?}"
     );
     assert_eq!(server.entries_for(&[("job", "worker")]).len(), 1);
@@ -555,7 +555,7 @@ async fn a_400_for_one_batch_does_not_stop_the_next() {
     );
     let out = deliver(&exp, &batch(&[one(t + 1, "api", "second")])).await;
     assert!(
-        matches!(&out[..], [SendOutcome::Rejected { reason: "greater_than_max_sample_age", message }] if message.contains("too old")),
+        matches!(&out[..], [SendOutcome::Rejected { reason: "too_old", message }] if message.contains("too old")),
         "{out:?}"
     );
     assert_eq!(
@@ -710,7 +710,7 @@ async fn outage_is_retryable_and_delivery_resumes_after_restart() {
     assert!(matches!(
         exp.send(&requests[0]).await,
         SendOutcome::Retryable {
-            reason: "network",
+            reason: "connect",
             ..
         }
     ));

@@ -197,12 +197,12 @@ async fn grpc_status_classification() {
     let server = OtlpTestServer::start().await;
     let exp = exporter(&server, Protocol::Grpc, |_| {});
     let retryable = [
-        (Code::Cancelled, "cancelled"),
-        (Code::DeadlineExceeded, "deadline_exceeded"),
-        (Code::Aborted, "aborted"),
-        (Code::OutOfRange, "out_of_range"),
-        (Code::Unavailable, "unavailable"),
-        (Code::DataLoss, "data_loss"),
+        (Code::Cancelled, "client_error"),
+        (Code::DeadlineExceeded, "timeout"),
+        (Code::Aborted, "server_error"),
+        (Code::OutOfRange, "client_error"),
+        (Code::Unavailable, "server_error"),
+        (Code::DataLoss, "server_error"),
     ];
     for (code, reason) in retryable {
         server.respond_with(Behavior::once(Outcome::grpc(code, "try later")));
@@ -223,7 +223,7 @@ async fn grpc_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Retryable {
-            reason: "unavailable",
+            reason: "server_error",
             retry_after: Some(Duration::from_millis(1500)),
             message: "busy".into()
         }
@@ -235,7 +235,7 @@ async fn grpc_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Retryable {
-            reason: "resource_exhausted",
+            reason: "rate_limited",
             retry_after: Some(Duration::from_secs(5)),
             message: "RATE_LIMITED".into()
         }
@@ -247,17 +247,17 @@ async fn grpc_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Rejected {
-            reason: "resource_exhausted",
+            reason: "rate_limited",
             message: "batch size exceeds ingestion limit".into()
         }
     );
     for (code, reason) in [
-        (Code::InvalidArgument, "invalid_argument"),
-        (Code::Unauthenticated, "unauthenticated"),
-        (Code::PermissionDenied, "permission_denied"),
-        (Code::Internal, "internal"),
-        (Code::Unknown, "unknown"),
-        (Code::Unimplemented, "unimplemented"),
+        (Code::InvalidArgument, "bad_request"),
+        (Code::Unauthenticated, "unauthorized"),
+        (Code::PermissionDenied, "forbidden"),
+        (Code::Internal, "server_error"),
+        (Code::Unknown, "server_error"),
+        (Code::Unimplemented, "not_found"),
     ] {
         server.respond_with(Behavior::once(Outcome::grpc(code, "no")));
         assert_eq!(
@@ -292,7 +292,7 @@ async fn http_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Retryable {
-            reason: "http_429",
+            reason: "rate_limited",
             retry_after: Some(Duration::from_secs(7)),
             message: "slow down".into()
         }
@@ -304,7 +304,7 @@ async fn http_status_classification() {
     ));
     match send_one(&exp).await {
         SendOutcome::Retryable {
-            reason: "http_429",
+            reason: "rate_limited",
             retry_after: Some(d),
             ..
         } => assert!(
@@ -313,7 +313,11 @@ async fn http_status_classification() {
         ),
         other => panic!("{other:?}"),
     }
-    for (status, reason) in [(502, "http_502"), (503, "http_503"), (504, "http_504")] {
+    for (status, reason) in [
+        (502, "server_error"),
+        (503, "server_error"),
+        (504, "server_error"),
+    ] {
         server.respond_with(Behavior::once(Outcome::http(status, "gateway trouble")));
         assert_eq!(
             send_one(&exp).await,
@@ -329,7 +333,7 @@ async fn http_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Rejected {
-            reason: "http_500",
+            reason: "server_error",
             message: "internal error".into()
         }
     );
@@ -337,7 +341,7 @@ async fn http_status_classification() {
     assert_eq!(
         send_one(&exp).await,
         SendOutcome::Rejected {
-            reason: "http_400",
+            reason: "bad_request",
             message: "span missing trace id".into()
         }
     );
@@ -345,7 +349,7 @@ async fn http_status_classification() {
     assert!(matches!(
         send_one(&exp).await,
         SendOutcome::Rejected {
-            reason: "http_401",
+            reason: "unauthorized",
             ..
         }
     ));
@@ -363,7 +367,10 @@ async fn http_status_classification() {
 
 #[tokio::test]
 async fn undecodable_payload_is_rejected_with_the_backend_message() {
-    for (protocol, reason) in [(Protocol::Grpc, "internal"), (Protocol::Http, "http_400")] {
+    for (protocol, reason) in [
+        (Protocol::Grpc, "server_error"),
+        (Protocol::Http, "bad_request"),
+    ] {
         let server = OtlpTestServer::start().await;
         let exp = exporter(&server, protocol, |_| {});
         let garbage = Item::new(
@@ -401,7 +408,7 @@ async fn grpc_message_over_the_server_limit_is_refused() {
         matches!(
             &outcomes[..],
             [SendOutcome::Rejected {
-                reason: "resource_exhausted",
+                reason: "rate_limited",
                 ..
             }]
         ),

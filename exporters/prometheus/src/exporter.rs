@@ -11,7 +11,7 @@ use crate::translate::{Family, Series, Translator};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use sluice_core::{Batch, Exporter, SendOutcome, Signal, telemetry};
+use sluice_core::{Batch, Exporter, SendOutcome, Signal, reason, telemetry};
 use sluice_http_client as http_client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -141,17 +141,17 @@ pub fn rejection_reason(status: StatusCode, body: &str) -> &'static str {
     match status.as_u16() {
         400 | 422 => {
             if has(&["out of order", "out-of-order"]) {
-                "out_of_order"
+                reason::OUT_OF_ORDER
             } else if has(&["too old", "too-old", "out of bounds", "out-of-bounds"]) {
-                "too_old"
+                reason::TOO_OLD
             } else if has(&["too far in the future", "too-far-in-future"]) {
-                "too_new"
+                reason::TOO_NEW
             } else if has(&[
                 "duplicate sample",
                 "duplicate-timestamp",
                 "duplicate timestamp",
             ]) {
-                "duplicate_timestamp"
+                reason::DUPLICATE_TIMESTAMP
             } else if has(&[
                 "max-label-names",
                 "label-name-too-long",
@@ -161,9 +161,9 @@ pub fn rejection_reason(status: StatusCode, body: &str) -> &'static str {
                 "too many labels",
                 "max-native-histogram-buckets",
             ]) {
-                "label_limits"
+                reason::LABEL_LIMITS
             } else if has(&["series limit", "max-series", "per-user series"]) {
-                "series_limit"
+                reason::SERIES_LIMIT
             } else if has(&[
                 "invalid label",
                 "invalid metric name",
@@ -174,17 +174,12 @@ pub fn rejection_reason(status: StatusCode, body: &str) -> &'static str {
                 "duplicate label",
                 "label-invalid",
             ]) {
-                "invalid_labels"
+                reason::INVALID_LABELS
             } else {
-                "bad_request"
+                reason::BAD_REQUEST
             }
         }
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        413 => "too_large",
-        415 => "unsupported_media_type",
-        _ => "client_error",
+        other => reason::for_http_status(other),
     }
 }
 
@@ -329,7 +324,13 @@ impl Exporter for RemoteWriteExporter {
                     source = s.source();
                 }
                 return SendOutcome::Retryable {
-                    reason: if e.is_timeout() { "timeout" } else { "network" },
+                    reason: if e.is_timeout() {
+                        reason::TIMEOUT
+                    } else if e.is_connect() {
+                        reason::CONNECT
+                    } else {
+                        reason::TRANSPORT
+                    },
                     retry_after: None,
                     message,
                 };
@@ -358,11 +359,7 @@ impl Exporter for RemoteWriteExporter {
                 .and_then(sluice_core::retry::parse_retry_after);
             let text = http_client::body::error_text(response, MAX_ERROR_CHARS).await;
             return SendOutcome::Retryable {
-                reason: if status == StatusCode::TOO_MANY_REQUESTS {
-                    "http_429"
-                } else {
-                    "http_5xx"
-                },
+                reason: reason::for_http_status(status.as_u16()),
                 retry_after,
                 message: format!("HTTP {}: {text}", status.as_u16()),
             };

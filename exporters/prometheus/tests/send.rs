@@ -254,12 +254,12 @@ async fn answers_500_then_429_with_retry_after_then_400() {
         outcomes,
         vec![
             SendOutcome::Retryable {
-                reason: "http_5xx",
+                reason: "server_error",
                 retry_after: None,
                 message: "HTTP 500: boom".into()
             },
             SendOutcome::Retryable {
-                reason: "http_429",
+                reason: "rate_limited",
                 retry_after: Some(Duration::from_secs(7)),
                 message: "HTTP 429: ingestion rate limit (10000) exceeded".into()
             },
@@ -295,7 +295,7 @@ async fn other_answers_and_http_date_retry_after() {
     let request = exporter.build_requests(&metrics_batch(None)).remove(0);
     match exporter.send(&request).await {
         SendOutcome::Retryable {
-            reason: "http_5xx",
+            reason: "server_error",
             retry_after: Some(d),
             ..
         } => assert!(
@@ -343,7 +343,7 @@ async fn network_errors_and_timeouts_are_retryable() {
     assert!(matches!(
         exporter.send(&request).await,
         SendOutcome::Retryable {
-            reason: "network",
+            reason: "connect",
             ..
         }
     ));

@@ -68,7 +68,12 @@ async fn answer(state: &PushState, headers: &HeaderMap, body: Bytes) -> Response
         .to_ascii_lowercase();
     let ndjson = content_type.contains("ndjson") || content_type.contains("jsonlines");
     if !content_type.contains("json") {
-        telemetry::receiver_refused(shared.component_id(), None, "unsupported_media_type", 1);
+        telemetry::receiver_refused(
+            shared.component_id(),
+            None,
+            sluice_core::reason::UNSUPPORTED_MEDIA_TYPE,
+            1,
+        );
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send application/json (one event or an array) or application/x-ndjson",

@@ -129,7 +129,7 @@ impl GrpcService {
         response: &mut http::Response<Body>,
     ) -> Code {
         let reason = match code {
-            Code::OutOfRange | Code::ResourceExhausted => "too_large",
+            Code::OutOfRange | Code::ResourceExhausted => sluice_core::reason::TOO_LARGE,
             Code::Unimplemented => "unsupported_encoding",
             _ => "malformed",
         };

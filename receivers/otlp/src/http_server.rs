@@ -112,7 +112,8 @@ impl HttpHandler {
             return response;
         }
         let Some(format) = Format::from_headers(request.headers()) else {
-            self.ingest.refused(Some(signal), "unsupported_media_type");
+            self.ingest
+                .refused(Some(signal), sluice_core::reason::UNSUPPORTED_MEDIA_TYPE);
             return plain(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "415 unsupported media type, supported: [application/json, application/x-protobuf]",
@@ -170,7 +171,8 @@ impl HttpHandler {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_request_body_size as u64) {
-            self.ingest.refused(Some(signal), "too_large");
+            self.ingest
+                .refused(Some(signal), sluice_core::reason::TOO_LARGE);
             return Err(self.body_too_large());
         }
         let tenant = self
@@ -184,7 +186,8 @@ impl HttpHandler {
         {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-                self.ingest.refused(Some(signal), "too_large");
+                self.ingest
+                    .refused(Some(signal), sluice_core::reason::TOO_LARGE);
                 return Err(self.body_too_large());
             }
             Err(err) => {
@@ -250,7 +253,7 @@ fn decode(
 ) -> Result<Screened, (&'static str, Rejection)> {
     let raw = decompress(encoding, body, cap).map_err(|err| match err {
         DecompressError::TooLarge { cap } => (
-            "too_large",
+            sluice_core::reason::TOO_LARGE,
             Rejection::TooLarge(format!(
                 "request body is over max_decompressed_size ({cap} bytes) after decompression"
             )),

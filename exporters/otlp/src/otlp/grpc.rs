@@ -3,7 +3,7 @@
 use super::config::{Compression, Config};
 use super::{OtlpRequest, partial_success_outcome, request_headers, tls};
 use bytes::Bytes;
-use sluice_core::SendOutcome;
+use sluice_core::{SendOutcome, reason};
 use sluice_otlp::grpc::RawCodec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +81,7 @@ impl GrpcSender {
         }
         if let Err(e) = grpc.ready().await {
             return SendOutcome::Retryable {
-                reason: "connect",
+                reason: reason::CONNECT,
                 retry_after: None,
                 message: format!("gRPC channel not ready: {e}"),
             };
@@ -109,26 +109,23 @@ impl GrpcSender {
     }
 }
 
-/// Short `reason` label for a gRPC code.
+/// The shared `reason` label of a gRPC code: the HTTP status class it corresponds to.
 fn code_reason(code: Code) -> &'static str {
     match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
+        Code::DeadlineExceeded => reason::TIMEOUT,
+        Code::ResourceExhausted => reason::RATE_LIMITED,
+        Code::Unavailable | Code::Internal | Code::Unknown | Code::DataLoss | Code::Aborted => {
+            reason::SERVER_ERROR
+        }
+        Code::InvalidArgument => reason::BAD_REQUEST,
+        Code::Unauthenticated => reason::UNAUTHORIZED,
+        Code::PermissionDenied => reason::FORBIDDEN,
+        Code::NotFound | Code::Unimplemented => reason::NOT_FOUND,
+        Code::Ok
+        | Code::Cancelled
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::OutOfRange => reason::CLIENT_ERROR,
     }
 }
 
@@ -139,13 +136,13 @@ fn local_failure(status: &Status) -> Option<&'static str> {
     let mut reason = None;
     while let Some(err) = source {
         if err.is::<tonic::ConnectError>() {
-            return Some("connect");
+            return Some(reason::CONNECT);
         }
         // The channel enforces the `grpc-timeout` we set on the call.
         if err.is::<tonic::TimeoutExpired>() {
-            return Some("timeout");
+            return Some(reason::TIMEOUT);
         }
-        reason = Some("transport");
+        reason = Some(reason::TRANSPORT);
         source = err.source();
     }
     reason
@@ -247,7 +244,7 @@ mod tests {
         assert_eq!(
             classify_status(&status),
             SendOutcome::Retryable {
-                reason: "resource_exhausted",
+                reason: "rate_limited",
                 retry_after: Some(Duration::from_secs(5)),
                 message: "RATE_LIMITED".into()
             }

@@ -6,7 +6,7 @@ use ::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use ::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use sluice_core::retry::parse_retry_after;
-use sluice_core::{SendOutcome, Signal};
+use sluice_core::{SendOutcome, Signal, reason};
 use sluice_http_client::body::{BodyError, read_body, shorten};
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
@@ -130,11 +130,11 @@ fn gzip(body: &[u8]) -> Bytes {
 
 fn transport_failure(e: &reqwest::Error) -> SendOutcome {
     let reason = if e.is_timeout() {
-        "timeout"
+        reason::TIMEOUT
     } else if e.is_connect() {
-        "connect"
+        reason::CONNECT
     } else {
-        "transport"
+        reason::TRANSPORT
     };
     // reqwest's top-level message is generic; the cause says what happened.
     let mut message = e.to_string();
@@ -152,28 +152,7 @@ fn transport_failure(e: &reqwest::Error) -> SendOutcome {
 }
 
 fn status_reason(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "http_400",
-        401 => "http_401",
-        403 => "http_403",
-        404 => "http_404",
-        405 => "http_405",
-        408 => "http_408",
-        409 => "http_409",
-        413 => "http_413",
-        415 => "http_415",
-        422 => "http_422",
-        429 => "http_429",
-        500 => "http_500",
-        501 => "http_501",
-        502 => "http_502",
-        503 => "http_503",
-        504 => "http_504",
-        _ if status.is_client_error() => "http_4xx",
-        _ if status.is_server_error() => "http_5xx",
-        _ if status.is_redirection() => "http_3xx",
-        _ => "http_other",
-    }
+    reason::for_http_status(status.as_u16())
 }
 
 /// Maps an OTLP/HTTP response to an outcome (OTLP specification, "OTLP/HTTP Response" and "Failures"): 2xx is success (with a
@@ -357,7 +336,7 @@ mod tests {
         assert_eq!(
             classify(400, &[("content-type", PROTOBUF)], &pb),
             SendOutcome::Rejected {
-                reason: "http_400",
+                reason: "bad_request",
                 message: "span has no trace id".into()
             }
         );
@@ -368,21 +347,21 @@ mod tests {
                 br#"{"code":3,"message":"bad json"}"#
             ),
             SendOutcome::Rejected {
-                reason: "http_400",
+                reason: "bad_request",
                 message: "bad json".into()
             }
         );
         assert_eq!(
             classify(500, &[("content-type", "text/plain")], b" boom \n"),
             SendOutcome::Rejected {
-                reason: "http_500",
+                reason: "server_error",
                 message: "boom".into()
             }
         );
         assert_eq!(
             classify(404, &[], b""),
             SendOutcome::Rejected {
-                reason: "http_404",
+                reason: "not_found",
                 message: "Not Found".into()
             }
         );

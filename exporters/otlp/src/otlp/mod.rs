@@ -133,7 +133,7 @@ fn concat_payloads<'a>(items: impl Iterator<Item = &'a Item>, cap: usize) -> Vec
 impl OtlpExporter {
     fn timed_out(&self) -> SendOutcome {
         SendOutcome::Retryable {
-            reason: "timeout",
+            reason: sluice_core::reason::TIMEOUT,
             retry_after: None,
             message: format!("no answer within {:?}", self.timeout),
         }

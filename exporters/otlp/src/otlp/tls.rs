@@ -73,15 +73,15 @@ pub(crate) fn verifier(
         return Ok(Arc::new(AcceptAnyCert(provider)));
     }
     let mut roots = RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            for cert in parse_certs(&read(path, "ca_file")?, path, "ca_file")? {
-                roots.add(cert).with_context(|| {
-                    format!("tls.ca_file: {} has a bad certificate", path.display())
-                })?;
-            }
+    if sluice_http_client::trusts_web_roots(tls.ca_file.as_deref()) {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if let Some(path) = &tls.ca_file {
+        for cert in parse_certs(&read(path, "ca_file")?, path, "ca_file")? {
+            roots.add(cert).with_context(|| {
+                format!("tls.ca_file: {} has a bad certificate", path.display())
+            })?;
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
