@@ -293,7 +293,12 @@ mod tests {
 
     #[test]
     fn retryable_statuses_honour_retry_after() {
-        for code in [429, 502, 503, 504] {
+        for (code, expected) in [
+            (429, "rate_limited"),
+            (502, "server_error"),
+            (503, "server_error"),
+            (504, "server_error"),
+        ] {
             match classify(code, &[("retry-after", "7")], b"") {
                 SendOutcome::Retryable {
                     retry_after,
@@ -301,7 +306,7 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(retry_after, Some(Duration::from_secs(7)));
-                    assert_eq!(reason, format!("http_{code}"));
+                    assert_eq!(reason, expected);
                 }
                 other => panic!("{code}: {other:?}"),
             }
