@@ -356,7 +356,7 @@ fn substitute(
 ) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) if s.contains('$') => {
-            *s = expand(s, env).map_err(|reason| loc.at(start, key.to_string(), reason))?;
+            *s = expand(s, env).map_err(|e| loc.at(start, key.to_string(), e.to_string()))?;
         }
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
@@ -375,7 +375,18 @@ fn substitute(
     Ok(())
 }
 
-pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
+/// Why a `${VAR}` substitution failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unclosed ${{ in {0:?}")]
+    Unclosed(String),
+    #[error("invalid variable name {name:?} in {text:?}")]
+    InvalidName { name: String, text: String },
+    #[error("environment variable {0} is not set (give a default with ${{{0}:-value}})")]
+    Unset(String),
+}
+
+pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -393,14 +404,17 @@ pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
         };
         let end = body_start
             .find('}')
-            .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            .ok_or_else(|| ExpandError::Unclosed(s.to_owned()))?;
         let body = &body_start[..end];
         let (name, default) = match body.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid variable name {name:?} in {s:?}"));
+            return Err(ExpandError::InvalidName {
+                name: name.to_owned(),
+                text: s.to_owned(),
+            });
         }
         match (
             env(name).filter(|v| !v.is_empty() || default.is_none()),
@@ -409,9 +423,7 @@ pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(format!(
-                    "environment variable {name} is not set (give a default with ${{{name}:-value}})"
-                ));
+                return Err(ExpandError::Unset(name.to_owned()));
             }
         }
         rest = &body_start[end + 1..];

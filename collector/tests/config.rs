@@ -163,8 +163,14 @@ fn expand_rules() {
         sluice::config::expand("${EMPTY:-fallback}", &env).unwrap(),
         "fallback"
     );
-    assert!(sluice::config::expand("${A", &env).is_err());
-    assert!(sluice::config::expand("${bad-name}", &env).is_err());
+    assert_eq!(
+        sluice::config::expand("${A", &env),
+        Err(sluice::config::ExpandError::Unclosed("${A".into()))
+    );
+    assert!(matches!(
+        sluice::config::expand("${bad-name}", &env),
+        Err(sluice::config::ExpandError::InvalidName { .. })
+    ));
 }
 
 #[test]
