@@ -10,10 +10,10 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_core::Signal;
+use sluice_core::time::now_unix_millis;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's directory under `--storage.path`.
 pub const DIR: &str = "dead-letter";
@@ -74,13 +74,6 @@ struct State {
     seq: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl DeadLetterStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<DeadLetterStore> {
@@ -122,7 +115,7 @@ impl DeadLetterStore {
 
     /// Stores a refused payload, then drops the oldest entries while over the bound.
     pub fn add(&self, letter: Letter<'_>) -> io::Result<Meta> {
-        let time_ms = now_ms();
+        let time_ms = now_unix_millis();
         let seq = {
             let mut state = self.state.lock();
             state.seq += 1;

@@ -7,13 +7,14 @@ use futures::stream::FuturesUnordered;
 use sluice_core::batch::BatchConfig;
 use sluice_core::retry::{Backoff, RetryConfig};
 use sluice_core::telemetry;
+use sluice_core::time::now_unix_millis;
 use sluice_core::{Batch, Consumer, Exporter, Item, Refusal, SendOutcome, Signal};
 use sluice_processors::Chain;
 use sluice_spool::{AppendTicket, Record, Spool, SpoolReader};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The ingest side of one pipeline: its processors (none: items go to the spool as the
 /// receiver made them), then its spool.
@@ -190,13 +191,6 @@ pub struct DriverSettings {
 /// A refusal reason is logged at most this often; between, refusals are only counted.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 pub(crate) struct DriverCtx<E> {
     pub(crate) exporter: Arc<E>,
     pub(crate) settings: DriverSettings,
@@ -349,7 +343,7 @@ pub async fn run_driver<E: Exporter>(
                 records
                     .first()
                     .map(|r| r.appended_ms)
-                    .unwrap_or_else(now_ms),
+                    .unwrap_or_else(now_unix_millis),
             );
             metrics::histogram!(telemetry::EXPORTER_BATCH_ITEMS, "component_id" => ctx.settings.component_id.to_string())
                 .record(pending_items as f64);
@@ -369,7 +363,7 @@ pub async fn run_driver<E: Exporter>(
         depth_gauge.set(reader.backlog(committed) as f64);
         age_gauge.set(
             oldest
-                .map(|t| now_ms().saturating_sub(t) as f64 / 1000.0)
+                .map(|t| now_unix_millis().saturating_sub(t) as f64 / 1000.0)
                 .unwrap_or(0.0),
         );
         if finishing && pending.is_empty() && in_flight.is_empty() {
@@ -400,7 +394,7 @@ async fn deliver<E: Exporter>(
     turn: Option<u64>,
 ) -> (u64, u64) {
     let max_age = ctx.settings.retry.max_age.map(|d| d.0.as_millis() as u64);
-    let now = now_ms();
+    let now = now_unix_millis();
     // Group by (signal, tenant), keeping spool order inside each group; remember each group's
     // oldest append time, which `max_age` is measured from.
     let mut groups: Vec<(Batch, u64)> = Vec::new();
@@ -527,7 +521,8 @@ pub(crate) async fn send_until_final<E: Exporter>(
                     "pipeline" => ctx.settings.pipeline.to_string(), "reason" => reason)
                 .increment(1);
                 if let Some(max_age) = ctx.settings.retry.max_age
-                    && Duration::from_millis(now_ms().saturating_sub(appended_ms)) > max_age.0
+                    && Duration::from_millis(now_unix_millis().saturating_sub(appended_ms))
+                        > max_age.0
                 {
                     ctx.drop_items(signal, "expired", items);
                     tracing::warn!(exporter = %ctx.settings.component_id, items, reason, "retry max_age reached; dropping");

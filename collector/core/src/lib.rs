@@ -12,6 +12,7 @@ pub mod item;
 pub mod reason;
 pub mod retry;
 pub mod telemetry;
+pub mod time;
 
 pub use component::{
     Batch, ComponentConfig, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal,

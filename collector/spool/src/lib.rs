@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use segment::{ReadStep, SegmentMeta, SegmentReader};
 use serde::{Deserialize, Serialize};
 use sluice_core::config::InvalidConfig;
+use sluice_core::time::now_unix_millis;
 use sluice_core::{ByteSize, DurationStr, Item, Refusal};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -287,13 +288,6 @@ pub struct OpenReport {
     pub cursors_recovered: Vec<String>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Spool {
     /// Opens (or creates) the spool in `dir` for the given exporters: validates every segment,
     /// truncates a torn tail, loads cursors (a missing or damaged one starts at the oldest
@@ -427,7 +421,7 @@ impl Spool {
                 message: "sluice is shutting down".into(),
             });
         }
-        if s.disk_full_until_ms.load(Ordering::Relaxed) > now_ms() {
+        if s.disk_full_until_ms.load(Ordering::Relaxed) > now_unix_millis() {
             return Err(Refusal::Backpressure {
                 reason: "disk_full",
                 retry_after: FULL_RETRY_AFTER,
@@ -1191,7 +1185,7 @@ impl Writer {
         let queued: u64 = group.iter().map(|p| encoded_len(&p.item) as u64).sum();
         let result = self.ensure_segment().and_then(|()| {
             self.buf.clear();
-            let now = now_ms();
+            let now = now_unix_millis();
             let compress = shared.config.compression == SpoolCompression::Snappy;
             for (i, p) in group.iter().enumerate() {
                 record::encode_into(&mut self.buf, self.next_seq + i as u64, now, &p.item, compress);
@@ -1290,7 +1284,7 @@ impl Writer {
                 let out_of_space = e.kind() == io::ErrorKind::StorageFull;
                 let refusal = if out_of_space {
                     shared.disk_full_until_ms.store(
-                        now_ms() + FULL_RETRY_AFTER.as_millis() as u64,
+                        now_unix_millis() + FULL_RETRY_AFTER.as_millis() as u64,
                         Ordering::Relaxed,
                     );
                     Refusal::Backpressure {

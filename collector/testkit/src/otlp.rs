@@ -40,7 +40,7 @@ use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -184,7 +184,7 @@ impl RetryAfter {
                 let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
                 secs.to_string()
             }
-            RetryAfter::HttpDate(t) => http_date(*t),
+            RetryAfter::HttpDate(t) => httpdate::fmt_http_date(*t),
         }
     }
 }
@@ -1218,40 +1218,6 @@ fn success_http(
     response
 }
 
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the `Retry-After` date form.
-fn http_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // Civil date from days since 1970-01-01 (Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days.rem_euclid(7)) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1407,7 +1373,7 @@ mod tests {
     #[tokio::test]
     async fn http_scripted_errors_and_partial_success() {
         let server = OtlpTestServer::start().await;
-        let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let date = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
         server.respond_with(Behavior::once(
             Outcome::http(429, "slow down").retry_after(RetryAfter::Seconds(5)),
         ));
@@ -1438,19 +1404,6 @@ mod tests {
         assert_eq!(server.span_count(), 3);
         let (status, ..) = raw_http(server.http_addr(), head, &body).await;
         assert_eq!(status, 200);
-    }
-
-    #[test]
-    fn http_dates() {
-        assert_eq!(
-            http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)),
-            "Sun, 06 Nov 1994 08:49:37 GMT"
-        );
-        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "Tue, 29 Feb 2000 00:00:00 GMT"
-        );
     }
 
     #[test]

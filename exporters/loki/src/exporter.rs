@@ -12,10 +12,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice_core::telemetry::exporter_dropped;
+use sluice_core::time::now_unix_nanos;
 use sluice_core::{Batch, Exporter, SendOutcome, Signal, reason};
 use sluice_http_client as http_client;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Labels or lines changed to fit Loki's limits, by `reason` (the record itself is sent).
 pub const LOKI_ADJUSTED: &str = "sluice_exporter_loki_adjusted_total";
@@ -94,13 +95,6 @@ fn stream_shard(label_string: &str, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl LokiExporter {
     pub fn component_id(&self) -> &str {
         &self.component_id
@@ -123,7 +117,7 @@ impl LokiExporter {
 
     /// Maps a batch to streams per tenant without encoding them (tests, benchmarks).
     pub fn map_batch(&self, batch: &Batch) -> Vec<TenantStreams> {
-        let mut mapper = Mapper::new(&self.opts, now_ns());
+        let mut mapper = Mapper::new(&self.opts, now_unix_nanos());
         for item in &batch.items {
             match ExportLogsServiceRequest::decode(item.payload.as_ref()) {
                 Ok(req) => mapper.add_request(&req),

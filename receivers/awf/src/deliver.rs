@@ -7,9 +7,9 @@
 
 use crate::convert::{ConvertStats, Converter, Pending};
 use crate::event::WorkflowEvent;
-use crate::time::now_unix_nanos;
 use parking_lot::Mutex;
 use sluice_core::retry::{Backoff, RetryConfig};
+use sluice_core::time::now_unix_nanos;
 use sluice_core::{DurationStr, Item, ReceiverContext, Refusal, telemetry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -213,7 +213,7 @@ async fn serve(
             cfg.retain_executions,
         )),
         started: Instant::now(),
-        started_unix_ns: sluice_receiver_awf::time::now_unix_nanos(),
+        started_unix_ns: sluice_core::time::now_unix_nanos(),
         push_tx,
         push_dropped: Default::default(),
         actions: Default::default(),

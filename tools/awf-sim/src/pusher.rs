@@ -3,7 +3,8 @@
 //! `Retry-After`; events are never reordered.
 
 use super::Sim;
-use sluice_core::retry::parse_retry_after;
+use sluice_core::DurationStr;
+use sluice_core::retry::{Backoff, RetryConfig, parse_retry_after};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,7 +59,13 @@ async fn send(
     body: String,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let mut delay = Duration::from_millis(100);
+    // The core backoff (jittered): 100 ms doubling up to 5 s, at least the `Retry-After`.
+    let mut backoff = Backoff::new(&RetryConfig {
+        initial_interval: DurationStr(Duration::from_millis(100)),
+        max_interval: DurationStr(Duration::from_secs(5)),
+        multiplier: 2.0,
+        ..RetryConfig::default()
+    });
     loop {
         let mut req = client
             .post(url)
@@ -78,18 +85,18 @@ async fn send(
                     tracing::warn!(status, body = %text, "push endpoint refused a batch for good");
                     return false;
                 }
-                r.headers()
+                let retry_after = r
+                    .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after)
-                    .unwrap_or(delay)
+                    .and_then(parse_retry_after);
+                backoff.next_delay(retry_after)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "push failed; retrying");
-                delay
+                backoff.next_delay(None)
             }
         };
-        delay = (delay * 2).min(Duration::from_secs(5));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return false,
