@@ -49,7 +49,9 @@ pub fn shorten(text: &str, max_chars: usize) -> String {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+/// An error and its sources, `outer: inner: root` (a client's top-level message is generic;
+/// the cause says what happened).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

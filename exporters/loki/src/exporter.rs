@@ -294,7 +294,7 @@ impl Exporter for LokiExporter {
                         reason::TRANSPORT
                     },
                     retry_after: None,
-                    message: error_chain(&e),
+                    message: http_client::body::error_chain(&e),
                 };
             }
         };
@@ -310,17 +310,6 @@ impl Exporter for LokiExporter {
         let body = http_client::body::error_text(resp, MAX_ERROR_CHARS).await;
         classify_response(status, retry_after, &body)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// What a Loki response means. 2xx is success except 260, Loki's default status for a tenant
