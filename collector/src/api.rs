@@ -414,6 +414,9 @@ fn graph(
             "type": type_of(&id),
             "pipelines": used_in(&|p| p.processors.contains(name)),
             "dropped_items": counts(&now.by(sluice_core::telemetry::PROCESSOR_DROPPED, "reason", &f)),
+            "refused_items": counts(&now.by(sluice_processors::REFUSED, "reason", &f)),
+            "incoming_total": now.sum(sluice_processors::INCOMING, &f) as u64,
+            "outgoing_total": now.sum(sluice_processors::OUTGOING, &f) as u64,
         });
         if type_of(&id) == "watcher" {
             p["watcher"] = json!({

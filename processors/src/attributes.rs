@@ -68,6 +68,20 @@ pub struct Config {
     pub actions: Vec<ActionConfig>,
 }
 
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActionKind::Insert => "insert",
+            ActionKind::Update => "update",
+            ActionKind::Upsert => "upsert",
+            ActionKind::Delete => "delete",
+            ActionKind::Hash => "hash",
+            ActionKind::Extract => "extract",
+            ActionKind::Convert => "convert",
+        })
+    }
+}
+
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
         compile_actions("actions", &self.actions).map(|_| ())
@@ -134,12 +148,12 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
         a.key
             .clone()
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| format!("{at}: key is required for action {:?}", a.action))
+            .ok_or_else(|| format!("{at}: key is required for action {}", a.action))
     };
     let unexpected = |field: &str, present: bool| {
         if present {
             Err(format!(
-                "{at}: {field} does not apply to action {:?}",
+                "{at}: {field} does not apply to action {}",
                 a.action
             ))
         } else {
@@ -155,7 +169,7 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
                 (None, Some(f)) => Source::Attribute(f.clone()),
                 _ => {
                     return Err(format!(
-                        "{at}: action {:?} needs exactly one of value and from_attribute",
+                        "{at}: action {} needs exactly one of value and from_attribute",
                         a.action
                     ));
                 }
@@ -177,7 +191,7 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
                 }
                 _ => {
                     return Err(format!(
-                        "{at}: action {:?} needs exactly one of key and pattern",
+                        "{at}: action {} needs exactly one of key and pattern",
                         a.action
                     ));
                 }
