@@ -269,7 +269,8 @@ exporters = ["d"]
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.toml:")
-            && err.contains("processors.f.traces.span")
+            && err.contains("processors.f")
+            && err.contains("traces.span: condition 0")
             && err.contains("unknown path \"severity_number\" in the span context"),
         "{err}"
     );
