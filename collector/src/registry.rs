@@ -110,12 +110,14 @@ components! {
     receivers {
         Otlp => sluice_receiver_otlp,
         Awf => sluice_receiver_awf,
+        Kafka => sluice_receiver_kafka,
     }
     exporters {
         Otlp => sluice_exporter_otlp::otlp,
         Debug => sluice_exporter_debug,
         RemoteWrite => sluice_exporter_prometheus,
         Loki => sluice_exporter_loki,
+        Kafka => sluice_exporter_kafka,
     }
 }
 

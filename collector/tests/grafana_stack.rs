@@ -429,6 +429,7 @@ fn compose_and_kubernetes_manifests_match_their_schemas() {
     let compose = vec![
         repo().join("deploy/docker-compose.yml"),
         repo().join("deploy/alloy-prd/docker-compose.yml"),
+        repo().join("deploy/kafka/docker-compose.yml"),
     ];
     run_ok(
         &venv_tool("check-jsonschema"),
@@ -437,7 +438,12 @@ fn compose_and_kubernetes_manifests_match_their_schemas() {
     );
     let manifests = files("deploy/kubernetes", ".yaml");
     let text = run_ok(&venv_tool("kubernetes-validate"), &["--strict"], &manifests);
-    for kind in ["daemonset/sluice-node", "deployment/sluice-gateway"] {
+    for kind in [
+        "daemonset/sluice-node",
+        "deployment/sluice-gateway",
+        "daemonset/sluice-node-kafka",
+        "statefulset/sluice-kafka-gateway",
+    ] {
         assert!(
             text.contains(&format!("passed for resource {kind}")),
             "{text}"

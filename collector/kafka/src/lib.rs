@@ -1,0 +1,259 @@
+//! Kafka client settings shared by the Kafka exporter and receiver: `brokers`, `client_id`,
+//! `tls = { ... }`, `sasl = { ... }` and raw librdkafka `properties`, turned into an
+//! [`rdkafka::ClientConfig`]. One copy, so both components read the same keys the same way.
+//!
+//! The client is librdkafka (through `rdkafka`, built from source with SSL, zstd, lz4, snappy).
+//! The property names it is given are librdkafka's (`CONFIGURATION.md` of librdkafka).
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// TLS towards the brokers (`security.protocol` `ssl` or `sasl_ssl`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificates to trust. Default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (with `key_file`) for mutual TLS. Default: none.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`. Default: none.
+    pub key_file: Option<PathBuf>,
+    /// Accept any broker certificate and host name. For tests only. Default `false`.
+    pub insecure_skip_verify: bool,
+}
+
+/// SASL mechanisms Sluice offers; all are built into librdkafka (no Cyrus SASL needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// `sasl = { mechanism = "SCRAM-SHA-512", username = "...", password = "..." }`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslConfig {
+    // The password never reaches a log line or an error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The connection part of a Kafka component's config, flattened into it (so the component,
+/// not this struct, refuses unknown keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ClientSettings {
+    /// Bootstrap brokers, `host:port`. Required.
+    pub brokers: Vec<String>,
+    /// `client.id` sent to the brokers (quotas, broker logs). Default `"sluice"`.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// TLS towards the brokers. Unset: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// SASL authentication. Unset: none.
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+    /// Extra librdkafka properties, applied last (for tuning that has no key of its own).
+    /// Properties that Sluice's guarantees depend on are refused; see [`RESERVED`].
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_client_id() -> String {
+    "sluice".into()
+}
+
+/// librdkafka properties that the components set themselves because delivery guarantees rest
+/// on them (idempotence, acks, manual offset storage); `properties` may not override them.
+pub const RESERVED: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "group.id",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+];
+
+impl ClientSettings {
+    /// Semantic checks; messages start with the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.is_empty() {
+            return Err("brokers must list at least one host:port".into());
+        }
+        for broker in &self.brokers {
+            let ok = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("brokers: {broker:?} is not host:port"));
+            }
+        }
+        if self.client_id.is_empty() {
+            return Err("client_id must not be empty".into());
+        }
+        if let Some(tls) = &self.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err("tls.cert_file and tls.key_file must be set together".into());
+        }
+        if let Some(sasl) = &self.sasl
+            && sasl.username.is_empty()
+        {
+            return Err("sasl.username must not be empty".into());
+        }
+        if let Some(key) = self
+            .properties
+            .keys()
+            .find(|k| RESERVED.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "properties: {key:?} is set by Sluice itself and cannot be overridden"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `security.protocol` as librdkafka spells it.
+    pub fn security_protocol(&self) -> &'static str {
+        match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        }
+    }
+
+    /// The librdkafka client config: connection, TLS and SASL, then `properties`.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.brokers.join(","))
+            .set("client.id", &self.client_id)
+            .set("security.protocol", self.security_protocol());
+        if let Some(tls) = &self.tls {
+            if let Some(ca) = &tls.ca_file {
+                config.set("ssl.ca.location", ca.to_string_lossy());
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                config
+                    .set("ssl.certificate.location", cert.to_string_lossy())
+                    .set("ssl.key.location", key.to_string_lossy());
+            }
+            if tls.insecure_skip_verify {
+                config
+                    .set("enable.ssl.certificate.verification", "false")
+                    .set("ssl.endpoint.identification.algorithm", "none");
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            config
+                .set("sasl.mechanism", sasl.mechanism.as_str())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ClientSettings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn plaintext_by_default() {
+        let s = parse(r#"brokers = ["127.0.0.1:9092"]"#);
+        assert_eq!(s.validate(), Ok(()));
+        let c = s.client_config();
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        assert_eq!(c.get("client.id"), Some("sluice"));
+    }
+
+    #[test]
+    fn sasl_scram_over_tls() {
+        let s = parse(
+            r#"
+            brokers = ["k1:9093", "k2:9093"]
+            tls = { ca_file = "/etc/ca.pem" }
+            sasl = { mechanism = "SCRAM-SHA-512", username = "gw", password = "s3cret" }
+            "#,
+        );
+        assert_eq!(s.validate(), Ok(()));
+        let c = s.client_config();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(c.get("bootstrap.servers"), Some("k1:9093,k2:9093"));
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let bad = [
+            (r#"brokers = []"#, "brokers"),
+            (r#"brokers = ["nohost"]"#, "brokers"),
+            (
+                r#"brokers = ["k:1"]
+                tls = { cert_file = "c.pem" }"#,
+                "tls.cert_file",
+            ),
+            (
+                r#"brokers = ["k:1"]
+                properties = { "enable.idempotence" = "false" }"#,
+                "properties",
+            ),
+        ];
+        for (text, key) in bad {
+            let err = parse(text).validate().unwrap_err();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+        assert!(
+            toml::from_str::<ClientSettings>(
+                r#"brokers = ["k:1"]
+               sasl = { mechanism = "GSSAPI", username = "u", password = "p" }"#
+            )
+            .is_err()
+        );
+    }
+}
