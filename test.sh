@@ -48,16 +48,13 @@ fi
 
 # The Kafka tests need a Kafka-protocol broker on loopback. Apache Kafka's jars come from
 # Maven Central, which this project's machines cannot reach; Tansu (a Kafka-compatible broker
-# from crates.io, SQLite storage) is built instead (collector/tests/kafka_support).
-KAFKA_TEST_BROKER_VERSION=0.6.0
-if [ ! -x target/tools/bin/tansu ] || [ "$(cat target/tools/tansu.version 2>/dev/null)" != "$KAFKA_TEST_BROKER_VERSION" ]; then
-  echo "== building the Kafka-protocol test broker (tansu $KAFKA_TEST_BROKER_VERSION from crates.io) into target/tools"
-  CARGO_INCREMENTAL=0 cargo install --quiet --locked tansu --version "$KAFKA_TEST_BROKER_VERSION" \
-    --features libsql --root target/tools --target-dir target/tools-build
-  echo "$KAFKA_TEST_BROKER_VERSION" > target/tools/tansu.version
-  rm -rf target/tools-build
-fi
-export SLUICE_KAFKA_BROKER="$PWD/target/tools/bin/tansu"
+# from crates.io, SQLite storage) is installed instead (collector/tests/kafka_support). Cargo
+# skips the install when this version with these features is already in ~/.cargo/bin.
+echo "== cargo install tansu 0.6.0 (the Kafka-protocol broker of the Kafka tests)"
+CARGO_INCREMENTAL=0 cargo install --quiet --locked tansu --version 0.6.0 --features libsql \
+  --target-dir target/tools-build
+rm -rf target/tools-build
+export SLUICE_KAFKA_BROKER="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--spans-per-request", type=int, default=50)
     args = ap.parse_args()
     sluice = os.path.join(ROOT, "target", args.profile, "sluice")
-    broker_bin = os.environ.get("SLUICE_KAFKA_BROKER", os.path.join(ROOT, "target", "tools", "bin", "tansu"))
+    broker_bin = os.environ.get("SLUICE_KAFKA_BROKER", os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "bin", "tansu"))
     work = tempfile.mkdtemp(prefix="sluice-kafka-bench-")
     procs = []
     try:

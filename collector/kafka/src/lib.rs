@@ -7,6 +7,7 @@
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
+use sluice_core::InvalidConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -109,39 +110,49 @@ pub const RESERVED: &[&str] = &[
 ];
 
 impl ClientSettings {
-    /// Semantic checks; messages start with the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Semantic checks, naming the offending key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.brokers.is_empty() {
-            return Err("brokers must list at least one host:port".into());
+            return Err(InvalidConfig::new(
+                "brokers",
+                "must list at least one host:port",
+            ));
         }
         for broker in &self.brokers {
             let ok = broker
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                return Err(format!("brokers: {broker:?} is not host:port"));
+                return Err(InvalidConfig::new(
+                    "brokers",
+                    format!("{broker:?} is not host:port"),
+                ));
             }
         }
         if self.client_id.is_empty() {
-            return Err("client_id must not be empty".into());
+            return Err(InvalidConfig::new("client_id", "must not be empty"));
         }
         if let Some(tls) = &self.tls
             && tls.cert_file.is_some() != tls.key_file.is_some()
         {
-            return Err("tls.cert_file and tls.key_file must be set together".into());
+            return Err(InvalidConfig::new(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file must be set together",
+            ));
         }
         if let Some(sasl) = &self.sasl
             && sasl.username.is_empty()
         {
-            return Err("sasl.username must not be empty".into());
+            return Err(InvalidConfig::new("sasl.username", "must not be empty"));
         }
         if let Some(key) = self
             .properties
             .keys()
             .find(|k| RESERVED.contains(&k.as_str()))
         {
-            return Err(format!(
-                "properties: {key:?} is set by Sluice itself and cannot be overridden"
+            return Err(InvalidConfig::new(
+                "properties",
+                format!("{key:?} is set by Sluice itself and cannot be overridden"),
             ));
         }
         Ok(())
@@ -246,7 +257,7 @@ mod tests {
         ];
         for (text, key) in bad {
             let err = parse(text).validate().unwrap_err();
-            assert!(err.starts_with(key), "{text}: {err}");
+            assert_eq!(err.key, key, "{text}: {err}");
         }
         assert!(
             toml::from_str::<ClientSettings>(

@@ -1,9 +1,9 @@
 //! A real Kafka-protocol broker on loopback for the Kafka tests.
 //!
 //! The broker is Tansu (`tansu` on crates.io, Apache-2.0), a Kafka-compatible broker that
-//! `test.sh` installs into `target/tools` with SQLite storage, so data survives a broker
-//! restart. `SLUICE_KAFKA_BROKER` overrides the binary. Without one, the Kafka tests print
-//! why and return (and fail under `CI`, where `test.sh` must have installed it).
+//! `test.sh` installs with `cargo install` (SQLite storage, so data survives a broker
+//! restart). `SLUICE_KAFKA_BROKER` names the binary, else `~/.cargo/bin/tansu`. Without one,
+//! the Kafka tests print why and return (and fail under `CI`, where `test.sh` installs it).
 #![allow(dead_code)]
 
 use rdkafka::ClientConfig;
@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct Broker {
@@ -27,7 +27,10 @@ pub fn broker_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SLUICE_KAFKA_BROKER") {
         return Some(PathBuf::from(path));
     }
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/tansu");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))?;
+    let installed = cargo_home.join("bin/tansu");
     installed.exists().then_some(installed)
 }
 
@@ -36,8 +39,8 @@ impl Broker {
     /// binary is provisioned outside CI.
     pub async fn start() -> Option<Broker> {
         let Some(binary) = broker_binary() else {
-            let message = "KAFKA TESTS SKIPPED: no broker binary; run ./test.sh (it installs \
-                           one into target/tools) or set SLUICE_KAFKA_BROKER";
+            let message = "KAFKA TESTS SKIPPED: no broker binary; run ./test.sh (it runs \
+                           cargo install tansu) or set SLUICE_KAFKA_BROKER";
             assert!(std::env::var_os("CI").is_none(), "{message}");
             eprintln!("\n*** {message} ***\n");
             return None;

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use sluice_core::config::{ByteSize, DurationStr};
 use sluice_core::retry::RetryConfig;
-use sluice_core::{ComponentConfig, Signal};
+use sluice_core::{ComponentConfig, InvalidConfig, Signal};
 use sluice_kafka::ClientSettings;
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ impl Topics {
     }
 
     /// Checks every topic name against Kafka's rules (1–249 of `[a-zA-Z0-9._-]`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         for signal in Signal::ALL {
             let topic = self.get(signal);
             let valid = !topic.is_empty()
@@ -48,8 +48,11 @@ impl Topics {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
             if !valid {
-                return Err(format!(
-                    "topics.{signal} {topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                return Err(InvalidConfig::new(
+                    format!("topics.{signal}"),
+                    format!(
+                        "{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                    ),
                 ));
             }
         }
@@ -159,25 +162,29 @@ fn default_timeout() -> DurationStr {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if let Some(key) = self.unknown.keys().next() {
-            return Err(format!("{key} is not a key of the kafka exporter"));
+            return Err(InvalidConfig::new(
+                key.as_str(),
+                "is not a key of the kafka exporter",
+            ));
         }
         self.client.validate()?;
         self.topics.validate()?;
         let max = self.max_message_bytes.get();
         if !(1024..=1_000_000_000).contains(&max) {
-            return Err(format!(
-                "max_message_bytes must be within 1KiB..1GB, got {max}"
+            return Err(InvalidConfig::new(
+                "max_message_bytes",
+                format!("must be within 1KiB..1GB, got {max}"),
             ));
         }
         if self.linger.get().as_millis() > 900_000 {
-            return Err("linger must be at most 15m".into());
+            return Err(InvalidConfig::new("linger", "must be at most 15m"));
         }
         if self.timeout.get().as_millis() < 1000 {
-            return Err("timeout must be at least 1s".into());
+            return Err(InvalidConfig::new("timeout", "must be at least 1s"));
         }
-        self.retry.validate().map_err(|e| format!("retry: {e}"))
+        self.retry.validate().map_err(|e| e.under("retry"))
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use sluice_core::config::DurationStr;
 use sluice_core::retry::RetryConfig;
-use sluice_core::{ComponentConfig, Signal};
+use sluice_core::{ComponentConfig, InvalidConfig, Signal};
 use sluice_kafka::ClientSettings;
 use std::collections::BTreeMap;
 
@@ -99,33 +99,48 @@ fn default_lag_interval() -> DurationStr {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if let Some(key) = self.unknown.keys().next() {
-            return Err(format!("{key} is not a key of the kafka receiver"));
+            return Err(InvalidConfig::new(
+                key.as_str(),
+                "is not a key of the kafka receiver",
+            ));
         }
         self.client.validate()?;
         if self.group_id.is_empty() {
-            return Err("group_id must not be empty".into());
+            return Err(InvalidConfig::new("group_id", "must not be empty"));
         }
         for signal in Signal::ALL {
             if self.topics.get(signal).is_empty() {
-                return Err(format!("topics.{signal} must not be empty"));
+                return Err(InvalidConfig::new(
+                    format!("topics.{signal}"),
+                    "must not be empty",
+                ));
             }
         }
         if self.commit_interval.get().as_millis() < 10 {
-            return Err("commit_interval must be at least 10ms".into());
+            return Err(InvalidConfig::new(
+                "commit_interval",
+                "must be at least 10ms",
+            ));
         }
         if !(1..=100_000).contains(&self.max_in_flight) {
-            return Err("max_in_flight must be within 1..=100000".into());
+            return Err(InvalidConfig::new(
+                "max_in_flight",
+                "must be within 1..=100000",
+            ));
         }
         let session = self.session_timeout.get().as_millis();
         if !(1000..=3_600_000).contains(&session) {
-            return Err("session_timeout must be within 1s..1h".into());
+            return Err(InvalidConfig::new(
+                "session_timeout",
+                "must be within 1s..1h",
+            ));
         }
         if self.lag_interval.get().as_millis() < 100 {
-            return Err("lag_interval must be at least 100ms".into());
+            return Err(InvalidConfig::new("lag_interval", "must be at least 100ms"));
         }
-        self.retry.validate().map_err(|e| format!("retry: {e}"))
+        self.retry.validate().map_err(|e| e.under("retry"))
     }
 }
 

@@ -380,7 +380,7 @@ mod tests {
             ),
         ] {
             let err = config(extra).validate().unwrap_err();
-            assert!(err.starts_with(key), "{extra}: {err}");
+            assert_eq!(err.key, key, "{extra}: {err}");
         }
         // A librdkafka property that does not exist fails at build, naming the component.
         let bad = config("properties = { \"no.such.property\" = \"1\" }");
