@@ -70,35 +70,33 @@ impl Exporter for Recorder {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
+/// A spool holding `batches` one-item records (item n carries count n) and driver settings that
+/// make every record its own batch.
+async fn spool_of_numbered_batches(
+    name: &str,
+    batches: u32,
+) -> (tempfile::TempDir, Spool, DriverSettings) {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(
-        "ordered",
+        name,
         dir.path(),
         SpoolConfig {
             fsync: Fsync::None,
             ..Default::default()
         },
-        &["rec".to_string()],
+        &[name.to_string()],
     )
     .unwrap();
-    // One item per batch: item n carries count n, so every batch is named by its item.
-    const BATCHES: u32 = 12;
-    for n in 1..=BATCHES {
+    for n in 1..=batches {
         spool
             .append(Item::new(Signal::Metrics, Bytes::from_static(b"x"), n))
             .unwrap()
             .await
             .unwrap();
     }
-    let recorder = Arc::new(Recorder {
-        fail_first_send: AtomicBool::new(true),
-        ..Default::default()
-    });
     let settings = DriverSettings {
-        component_id: "exporters.rec".into(),
-        pipeline: "ordered".into(),
+        component_id: format!("exporters.{name}").into(),
+        pipeline: name.into(),
         batch: BatchConfig {
             send_batch_size: 1,
             send_batch_max_size: 1,
@@ -107,13 +105,18 @@ async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
         retry: RetryConfig::default(),
         dead_letter: None,
     };
-    let driver = tokio::spawn(run_driver(
-        recorder.clone(),
-        spool.reader("rec").unwrap(),
-        settings,
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while spool.cursor("rec").unwrap().committed < u64::from(BATCHES) {
+    (dir, spool, settings)
+}
+
+/// Waits until the exporter `name` has committed `batches` records, then stops the driver.
+async fn await_delivery(
+    spool: &Spool,
+    name: &str,
+    batches: u32,
+    driver: tokio::task::JoinHandle<()>,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while spool.cursor(name).unwrap().committed < u64::from(batches) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not delivered in time"
@@ -122,6 +125,23 @@ async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
     }
     spool.close();
     driver.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_exporter_converts_ahead_but_sends_in_spool_order() {
+    // One item per batch: item n carries count n, so every batch is named by its item.
+    const BATCHES: u32 = 12;
+    let (_dir, spool, settings) = spool_of_numbered_batches("rec", BATCHES).await;
+    let recorder = Arc::new(Recorder {
+        fail_first_send: AtomicBool::new(true),
+        ..Default::default()
+    });
+    let driver = tokio::spawn(run_driver(
+        recorder.clone(),
+        spool.reader("rec").unwrap(),
+        settings,
+    ));
+    await_delivery(&spool, "rec", BATCHES, driver).await;
 
     let events = recorder.events.lock().clone();
     let of = |f: fn(&Event) -> Option<u32>| events.iter().filter_map(f).collect::<Vec<_>>();
@@ -216,52 +236,15 @@ impl Exporter for ThreeLanes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_lanes_keep_their_own_order_and_do_not_wait_for_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(
-        "lanes",
-        dir.path(),
-        SpoolConfig {
-            fsync: Fsync::None,
-            ..Default::default()
-        },
-        &["lanes".to_string()],
-    )
-    .unwrap();
     const BATCHES: u32 = 10;
-    for n in 1..=BATCHES {
-        spool
-            .append(Item::new(Signal::Metrics, Bytes::from_static(b"x"), n))
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let (_dir, spool, settings) = spool_of_numbered_batches("lanes", BATCHES).await;
     let exporter = Arc::new(ThreeLanes::default());
-    let settings = DriverSettings {
-        component_id: "exporters.lanes".into(),
-        pipeline: "lanes".into(),
-        batch: BatchConfig {
-            send_batch_size: 1,
-            send_batch_max_size: 1,
-            ..Default::default()
-        },
-        retry: RetryConfig::default(),
-        dead_letter: None,
-    };
     let driver = tokio::spawn(run_driver(
         exporter.clone(),
         spool.reader("lanes").unwrap(),
         settings,
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while spool.cursor("lanes").unwrap().committed < u64::from(BATCHES) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not delivered in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    spool.close();
-    driver.await.unwrap();
+    await_delivery(&spool, "lanes", BATCHES, driver).await;
 
     assert!(
         exporter.lane_0_was_overtaken.load(Ordering::SeqCst),
