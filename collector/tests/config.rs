@@ -82,9 +82,9 @@ fn unknown_top_level_section() {
 
 #[test]
 fn unknown_component_type_lists_known_ones() {
-    let e = err(&BASE.replace("type = \"debug\"", "type = \"kafka\""));
+    let e = err(&BASE.replace("type = \"debug\"", "type = \"zipkin\""));
     assert_eq!(e.key, "exporters.out.type");
-    assert!(e.reason.contains("unknown exporter type \"kafka\""), "{e}");
+    assert!(e.reason.contains("unknown exporter type \"zipkin\""), "{e}");
     assert!(
         e.reason.contains("otlp") && e.reason.contains("loki"),
         "{e}"
