@@ -381,12 +381,21 @@ async fn two_gateways_share_partitions_and_one_leaving_loses_nothing() {
             &fleet.broker
         )
     );
-    let rebalances = metric_with(
-        &second,
-        "sluice_kafka_receiver_rebalances_total{",
-        &["kind=\"assign\""],
-    )
-    .await;
+    // The leaver's partitions may all be consumed before the group notices it left, so the
+    // second assignment can come after the last span: wait for it.
+    let assigned = || {
+        metric_with(
+            &second,
+            "sluice_kafka_receiver_rebalances_total{",
+            &["kind=\"assign\""],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut rebalances = assigned().await;
+    while rebalances < 2.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rebalances = assigned().await;
+    }
     assert!(
         rebalances >= 2.0,
         "the remaining gateway was assigned partitions again: {rebalances}"
