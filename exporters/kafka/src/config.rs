@@ -4,61 +4,8 @@ use serde::Deserialize;
 use sluice_core::config::{ByteSize, DurationStr};
 use sluice_core::retry::RetryConfig;
 use sluice_core::{ComponentConfig, InvalidConfig, Signal};
-use sluice_kafka::ClientSettings;
+use sluice_kafka::{ClientSettings, Topics};
 use std::collections::BTreeMap;
-
-/// Topic per signal. The defaults are the OpenTelemetry Collector's, so a Sluice exporter and
-/// a Collector receiver (or the reverse) meet without configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Topics {
-    pub traces: String,
-    pub metrics: String,
-    pub logs: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            traces: "otlp_spans".into(),
-            metrics: "otlp_metrics".into(),
-            logs: "otlp_logs".into(),
-        }
-    }
-}
-
-impl Topics {
-    pub fn get(&self, signal: Signal) -> &str {
-        match signal {
-            Signal::Traces => &self.traces,
-            Signal::Metrics => &self.metrics,
-            Signal::Logs => &self.logs,
-        }
-    }
-
-    /// Checks every topic name against Kafka's rules (1–249 of `[a-zA-Z0-9._-]`).
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        for signal in Signal::ALL {
-            let topic = self.get(signal);
-            let valid = !topic.is_empty()
-                && topic.len() <= 249
-                && topic != "."
-                && topic != ".."
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !valid {
-                return Err(InvalidConfig::new(
-                    format!("topics.{signal}"),
-                    format!(
-                        "{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Record compression, done by the producer per record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

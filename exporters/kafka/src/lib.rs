@@ -10,7 +10,8 @@
 mod config;
 pub mod partition;
 
-pub use config::{Compression, Config, Partitioning, Topics};
+pub use config::{Compression, Config, Partitioning};
+pub use sluice_kafka::Topics;
 
 use bytes::Bytes;
 use partition::KeyedPayload;

@@ -3,38 +3,9 @@
 use serde::Deserialize;
 use sluice_core::config::DurationStr;
 use sluice_core::retry::RetryConfig;
-use sluice_core::{ComponentConfig, InvalidConfig, Signal};
-use sluice_kafka::ClientSettings;
+use sluice_core::{ComponentConfig, InvalidConfig};
+use sluice_kafka::{ClientSettings, Topics};
 use std::collections::BTreeMap;
-
-/// Topic per signal; the OpenTelemetry Collector's defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Topics {
-    pub traces: String,
-    pub metrics: String,
-    pub logs: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            traces: "otlp_spans".into(),
-            metrics: "otlp_metrics".into(),
-            logs: "otlp_logs".into(),
-        }
-    }
-}
-
-impl Topics {
-    pub fn get(&self, signal: Signal) -> &str {
-        match signal {
-            Signal::Traces => &self.traces,
-            Signal::Metrics => &self.metrics,
-            Signal::Logs => &self.logs,
-        }
-    }
-}
 
 /// Where a consumer group with no committed offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -110,14 +81,7 @@ impl Config {
         if self.group_id.is_empty() {
             return Err(InvalidConfig::new("group_id", "must not be empty"));
         }
-        for signal in Signal::ALL {
-            if self.topics.get(signal).is_empty() {
-                return Err(InvalidConfig::new(
-                    format!("topics.{signal}"),
-                    "must not be empty",
-                ));
-            }
-        }
+        self.topics.validate()?;
         if self.commit_interval.get().as_millis() < 10 {
             return Err(InvalidConfig::new(
                 "commit_interval",

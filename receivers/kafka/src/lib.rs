@@ -12,7 +12,8 @@
 
 mod config;
 
-pub use config::{Config, InitialOffset, Topics};
+pub use config::{Config, InitialOffset};
+pub use sluice_kafka::Topics;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -374,6 +375,7 @@ mod tests {
             ("group_id = \"\"", "group_id"),
             ("max_in_flight = 0", "max_in_flight"),
             ("session_timeout = \"10ms\"", "session_timeout"),
+            ("topics = { traces = \"not a topic!\" }", "topics.traces"),
             (
                 "properties = { \"enable.auto.offset.store\" = \"true\" }",
                 "properties",
