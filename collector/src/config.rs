@@ -122,9 +122,10 @@ impl Locator<'_> {
         let mut offset = table_start;
         for line in self.text[table_start.min(self.text.len())..].split_inclusive('\n') {
             let t = line.trim_start();
+            // `field = ...`, or a dotted key that starts with it (`field.sub = ...`).
             let is_assign = t
                 .strip_prefix(field)
-                .map(|r| r.trim_start().starts_with('='))
+                .map(|r| r.starts_with('.') || r.trim_start().starts_with('='))
                 .unwrap_or(false)
                 || t.strip_prefix(&format!("\"{field}\""))
                     .map(|r| r.trim_start().starts_with('='))
@@ -322,11 +323,12 @@ fn located(loc: &Locator, start: usize, key: &str, field: &str, reason: String) 
     if field.is_empty() {
         return loc.at(start, key, reason);
     }
-    // The line of the path's first segment, then of its last one below it.
-    let first = field.split(['.', '[']).next().unwrap_or(field);
-    let last = field.rsplit('.').next().unwrap_or(field);
-    let last = last.split('[').next().unwrap_or(last);
-    let at = loc.find_field(loc.find_field(start, first), last);
+    // The line of the path's first segment, then of each next one below it (list indexes
+    // such as `policies[0]` are looked up by their name).
+    let at = field
+        .split('.')
+        .map(|segment| segment.split('[').next().unwrap_or(segment))
+        .fold(start, |at, segment| loc.find_field(at, segment));
     loc.at(at, format!("{key}.{field}"), reason)
 }
 

@@ -168,13 +168,8 @@ macro_rules! processors {
                 &[batch::TYPE_NAME, sluice_watcher::TYPE_NAME, $($($pc)::+::TYPE_NAME),*];
 
             pub fn parse(ty: &str, body: toml::Value) -> Result<Self, ComponentError> {
-                // Not yet typed: these checks name the key in their message, so the error is
-                // placed at the processor's table with that message.
                 $(if ty == $($pc)::+::TYPE_NAME {
-                    return typed(body, |c: &$($pc)::+::Config| {
-                        c.validate().map_err(|reason| InvalidConfig::new("", reason))
-                    })
-                    .map(|c| Self::$pv(Box::new(c)));
+                    return typed(body, $($pc)::+::Config::validate).map(|c| Self::$pv(Box::new(c)));
                 })*
                 match ty {
                     batch::TYPE_NAME => typed(body, BatchConfig::validate).map(Self::Batch),
@@ -197,7 +192,7 @@ macro_rules! processors {
             pub fn build(&self, ctx: Context) -> anyhow::Result<Option<Stage>> {
                 Ok(match self {
                     Self::Batch(_) | Self::Watcher(_) => None,
-                    $(Self::$pv(c) => Some($($pc)::+::build(c, ctx).map_err(anyhow::Error::msg)?)),*
+                    $(Self::$pv(c) => Some($($pc)::+::build(c, ctx)?)),*
                 })
             }
         }

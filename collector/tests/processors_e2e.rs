@@ -270,7 +270,7 @@ exporters = ["d"]
     assert!(
         err.contains("bad.toml:")
             && err.contains("processors.f")
-            && err.contains("traces.span: condition 0")
+            && err.contains("processors.f.traces.span[0]: \"severity_number > 3\": ")
             && err.contains("unknown path \"severity_number\" in the span context"),
         "{err}"
     );

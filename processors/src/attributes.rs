@@ -7,7 +7,7 @@ use crate::data::{self, ConfigValue};
 use crate::{Context, Request, RequestProcessor, Stage, compile_regex};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde::Deserialize;
-use sluice_core::Refusal;
+use sluice_core::{InvalidConfig, Refusal};
 use std::sync::Arc;
 
 pub const TYPE_NAME: &str = "attributes";
@@ -83,7 +83,7 @@ impl std::fmt::Display for ActionKind {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         compile_actions("actions", &self.actions).map(|_| ())
     }
 }
@@ -131,30 +131,37 @@ impl KeySelector {
     }
 }
 
-/// Checks every action and compiles its patterns. Messages start with the offending key.
-pub fn compile_actions(list: &str, actions: &[ActionConfig]) -> Result<Vec<Action>, String> {
+/// Checks every action and compiles its patterns. Errors name the offending key below `list`.
+pub fn compile_actions(list: &str, actions: &[ActionConfig]) -> Result<Vec<Action>, InvalidConfig> {
     if actions.is_empty() {
-        return Err(format!("{list} must hold at least one action"));
+        return Err(InvalidConfig::new(list, "must hold at least one action"));
     }
     actions
         .iter()
         .enumerate()
-        .map(|(i, a)| compile_action(&format!("{list}: action {i}"), a))
+        .map(|(i, a)| compile_action(&format!("{list}[{i}]"), a))
         .collect()
 }
 
-fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
+fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, InvalidConfig> {
+    let invalid = |field: &str, reason: String| {
+        if field.is_empty() {
+            InvalidConfig::new(at, reason)
+        } else {
+            InvalidConfig::new(format!("{at}.{field}"), reason)
+        }
+    };
     let key = || {
         a.key
             .clone()
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| format!("{at}: key is required for action {}", a.action))
+            .ok_or_else(|| invalid("key", format!("is required for action {}", a.action)))
     };
     let unexpected = |field: &str, present: bool| {
         if present {
-            Err(format!(
-                "{at}: {field} does not apply to action {}",
-                a.action
+            Err(invalid(
+                field,
+                format!("does not apply to action {}", a.action),
             ))
         } else {
             Ok(())
@@ -168,9 +175,12 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
                 (Some(v), None) => Source::Value(v.to_any()),
                 (None, Some(f)) => Source::Attribute(f.clone()),
                 _ => {
-                    return Err(format!(
-                        "{at}: action {} needs exactly one of value and from_attribute",
-                        a.action
+                    return Err(invalid(
+                        "",
+                        format!(
+                            "action {} needs exactly one of value and from_attribute",
+                            a.action
+                        ),
                     ));
                 }
             };
@@ -187,12 +197,12 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
             let selector = match (&a.key, &a.pattern) {
                 (Some(k), None) if !k.is_empty() => KeySelector::Key(k.clone()),
                 (None, Some(p)) => {
-                    KeySelector::Pattern(compile_regex(&format!("{at}: pattern"), p)?)
+                    KeySelector::Pattern(compile_regex(&format!("{at}.pattern"), p)?)
                 }
                 _ => {
-                    return Err(format!(
-                        "{at}: action {} needs exactly one of key and pattern",
-                        a.action
+                    return Err(invalid(
+                        "",
+                        format!("action {} needs exactly one of key and pattern", a.action),
                     ));
                 }
             };
@@ -206,12 +216,13 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
             unexpected("from_attribute", a.from_attribute.is_some())?;
             unexpected("converted_type", a.converted_type.is_some())?;
             let Some(p) = &a.pattern else {
-                return Err(format!("{at}: pattern is required for action extract"));
+                return Err(invalid("pattern", "is required for action extract".into()));
             };
-            let pattern = compile_regex(&format!("{at}: pattern"), p)?;
+            let pattern = compile_regex(&format!("{at}.pattern"), p)?;
             if pattern.capture_names().flatten().next().is_none() {
-                return Err(format!(
-                    "{at}: pattern needs named groups, e.g. ^(?P<scheme>\\w+)://"
+                return Err(invalid(
+                    "pattern",
+                    "needs named groups, e.g. ^(?P<scheme>\\w+)://".into(),
                 ));
             }
             Ok(Action::Extract {
@@ -224,8 +235,9 @@ fn compile_action(at: &str, a: &ActionConfig) -> Result<Action, String> {
             unexpected("from_attribute", a.from_attribute.is_some())?;
             unexpected("pattern", a.pattern.is_some())?;
             let Some(to) = a.converted_type else {
-                return Err(format!(
-                    "{at}: converted_type is required for action convert (int, double or string)"
+                return Err(invalid(
+                    "converted_type",
+                    "is required for action convert (int, double or string)".into(),
                 ));
             };
             Ok(Action::Convert { key: key()?, to })
@@ -316,7 +328,7 @@ pub struct Attributes {
     actions: Vec<Action>,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
     Ok(Stage::Request(Arc::new(Attributes {
         actions: compile_actions("actions", &config.actions)?,
     })))
@@ -455,19 +467,20 @@ mod tests {
             let cfg: Config = toml::from_str(text).unwrap();
             cfg.validate().unwrap_err()
         };
-        assert!(
-            bad("[[actions]]\nkey = \"a\"\naction = \"insert\"")
-                .contains("value and from_attribute")
+        let e = bad("[[actions]]\nkey = \"a\"\naction = \"insert\"");
+        assert_eq!(e.key, "actions[0]");
+        assert!(e.reason.contains("value and from_attribute"), "{e}");
+        assert_eq!(bad("[[actions]]\naction = \"delete\"").key, "actions[0]");
+        let e = bad("[[actions]]\nkey = \"a\"\npattern = \"(\"\naction = \"extract\"");
+        assert_eq!(e.key, "actions[0].pattern");
+        assert!(e.reason.contains("invalid regular expression"), "{e}");
+        let e = bad("[[actions]]\nkey = \"a\"\npattern = \"a+\"\naction = \"extract\"");
+        assert_eq!(e.key, "actions[0].pattern");
+        assert!(e.reason.contains("named groups"), "{e}");
+        let e = bad("actions = []");
+        assert_eq!(
+            (e.key.as_str(), e.reason.as_str()),
+            ("actions", "must hold at least one action")
         );
-        assert!(bad("[[actions]]\naction = \"delete\"").starts_with("actions: action 0"));
-        assert!(
-            bad("[[actions]]\nkey = \"a\"\npattern = \"(\"\naction = \"extract\"")
-                .contains("invalid regular expression")
-        );
-        assert!(
-            bad("[[actions]]\nkey = \"a\"\npattern = \"a+\"\naction = \"extract\"")
-                .contains("named groups")
-        );
-        assert!(bad("actions = []").starts_with("actions must"));
     }
 }

@@ -12,7 +12,7 @@
 use crate::ottl::{self, ContextKind, Expr};
 use crate::{Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
-use sluice_core::{Refusal, Signal};
+use sluice_core::{InvalidConfig, Refusal, Signal};
 use std::sync::Arc;
 
 pub const TYPE_NAME: &str = "filter";
@@ -76,20 +76,20 @@ struct Conditions {
     any: Vec<Expr>,
 }
 
-fn compile(field: &str, ctx: ContextKind, sources: &[String]) -> Result<Conditions, String> {
+fn compile(field: &str, ctx: ContextKind, sources: &[String]) -> Result<Conditions, InvalidConfig> {
     let any = sources
         .iter()
         .enumerate()
         .map(|(i, src)| {
             ottl::parse_condition(ctx, src)
-                .map_err(|e| format!("{field}: condition {i} ({src:?}): {e}"))
+                .map_err(|e| InvalidConfig::new(format!("{field}[{i}]"), format!("{src:?}: {e}")))
         })
         .collect::<Result<_, _>>()?;
     Ok(Conditions { ctx, any })
 }
 
 impl Config {
-    fn compile(&self) -> Result<Vec<(Signal, Conditions)>, String> {
+    fn compile(&self) -> Result<Vec<(Signal, Conditions)>, InvalidConfig> {
         let all = vec![
             (
                 Signal::Traces,
@@ -114,15 +114,15 @@ impl Config {
         ];
         let all: Vec<_> = all.into_iter().filter(|(_, c)| !c.any.is_empty()).collect();
         if all.is_empty() {
-            return Err(
-                "traces.span, metrics.metric, metrics.datapoint or logs.log_record: give at least one condition"
-                    .into(),
-            );
+            return Err(InvalidConfig::new(
+                "",
+                "give at least one condition in traces.span, metrics.metric, metrics.datapoint or logs.log_record",
+            ));
         }
         Ok(all)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.compile().map(|_| ())
     }
 }
@@ -132,7 +132,7 @@ pub struct Filter {
     ctx: Context,
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
     Ok(Stage::Request(Arc::new(Filter {
         conditions: config.compile()?,
         ctx,
@@ -322,11 +322,17 @@ mod tests {
                 .validate()
                 .unwrap_err()
         };
+        let e = bad("traces.span = ['severity_number > 1']");
+        assert_eq!(e.key, "traces.span[0]");
         assert!(
-            bad("traces.span = ['severity_number > 1']")
-                .starts_with("traces.span: condition 0 (\"severity_number > 1\"): unknown path")
+            e.reason
+                .starts_with("\"severity_number > 1\": unknown path"),
+            "{e}"
         );
-        assert!(bad("").contains("at least one condition"));
-        assert!(bad("logs.log_record = ['body ==']").starts_with("logs.log_record: condition 0"));
+        assert!(bad("").reason.contains("at least one condition"));
+        assert_eq!(
+            bad("logs.log_record = ['body ==']").key,
+            "logs.log_record[0]"
+        );
     }
 }

@@ -21,9 +21,18 @@ pub mod transform;
 
 pub use data::Request;
 
+/// Why a processor could not be built from its (already validated) config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
+    #[error("{processor} runs a background task and needs the collector's Tokio runtime")]
+    NoRuntime { processor: &'static str },
+}
+
 use futures::future::BoxFuture;
 use metrics::{Counter, Histogram};
-use sluice_core::{Consumer, Item, Processor, Refusal, Signal};
+use sluice_core::{Consumer, InvalidConfig, Item, Processor, Refusal, Signal};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -277,7 +286,11 @@ impl Processor for Chain {
     }
 }
 
-pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(pattern)
-        .map_err(|e| format!("{field}: invalid regular expression {pattern:?}: {e}"))
+pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex::Regex, InvalidConfig> {
+    regex::Regex::new(pattern).map_err(|e| {
+        InvalidConfig::new(
+            field,
+            format!("invalid regular expression {pattern:?}: {e}"),
+        )
+    })
 }

@@ -10,7 +10,7 @@
 
 use crate::{Context, Stage};
 use serde::Deserialize;
-use sluice_core::{DurationStr, Item, Processor, Refusal};
+use sluice_core::{DurationStr, InvalidConfig, Item, Processor, Refusal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,25 +45,34 @@ fn default_interval() -> DurationStr {
 impl sluice_core::ComponentConfig for Config {}
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.limits().map(|_| ())
     }
 
     /// (soft, hard) limits in bytes.
-    pub fn limits(&self) -> Result<(u64, u64), String> {
+    pub fn limits(&self) -> Result<(u64, u64), InvalidConfig> {
         if self.check_interval.get().is_zero() {
-            return Err("check_interval must be more than 0".into());
+            return Err(InvalidConfig::new("check_interval", "must be more than 0"));
         }
         let (hard, spike) = match (self.limit_mib, self.limit_percentage) {
             (Some(_), Some(_)) => {
-                return Err("limit_mib and limit_percentage: set one of them, not both".into());
+                return Err(InvalidConfig::new(
+                    "limit_percentage",
+                    "limit_mib is set too: set one of them, not both",
+                ));
             }
             (None, None) => {
-                return Err("limit_mib or limit_percentage is required".into());
+                return Err(InvalidConfig::new(
+                    "",
+                    "limit_mib or limit_percentage is required",
+                ));
             }
             (Some(mib), None) => {
                 if self.spike_limit_percentage.is_some() {
-                    return Err("spike_limit_percentage goes with limit_percentage; with limit_mib use spike_limit_mib".into());
+                    return Err(InvalidConfig::new(
+                        "spike_limit_percentage",
+                        "goes with limit_percentage; with limit_mib use spike_limit_mib",
+                    ));
                 }
                 let hard = mib * MIB;
                 (
@@ -73,22 +82,35 @@ impl Config {
             }
             (None, Some(pct)) => {
                 if self.spike_limit_mib.is_some() {
-                    return Err("spike_limit_mib goes with limit_mib; with limit_percentage use spike_limit_percentage".into());
+                    return Err(InvalidConfig::new(
+                        "spike_limit_mib",
+                        "goes with limit_mib; with limit_percentage use spike_limit_percentage",
+                    ));
                 }
                 if pct == 0 || pct > 100 {
-                    return Err("limit_percentage must be between 1 and 100".into());
+                    return Err(InvalidConfig::new(
+                        "limit_percentage",
+                        "must be between 1 and 100",
+                    ));
                 }
-                let total = available_memory()
-                    .ok_or("limit_percentage: cannot read the memory available (use limit_mib)")?;
+                let total = available_memory().ok_or_else(|| {
+                    InvalidConfig::new(
+                        "limit_percentage",
+                        "cannot read the memory available (use limit_mib)",
+                    )
+                })?;
                 let spike = self.spike_limit_percentage.unwrap_or(pct / 5);
                 (total / 100 * pct, total / 100 * spike)
             }
         };
         if hard == 0 {
-            return Err("limit_mib must be more than 0".into());
+            return Err(InvalidConfig::new("limit_mib", "must be more than 0"));
         }
         if spike >= hard {
-            return Err("spike_limit_mib must be less than limit_mib".into());
+            return Err(InvalidConfig::new(
+                "spike_limit_mib",
+                "must be less than limit_mib",
+            ));
         }
         Ok((hard - spike, hard))
     }
@@ -186,7 +208,7 @@ impl Processor for MemoryLimiter {
     }
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
     let (soft_limit, _hard) = config.limits()?;
     let interval = config.check_interval.get();
     Ok(Stage::Item(Arc::new(MemoryLimiter {
@@ -224,10 +246,18 @@ mod tests {
             .unwrap();
         assert!(soft < hard);
         let bad = |t: &str| cfg(t).validate().unwrap_err();
-        assert!(bad("").contains("required"));
-        assert!(bad("limit_mib = 10\nspike_limit_mib = 10").starts_with("spike_limit_mib"));
-        assert!(bad("limit_mib = 10\nlimit_percentage = 10").contains("not both"));
-        assert!(bad("limit_mib = 10\ncheck_interval = \"0\"").starts_with("check_interval"));
+        assert!(bad("").reason.contains("required"));
+        assert_eq!(
+            bad("limit_mib = 10\nspike_limit_mib = 10").key,
+            "spike_limit_mib"
+        );
+        let both = bad("limit_mib = 10\nlimit_percentage = 10");
+        assert_eq!(both.key, "limit_percentage");
+        assert!(both.reason.contains("not both"));
+        assert_eq!(
+            bad("limit_mib = 10\ncheck_interval = \"0\"").key,
+            "check_interval"
+        );
     }
 
     #[test]

@@ -22,6 +22,67 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+/// Why a condition or statement was refused when the config was loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum OttlError {
+    #[error("bad number {0}")]
+    BadNumber(String),
+    #[error("unterminated string")]
+    UnterminatedString,
+    #[error("unexpected character {0:?}")]
+    UnexpectedChar(char),
+    #[error("expected `{expected}`, found {found}")]
+    Expected { expected: String, found: String },
+    /// A token (or the end) where an expression was expected.
+    #[error("unexpected {0}")]
+    Unexpected(String),
+    #[error("unexpected {0} after the expression")]
+    Trailing(String),
+    #[error("unknown enum {0}")]
+    UnknownEnum(String),
+    #[error(
+        "unknown path {path:?} in the {context} context (see docs/processors.md for the paths Sluice supports)"
+    )]
+    UnknownPath { path: String, context: &'static str },
+    #[error("path {0} cannot be indexed with [\"...\"]")]
+    NotAMap(String),
+    /// Any other malformed construct, described.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{func} takes {expected} argument(s), got {got}")]
+    Arity {
+        func: String,
+        expected: usize,
+        got: usize,
+    },
+    /// A function's argument of the wrong form.
+    #[error("{func}: {problem}")]
+    Argument { func: String, problem: String },
+    #[error("{func}: invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        func: String,
+        pattern: String,
+        source: regex::Error,
+    },
+    #[error(
+        "unsupported function {0}; Sluice supports IsMatch, Len, Int, Double, Concat, IsString, IsInt, IsDouble, IsBool"
+    )]
+    UnsupportedFunction(String),
+    #[error(
+        "unsupported editor {0}; Sluice supports set, delete_key, delete_matching_keys, keep_keys, replace_pattern, replace_all_patterns, truncate_all"
+    )]
+    UnsupportedEditor(String),
+}
+
+impl OttlError {
+    fn argument(func: &str, problem: impl Into<String>) -> OttlError {
+        OttlError::Argument {
+            func: func.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
 /// What a condition or statement runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextKind {
@@ -139,7 +200,7 @@ pub enum Path {
 
 impl Path {
     /// Parses a dotted path (already split) for `ctx`; `key` is a `["..."]` suffix.
-    fn parse(ctx: ContextKind, parts: &[String], key: Option<String>) -> Result<Path, String> {
+    fn parse(ctx: ContextKind, parts: &[String], key: Option<String>) -> Result<Path, OttlError> {
         use ContextKind as C;
         let mut parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         // Context-qualified paths (`span.name`, `log.body`) mean the same as bare ones.
@@ -192,11 +253,11 @@ impl Path {
         };
         match (path, key) {
             (Some(p), None) => Ok(p),
-            (Some(_), Some(_)) => Err(format!("path {whole} cannot be indexed with [\"...\"]")),
-            (None, _) => Err(format!(
-                "unknown path {whole:?} in the {} context (see docs/processors.md for the paths Sluice supports)",
-                ctx.name()
-            )),
+            (Some(_), Some(_)) => Err(OttlError::NotAMap(whole)),
+            (None, _) => Err(OttlError::UnknownPath {
+                path: whole,
+                context: ctx.name(),
+            }),
         }
     }
 
@@ -280,7 +341,7 @@ enum Tok {
     Op(&'static str),
 }
 
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
+fn lex(src: &str) -> Result<Vec<Tok>, OttlError> {
     let chars: Vec<char> = src.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
@@ -302,11 +363,13 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             let text: String = chars[start..i].iter().collect();
             if text.contains('.') {
                 out.push(Tok::Float(
-                    text.parse().map_err(|_| format!("bad number {text}"))?,
+                    text.parse()
+                        .map_err(|_| OttlError::BadNumber(text.clone()))?,
                 ));
             } else {
                 out.push(Tok::Int(
-                    text.parse().map_err(|_| format!("bad number {text}"))?,
+                    text.parse()
+                        .map_err(|_| OttlError::BadNumber(text.clone()))?,
                 ));
             }
         } else if c == '"' {
@@ -314,13 +377,13 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             let mut s = String::new();
             loop {
                 match chars.get(i) {
-                    None => return Err("unterminated string".into()),
+                    None => return Err(OttlError::UnterminatedString),
                     Some('"') => {
                         i += 1;
                         break;
                     }
                     Some('\\') => {
-                        let e = chars.get(i + 1).ok_or("unterminated string")?;
+                        let e = chars.get(i + 1).ok_or(OttlError::UnterminatedString)?;
                         s.push(match e {
                             'n' => '\n',
                             't' => '\t',
@@ -346,7 +409,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                         .into_iter()
                         .find(|o| o.starts_with(c))
                 })
-                .ok_or_else(|| format!("unexpected character {c:?}"))?;
+                .ok_or(OttlError::UnexpectedChar(c))?;
             i += op.len();
             out.push(Tok::Op(op));
         }
@@ -430,11 +493,14 @@ impl Parser {
         }
     }
 
-    fn expect_op(&mut self, op: &str) -> Result<(), String> {
+    fn expect_op(&mut self, op: &str) -> Result<(), OttlError> {
         if self.eat_op(op) {
             Ok(())
         } else {
-            Err(format!("expected `{op}`, found {}", self.describe()))
+            Err(OttlError::Expected {
+                expected: op.to_owned(),
+                found: self.describe(),
+            })
         }
     }
 
@@ -449,7 +515,7 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self) -> Result<Expr, String> {
+    fn expr(&mut self) -> Result<Expr, OttlError> {
         let mut left = self.and()?;
         while self.eat_word("or") {
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
@@ -457,7 +523,7 @@ impl Parser {
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, OttlError> {
         let mut left = self.not()?;
         while self.eat_word("and") {
             left = Expr::And(Box::new(left), Box::new(self.not()?));
@@ -465,14 +531,14 @@ impl Parser {
         Ok(left)
     }
 
-    fn not(&mut self) -> Result<Expr, String> {
+    fn not(&mut self) -> Result<Expr, OttlError> {
         if self.eat_word("not") {
             return Ok(Expr::Not(Box::new(self.not()?)));
         }
         self.cmp()
     }
 
-    fn cmp(&mut self) -> Result<Expr, String> {
+    fn cmp(&mut self) -> Result<Expr, OttlError> {
         let left = self.sum()?;
         let op = match self.peek() {
             Some(Tok::Op("==")) => CmpOp::Eq,
@@ -487,7 +553,7 @@ impl Parser {
         Ok(Expr::Cmp(Box::new(left), op, Box::new(self.sum()?)))
     }
 
-    fn sum(&mut self) -> Result<Expr, String> {
+    fn sum(&mut self) -> Result<Expr, OttlError> {
         let mut left = self.product()?;
         loop {
             let op = if self.eat_op("+") {
@@ -501,7 +567,7 @@ impl Parser {
         }
     }
 
-    fn product(&mut self) -> Result<Expr, String> {
+    fn product(&mut self) -> Result<Expr, OttlError> {
         let mut left = self.unary()?;
         loop {
             let op = if self.eat_op("*") {
@@ -515,14 +581,14 @@ impl Parser {
         }
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, OttlError> {
         if self.eat_op("-") {
             return Ok(Expr::Neg(Box::new(self.unary()?)));
         }
         self.atom()
     }
 
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, OttlError> {
         match self.next() {
             Some(Tok::Str(s)) => Ok(Expr::Lit(Val::Str(s))),
             Some(Tok::Int(i)) => Ok(Expr::Lit(Val::Int(i))),
@@ -556,30 +622,40 @@ impl Parser {
                 {
                     enum_value(&word)
                         .map(|v| Expr::Lit(Val::Int(v)))
-                        .ok_or_else(|| format!("unknown enum {word}"))
+                        .ok_or(OttlError::UnknownEnum(word))
                 }
                 _ => self.path_from(word).map(Expr::Path),
             },
-            Some(Tok::Op(o)) => Err(format!("unexpected `{o}`")),
-            None => Err("unexpected end of expression".into()),
+            Some(Tok::Op(o)) => Err(OttlError::Unexpected(format!("`{o}`"))),
+            None => Err(OttlError::Unexpected("end of expression".into())),
         }
     }
 
-    fn path_from(&mut self, first: String) -> Result<Path, String> {
+    fn path_from(&mut self, first: String) -> Result<Path, OttlError> {
         let mut parts = vec![first];
         while self.eat_op(".") {
             match self.next() {
                 Some(Tok::Ident(i)) => parts.push(i),
-                _ => return Err(format!("expected a name after `{}.`", parts.join("."))),
+                _ => {
+                    return Err(OttlError::Syntax(format!(
+                        "expected a name after `{}.`",
+                        parts.join(".")
+                    )));
+                }
             }
         }
         let key = if self.eat_op("[") {
             let Some(Tok::Str(k)) = self.next() else {
-                return Err(format!("{}[...] takes a string key", parts.join(".")));
+                return Err(OttlError::Syntax(format!(
+                    "{}[...] takes a string key",
+                    parts.join(".")
+                )));
             };
             self.expect_op("]")?;
             if matches!(self.peek(), Some(Tok::Op("["))) {
-                return Err("nested map keys are not supported".into());
+                return Err(OttlError::Syntax(
+                    "nested map keys are not supported".into(),
+                ));
             }
             Some(k)
         } else {
@@ -588,7 +664,7 @@ impl Parser {
         Path::parse(self.ctx, &parts, key)
     }
 
-    fn args(&mut self) -> Result<Vec<Expr>, String> {
+    fn args(&mut self) -> Result<Vec<Expr>, OttlError> {
         let mut args = Vec::new();
         if self.eat_op(")") {
             return Ok(args);
@@ -602,13 +678,17 @@ impl Parser {
         }
     }
 
-    fn converter(&mut self, name: &str) -> Result<Expr, String> {
+    fn converter(&mut self, name: &str) -> Result<Expr, OttlError> {
         let mut args = self.args()?;
         let arity = |n: usize| {
             if args.len() == n {
                 Ok(())
             } else {
-                Err(format!("{name} takes {n} argument(s), got {}", args.len()))
+                Err(OttlError::Arity {
+                    func: name.to_owned(),
+                    expected: n,
+                    got: args.len(),
+                })
             }
         };
         Ok(match name {
@@ -633,50 +713,57 @@ impl Parser {
             "Concat" => {
                 arity(2)?;
                 let Expr::Lit(Val::Str(sep)) = &args[1] else {
-                    return Err("Concat's separator must be a string literal".into());
+                    return Err(OttlError::argument(
+                        name,
+                        "the separator must be a string literal",
+                    ));
                 };
                 let sep = sep.clone();
                 let Expr::List(items) = args.remove(0) else {
-                    return Err("Concat takes a list, e.g. Concat([a, b], \"-\")".into());
+                    return Err(OttlError::argument(
+                        name,
+                        "the first argument is a list, e.g. Concat([a, b], \"-\")",
+                    ));
                 };
                 Expr::Concat(items, sep)
             }
             other => {
-                return Err(format!(
-                    "unsupported function {other}; Sluice supports IsMatch, Len, Int, Double, Concat, IsString, IsInt, IsDouble, IsBool"
-                ));
+                return Err(OttlError::UnsupportedFunction(other.to_owned()));
             }
         })
     }
 
-    fn done(&self) -> Result<(), String> {
+    fn done(&self) -> Result<(), OttlError> {
         match self.peek() {
             None => Ok(()),
-            Some(_) => Err(format!(
-                "unexpected {} after the expression",
-                self.describe()
-            )),
+            Some(_) => Err(OttlError::Trailing(self.describe())),
         }
     }
 }
 
-fn literal_regex(func: &str, e: &Expr) -> Result<regex::Regex, String> {
+fn literal_regex(func: &str, e: &Expr) -> Result<regex::Regex, OttlError> {
     match e {
-        Expr::Lit(Val::Str(p)) => regex::Regex::new(p)
-            .map_err(|err| format!("{func}: invalid regular expression {p:?}: {err}")),
-        _ => Err(format!("{func}: the pattern must be a string literal")),
+        Expr::Lit(Val::Str(p)) => regex::Regex::new(p).map_err(|source| OttlError::Regex {
+            func: func.to_owned(),
+            pattern: p.clone(),
+            source,
+        }),
+        _ => Err(OttlError::argument(
+            func,
+            "the pattern must be a string literal",
+        )),
     }
 }
 
-fn literal_str(func: &str, e: &Expr) -> Result<String, String> {
+fn literal_str(func: &str, e: &Expr) -> Result<String, OttlError> {
     match e {
         Expr::Lit(Val::Str(s)) => Ok(s.clone()),
-        _ => Err(format!("{func}: expected a string literal")),
+        _ => Err(OttlError::argument(func, "expected a string literal")),
     }
 }
 
 /// Parses a condition for `ctx`.
-pub fn parse_condition(ctx: ContextKind, src: &str) -> Result<Expr, String> {
+pub fn parse_condition(ctx: ContextKind, src: &str) -> Result<Expr, OttlError> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
@@ -688,14 +775,16 @@ pub fn parse_condition(ctx: ContextKind, src: &str) -> Result<Expr, String> {
 }
 
 /// Parses a statement (`editor(args) [where condition]`) for `ctx`.
-pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, String> {
+pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, OttlError> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
         ctx,
     };
     let Some(Tok::Ident(name)) = p.next() else {
-        return Err("a statement starts with an editor, e.g. set(attributes[\"k\"], \"v\")".into());
+        return Err(OttlError::Syntax(
+            "a statement starts with an editor, e.g. set(attributes[\"k\"], \"v\")".into(),
+        ));
     };
     p.expect_op("(")?;
     let mut args = p.args()?;
@@ -703,16 +792,22 @@ pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, String>
         if args.len() == n {
             Ok(())
         } else {
-            Err(format!("{name} takes {n} arguments, got {}", args.len()))
+            Err(OttlError::Arity {
+                func: name.clone(),
+                expected: n,
+                got: args.len(),
+            })
         }
     };
     let target = |e: &Expr, map: bool| match e {
         Expr::Path(path) if path.is_map() == map => Ok(path.clone()),
-        _ if map => Err(format!(
-            "{name}'s first argument is a map path, e.g. attributes"
+        _ if map => Err(OttlError::argument(
+            &name,
+            "the first argument is a map path, e.g. attributes",
         )),
-        _ => Err(format!(
-            "{name}'s first argument is a path, e.g. attributes[\"k\"] or name"
+        _ => Err(OttlError::argument(
+            &name,
+            "the first argument is a path, e.g. attributes[\"k\"] or name",
         )),
     };
     let editor = match name.as_str() {
@@ -732,7 +827,10 @@ pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, String>
         "keep_keys" => {
             arity(2, &args)?;
             let Expr::List(items) = &args[1] else {
-                return Err("keep_keys takes a list of keys, e.g. [\"a\", \"b\"]".into());
+                return Err(OttlError::argument(
+                    &name,
+                    "the keys are a list, e.g. [\"a\", \"b\"]",
+                ));
             };
             let keys = items
                 .iter()
@@ -754,8 +852,9 @@ pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, String>
                 "key" => true,
                 "value" => false,
                 other => {
-                    return Err(format!(
-                        "replace_all_patterns mode {other:?}: use \"key\" or \"value\""
+                    return Err(OttlError::argument(
+                        &name,
+                        format!("mode {other:?}: use \"key\" or \"value\""),
                     ));
                 }
             };
@@ -769,15 +868,17 @@ pub fn parse_statement(ctx: ContextKind, src: &str) -> Result<Statement, String>
         "truncate_all" => {
             arity(2, &args)?;
             let Expr::Lit(Val::Int(n)) = args[1] else {
-                return Err("truncate_all's limit must be an integer literal".into());
+                return Err(OttlError::argument(
+                    &name,
+                    "the limit must be an integer literal",
+                ));
             };
-            let n = usize::try_from(n).map_err(|_| "truncate_all's limit must not be negative")?;
+            let n = usize::try_from(n)
+                .map_err(|_| OttlError::argument(&name, "the limit must not be negative"))?;
             Editor::TruncateAll(target(&args[0], true)?, n)
         }
         other => {
-            return Err(format!(
-                "unsupported editor {other}; Sluice supports set, delete_key, delete_matching_keys, keep_keys, replace_pattern, replace_all_patterns, truncate_all"
-            ));
+            return Err(OttlError::UnsupportedEditor(other.to_owned()));
         }
     };
     let condition = if p.eat_word("where") {
@@ -1644,7 +1745,7 @@ mod tests {
 
     #[test]
     fn bad_conditions_are_refused_with_a_reason() {
-        let err = |src: &str, ctx| parse_condition(ctx, src).unwrap_err();
+        let err = |src: &str, ctx| parse_condition(ctx, src).unwrap_err().to_string();
         assert!(err("body == \"x\"", ContextKind::Span).contains("unknown path \"body\""));
         assert!(err("name ==", ContextKind::Span).contains("unexpected end"));
         assert!(
@@ -1724,7 +1825,11 @@ mod tests {
 
     #[test]
     fn bad_statements() {
-        let err = |src: &str| parse_statement(ContextKind::Log, src).unwrap_err();
+        let err = |src: &str| {
+            parse_statement(ContextKind::Log, src)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(err("frobnicate(body)").contains("unsupported editor"));
         assert!(err("delete_key(body, \"x\")").contains("map path"));
         assert!(err("set(attributes, 1)").contains("is a path"));

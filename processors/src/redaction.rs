@@ -16,7 +16,7 @@ use crate::data::{self, sha256_hex};
 use crate::{Context, Request, RequestProcessor, Stage, compile_regex};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde::Deserialize;
-use sluice_core::{Refusal, Signal};
+use sluice_core::{InvalidConfig, Refusal, Signal};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -68,9 +68,12 @@ pub struct Config {
 impl sluice_core::ComponentConfig for Config {}
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if !self.allow_all_keys && self.allowed_keys.is_empty() {
-            return Err("allowed_keys is empty and allow_all_keys is false: every attribute would be removed; list the keys to keep or set allow_all_keys = true".into());
+            return Err(InvalidConfig::new(
+                "allowed_keys",
+                "is empty and allow_all_keys is false: every attribute would be removed; list the keys to keep or set allow_all_keys = true",
+            ));
         }
         Rules::compile(self).map(|_| ())
     }
@@ -87,16 +90,16 @@ struct Rules {
     summary: Summary,
 }
 
-fn compile_all(field: &str, patterns: &[String]) -> Result<Vec<regex::Regex>, String> {
+fn compile_all(field: &str, patterns: &[String]) -> Result<Vec<regex::Regex>, InvalidConfig> {
     patterns
         .iter()
         .enumerate()
-        .map(|(i, p)| compile_regex(&format!("{field}: entry {i}"), p))
+        .map(|(i, p)| compile_regex(&format!("{field}[{i}]"), p))
         .collect()
 }
 
 impl Rules {
-    fn compile(c: &Config) -> Result<Rules, String> {
+    fn compile(c: &Config) -> Result<Rules, InvalidConfig> {
         Ok(Rules {
             allow_all_keys: c.allow_all_keys,
             allowed_keys: c.allowed_keys.iter().cloned().collect(),
@@ -202,7 +205,7 @@ pub struct Redaction {
     ctx: Context,
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
     Ok(Stage::Request(Arc::new(Redaction {
         rules: Rules::compile(config)?,
         ctx,
@@ -361,11 +364,10 @@ mod tests {
     #[test]
     fn config_errors() {
         let bad = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err();
-        assert!(bad("").starts_with("allowed_keys is empty"));
-        assert!(
-            bad("allow_all_keys = true\nblocked_values = ['(']")
-                .starts_with("blocked_values: entry 0: invalid")
-        );
+        assert!(bad("").to_string().starts_with("allowed_keys: is empty"));
+        let e = bad("allow_all_keys = true\nblocked_values = ['(']");
+        assert_eq!(e.key, "blocked_values[0]");
+        assert!(e.reason.starts_with("invalid regular expression"), "{e}");
         assert!(toml::from_str::<Config>("hash_function = \"md5\"").is_err());
     }
 }

@@ -5,7 +5,7 @@
 use crate::attributes::{Action, ActionConfig, apply, compile_actions};
 use crate::{Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
-use sluice_core::Refusal;
+use sluice_core::{InvalidConfig, Refusal};
 use std::sync::Arc;
 
 pub const TYPE_NAME: &str = "resource";
@@ -18,7 +18,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         compile_actions("attributes", &self.attributes).map(|_| ())
     }
 }
@@ -29,7 +29,7 @@ pub struct ResourceProcessor {
     actions: Vec<Action>,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
     Ok(Stage::Request(Arc::new(ResourceProcessor {
         actions: compile_actions("attributes", &config.attributes)?,
     })))

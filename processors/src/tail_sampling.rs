@@ -13,12 +13,12 @@
 
 use crate::filter::ErrorMode;
 use crate::ottl::{self, ContextKind, Expr};
-use crate::{Context, Request, RequestProcessor, Stage};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use sluice_core::{DurationStr, Item, Refusal, Signal};
+use sluice_core::{DurationStr, InvalidConfig, Item, Refusal, Signal};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
@@ -120,8 +120,17 @@ enum Policy {
     Ottl(Vec<Expr>),
 }
 
-fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), String> {
-    let missing = |block: &str| format!("{at}: policy type {block} needs a `{block}` table");
+/// Compiles the policy at key `at` (`policies[i]`); errors name the policy too.
+fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), InvalidConfig> {
+    let invalid = |field: &str, reason: String| {
+        let key = if field.is_empty() {
+            at.to_owned()
+        } else {
+            format!("{at}.{field}")
+        };
+        InvalidConfig::new(key, format!("{reason} (policy {:?})", p.name))
+    };
+    let missing = |block: &str| invalid("", format!("policy type {block} needs a `{block}` table"));
     let policy = match p.kind {
         PolicyType::AlwaysSample => Policy::Always,
         PolicyType::StatusCode => {
@@ -136,21 +145,23 @@ fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), String
                     "UNSET" => Ok(0),
                     "OK" => Ok(1),
                     "ERROR" => Ok(2),
-                    other => Err(format!(
-                        "{at}: status code {other:?}: use ERROR, OK or UNSET"
+                    other => Err(invalid(
+                        "status_code.status_codes",
+                        format!("status code {other:?}: use ERROR, OK or UNSET"),
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if codes.is_empty() {
-                return Err(format!("{at}: status_codes is empty"));
+                return Err(invalid("status_code.status_codes", "is empty".into()));
             }
             Policy::Status(codes)
         }
         PolicyType::Latency => {
             let c = p.latency.as_ref().ok_or_else(|| missing("latency"))?;
             if c.upper_threshold_ms != 0 && c.upper_threshold_ms <= c.threshold_ms {
-                return Err(format!(
-                    "{at}: upper_threshold_ms must be above threshold_ms"
+                return Err(invalid(
+                    "latency.upper_threshold_ms",
+                    "must be above threshold_ms".into(),
                 ));
             }
             Policy::Latency {
@@ -164,8 +175,9 @@ fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), String
                 .as_ref()
                 .ok_or_else(|| missing("probabilistic"))?;
             if !(0.0..=100.0).contains(&c.sampling_percentage) {
-                return Err(format!(
-                    "{at}: sampling_percentage must be between 0 and 100"
+                return Err(invalid(
+                    "probabilistic.sampling_percentage",
+                    "must be between 0 and 100".into(),
                 ));
             }
             Policy::Probabilistic {
@@ -183,12 +195,16 @@ fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), String
                 .iter()
                 .enumerate()
                 .map(|(i, src)| {
-                    ottl::parse_condition(ContextKind::Span, src)
-                        .map_err(|e| format!("{at}: condition {i} ({src:?}): {e}"))
+                    ottl::parse_condition(ContextKind::Span, src).map_err(|e| {
+                        invalid(
+                            &format!("ottl_condition.span[{i}]"),
+                            format!("{src:?}: {e}"),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if exprs.is_empty() {
-                return Err(format!("{at}: ottl_condition.span is empty"));
+                return Err(invalid("ottl_condition.span", "is empty".into()));
             }
             Policy::Ottl(exprs)
         }
@@ -197,24 +213,24 @@ fn compile_policy(at: &str, p: &PolicyConfig) -> Result<(String, Policy), String
 }
 
 impl Config {
-    fn compile(&self) -> Result<Vec<(String, Policy)>, String> {
+    fn compile(&self) -> Result<Vec<(String, Policy)>, InvalidConfig> {
         if self.policies.is_empty() {
-            return Err("policies: give at least one policy".into());
+            return Err(InvalidConfig::new("policies", "give at least one policy"));
         }
         if self.num_traces == 0 {
-            return Err("num_traces must be more than 0".into());
+            return Err(InvalidConfig::new("num_traces", "must be more than 0"));
         }
         if self.decision_wait.get().is_zero() {
-            return Err("decision_wait must be more than 0".into());
+            return Err(InvalidConfig::new("decision_wait", "must be more than 0"));
         }
         self.policies
             .iter()
             .enumerate()
-            .map(|(i, p)| compile_policy(&format!("policies: policy {i} ({})", p.name), p))
+            .map(|(i, p)| compile_policy(&format!("policies[{i}]"), p))
             .collect()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.compile().map(|_| ())
     }
 }
@@ -494,7 +510,7 @@ impl RequestProcessor for TailSampler {
     }
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, BuildError> {
     let wait = config.decision_wait.get();
     let sampler = Arc::new(TailSampler {
         policies: config.compile()?,
@@ -503,8 +519,9 @@ pub fn build(config: &Config, ctx: Context) -> Result<Stage, String> {
         state: Mutex::new(State::default()),
         ctx,
     });
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| "tail_sampling needs the collector's runtime".to_string())?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime {
+        processor: TYPE_NAME,
+    })?;
     let weak: Weak<TailSampler> = Arc::downgrade(&sampler);
     let tick = (wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     runtime.spawn(async move {
@@ -669,12 +686,15 @@ mod tests {
     #[test]
     fn config_errors() {
         let bad = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err();
-        assert!(bad("policies = []").starts_with("policies"));
+        assert_eq!(bad("policies = []").key, "policies");
         let e = bad("[[policies]]\nname = \"x\"\ntype = \"latency\"");
-        assert!(e.contains("needs a `latency` table"), "{e}");
+        assert_eq!(e.key, "policies[0]");
+        assert!(e.reason.contains("needs a `latency` table"), "{e}");
         let e = bad(
             "[[policies]]\nname = \"x\"\ntype = \"status_code\"\nstatus_code = { status_codes = [\"BAD\"] }",
         );
-        assert!(e.contains("use ERROR, OK or UNSET"), "{e}");
+        assert_eq!(e.key, "policies[0].status_code.status_codes");
+        assert!(e.reason.contains("use ERROR, OK or UNSET"), "{e}");
+        assert!(e.reason.ends_with("(policy \"x\")"), "{e}");
     }
 }

@@ -12,7 +12,7 @@ use crate::filter::ErrorMode;
 use crate::ottl::{self, ContextKind, Statement};
 use crate::{Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
-use sluice_core::{Refusal, Signal};
+use sluice_core::{InvalidConfig, Refusal, Signal};
 use std::sync::Arc;
 
 pub const TYPE_NAME: &str = "transform";
@@ -49,15 +49,14 @@ fn compile_list(
     allowed: &[ContextKind],
     groups: &[ContextStatements],
     out: &mut Compiled,
-) -> Result<(), String> {
+) -> Result<(), InvalidConfig> {
     for (i, g) in groups.iter().enumerate() {
-        let at = format!("{field}: group {i}");
+        let at = format!("{field}[{i}]");
         let Some(ctx) = allowed.iter().copied().find(|c| c.name() == g.context) else {
             let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
-            return Err(format!(
-                "{at}: context {:?}: {field} run in {}",
-                g.context,
-                names.join(", ")
+            return Err(InvalidConfig::new(
+                format!("{at}.context"),
+                format!("{:?}: {field} run in {}", g.context, names.join(", ")),
             ));
         };
         let statements = g
@@ -65,8 +64,9 @@ fn compile_list(
             .iter()
             .enumerate()
             .map(|(j, src)| {
-                ottl::parse_statement(ctx, src)
-                    .map_err(|e| format!("{at}: statement {j} ({src:?}): {e}"))
+                ottl::parse_statement(ctx, src).map_err(|e| {
+                    InvalidConfig::new(format!("{at}.statements[{j}]"), format!("{src:?}: {e}"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         out.push((signal, ctx, statements));
@@ -75,7 +75,7 @@ fn compile_list(
 }
 
 impl Config {
-    fn compile(&self) -> Result<Compiled, String> {
+    fn compile(&self) -> Result<Compiled, InvalidConfig> {
         use ContextKind as C;
         let mut out = Vec::new();
         compile_list(
@@ -100,15 +100,15 @@ impl Config {
             &mut out,
         )?;
         if out.iter().all(|(_, _, s)| s.is_empty()) {
-            return Err(
-                "trace_statements, metric_statements or log_statements: give at least one statement"
-                    .into(),
-            );
+            return Err(InvalidConfig::new(
+                "",
+                "give at least one statement in trace_statements, metric_statements or log_statements",
+            ));
         }
         Ok(out)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.compile().map(|_| ())
     }
 }
@@ -117,7 +117,7 @@ pub struct Transform {
     groups: Compiled,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, String> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
     Ok(Stage::Request(Arc::new(Transform {
         groups: config.compile()?,
     })))
@@ -208,8 +208,9 @@ mod tests {
         )
         .unwrap();
         let e = cfg.validate().unwrap_err();
+        assert_eq!(e.key, "trace_statements[0].context");
         assert!(
-            e.starts_with("trace_statements: group 0: context \"log\""),
+            e.reason.starts_with("\"log\": trace_statements run in"),
             "{e}"
         );
     }
