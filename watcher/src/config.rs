@@ -499,22 +499,32 @@ impl Config {
     /// applied and checked.
     /// Errors have the key `catalogue`; the reason names the place inside the catalogue.
     pub fn load_catalogue(&self) -> Result<Catalogue, InvalidConfig> {
-        let mut c = match &self.catalogue {
-            None => Catalogue::builtin().map_err(|e| InvalidConfig::new("catalogue", e))?,
-            Some(CatalogueSource::Inline(c)) => c.clone(),
+        let (mut c, file) = match &self.catalogue {
+            None => (
+                Catalogue::builtin().map_err(|e| {
+                    InvalidConfig::new("catalogue", format!("the built-in catalogue: {e}"))
+                })?,
+                None,
+            ),
+            Some(CatalogueSource::Inline(c)) => (c.clone(), None),
             Some(CatalogueSource::Path(p)) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {
                     InvalidConfig::new("catalogue", format!("cannot read {p:?}: {e}"))
                 })?;
-                Catalogue::parse(&text)
-                    .map_err(|e| InvalidConfig::new("catalogue", format!("{p}: {e}")))?
+                let c = Catalogue::parse(&text)
+                    .map_err(|e| InvalidConfig::new("catalogue", format!("{p}: {e}")))?;
+                (c, Some(p))
             }
         };
         for (k, v) in &self.vars {
             c.vars.insert(k.clone(), v.clone());
         }
-        c.validate()
-            .map_err(|e| InvalidConfig::new("catalogue", e))?;
+        // Inline: the key path reaches into this config; from a file: the reason names the
+        // file and the key inside it.
+        c.validate().map_err(|e| match file {
+            Some(p) => InvalidConfig::new("catalogue", format!("{p}: {e}")),
+            None => e.under("catalogue"),
+        })?;
         Ok(c)
     }
 
@@ -604,9 +614,9 @@ pub(crate) fn check_url(key: &str, s: &str) -> Result<(), InvalidConfig> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        c.validate().map_err(|e| e.to_string())?;
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
         Ok(c)
     }
 
@@ -625,7 +635,7 @@ mod tests {
         );
         assert!(!c.dry_run && !c.kill_switch);
         let e = parse("").unwrap_err();
-        assert!(e.starts_with("bearer_token"), "{e}");
+        assert!(e.to_string().starts_with("bearer_token"), "{e}");
         assert!(parse("bearer_token = \"t\"\ntypo = 1").is_err());
     }
 

@@ -106,7 +106,10 @@ async fn webhook(s: Arc<Shared>, source: AlertSource, headers: HeaderMap, body: 
         // 5xx: Alertmanager retries it; Grafana redelivers at the next group_interval.
         Err(e) => {
             stats::webhook_refused(&s.component_id, "not_durable");
-            answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e}))
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}),
+            )
         }
     }
 }

@@ -70,7 +70,7 @@ impl Watcher {
             .load_catalogue()
             .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
         let catalogue = remediation_catalogue::CompiledCatalogue::compile(&catalogue_def)
-            .map_err(|e| anyhow::anyhow!("{component_id}: catalogue {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{component_id}: {}", e.under("catalogue")))?;
         let rules = rules::RuleSet::compile(&config.rules, &catalogue_def)
             .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
         let rate_limits: HashMap<String, remediation_catalogue::RateLimit> = catalogue_def

@@ -6,6 +6,7 @@
 
 use crate::config::LlmConfig;
 use crate::finding::Finding;
+use crate::notify::{CallError, success};
 use serde_json::{Value, json};
 use sluice_http_client::body::read_body;
 
@@ -43,7 +44,8 @@ pub async fn rank(
     alertname: &str,
     finding: &Finding,
     candidates: &[(String, String)],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, CallError> {
+    const TO: &str = "llm";
     let list: Vec<String> = candidates
         .iter()
         .map(|(id, d)| format!("- {id}: {d}"))
@@ -77,18 +79,16 @@ pub async fn rank(
     if let Some(k) = &cfg.api_key {
         req = req.bearer_auth(k);
     }
-    let resp = req.send().await.map_err(|e| format!("llm: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("llm: HTTP {}", resp.status()));
-    }
+    let resp = success(TO, req.send().await.map_err(CallError::request(TO))?)?;
     let bytes = read_body(resp, 1 << 20)
         .await
-        .map_err(|e| format!("llm: {e}"))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("llm: {e}"))?;
+        .map_err(|source| CallError::Body { to: TO, source })?;
+    let answer = |problem: String| CallError::Answer { to: TO, problem };
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| answer(e.to_string()))?;
     let content = v["choices"][0]["message"]["content"]
         .as_str()
-        .ok_or("llm: no message content")?;
-    parse_ids(content).ok_or_else(|| "llm: no JSON array in the answer".into())
+        .ok_or_else(|| answer("no message content".into()))?;
+    parse_ids(content).ok_or_else(|| answer("no JSON array in the answer".into()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! parameters never choose a URL's scheme or host, and a command's program is a fixed
 //! absolute path.
 
-use crate::template::{Template, percent_encode_segment};
+use crate::template::{Template, TemplateError, percent_encode_segment};
 use serde::Deserialize;
 use sluice_core::DurationStr;
 use sluice_core::InvalidConfig;
@@ -155,51 +155,63 @@ pub const ALWAYS_APPROVED: &[&str] = &["disable_agent", "scale_workers"];
 pub const MAX_PARAM_LEN: usize = 256;
 
 impl Catalogue {
-    pub fn parse(text: &str) -> Result<Catalogue, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Catalogue, toml::de::Error> {
+        toml::from_str(text)
     }
 
-    pub fn builtin() -> Result<Catalogue, String> {
-        Catalogue::parse(DEFAULT_CATALOGUE).map_err(|e| format!("catalogue (built-in): {e}"))
+    pub fn builtin() -> Result<Catalogue, toml::de::Error> {
+        Catalogue::parse(DEFAULT_CATALOGUE)
     }
 
     pub fn script_names(&self) -> String {
         self.scripts.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
-    /// Checks every script; messages start with `scripts.<name>` (the caller adds `catalogue`).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every script; keys start with `scripts.<name>` (the caller adds `catalogue`).
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         for (name, s) in &self.scripts {
             s.validate(name, &self.vars)
-                .map_err(|e| format!("scripts.{name}: {e}"))?;
+                .map_err(|e| e.under(&format!("scripts.{name}")))?;
         }
         Ok(())
     }
 }
 
 impl Script {
-    fn validate(&self, name: &str, vars: &BTreeMap<String, String>) -> Result<(), String> {
+    /// Checks one script; keys are below the script's table.
+    fn validate(&self, name: &str, vars: &BTreeMap<String, String>) -> Result<(), InvalidConfig> {
         if !valid_ident(name) {
-            return Err("script names use a-z, 0-9 and _".into());
+            return Err(InvalidConfig::new("", "script names use a-z, 0-9 and _"));
         }
         if ALWAYS_APPROVED.contains(&name) && !self.requires_approval {
-            return Err("requires_approval must be true (a human approves it)".into());
+            return Err(InvalidConfig::new(
+                "requires_approval",
+                "must be true (a human approves it)",
+            ));
         }
         if self.timeout.get().is_zero() || self.timeout.get() > std::time::Duration::from_secs(3600)
         {
-            return Err("timeout must be within (0, 1h]".into());
+            return Err(InvalidConfig::new("timeout", "must be within (0, 1h]"));
         }
         if let Some(r) = &self.rate_limit {
-            r.validate().map_err(|e| format!("rate_limit: {e}"))?;
+            r.validate().map_err(|e| e.under("rate_limit"))?;
         }
         for (pname, p) in &self.params {
+            let at = |field: &str| {
+                if field.is_empty() {
+                    format!("params.{pname}")
+                } else {
+                    format!("params.{pname}.{field}")
+                }
+            };
             if !valid_ident(pname) || vars.contains_key(pname) {
-                return Err(format!(
-                    "params.{pname}: names use a-z, 0-9 and _ and must differ from vars"
+                return Err(InvalidConfig::new(
+                    at(""),
+                    "names use a-z, 0-9 and _ and must differ from vars",
                 ));
             }
             if p.from.is_empty() && p.default.is_none() {
-                return Err(format!("params.{pname}: needs `from` or `default`"));
+                return Err(InvalidConfig::new(at(""), "needs `from` or `default`"));
             }
             for src in &p.from {
                 let ok = src
@@ -207,27 +219,32 @@ impl Script {
                     .or_else(|| src.strip_prefix("finding:"))
                     .is_some_and(|rest| !rest.is_empty());
                 if !ok {
-                    return Err(format!(
-                        "params.{pname}.from: {src:?} must be `label:<name>` or `finding:<name>`"
+                    return Err(InvalidConfig::new(
+                        at("from"),
+                        format!("{src:?} must be `label:<name>` or `finding:<name>`"),
                     ));
                 }
             }
-            let re =
-                compile_anchored(&p.pattern).map_err(|e| format!("params.{pname}.pattern: {e}"))?;
+            let re = compile_anchored(&p.pattern)
+                .map_err(|e| InvalidConfig::new(at("pattern"), e.to_string()))?;
             if let Some(d) = &p.default
                 && check_value(&re, d).is_err()
             {
-                return Err(format!("params.{pname}.default does not match its pattern"));
+                return Err(InvalidConfig::new(
+                    at("default"),
+                    "does not match its pattern",
+                ));
             }
         }
         let known = |n: &str| self.params.contains_key(n) || vars.contains_key(n);
         match (&self.http, &self.command) {
             (Some(h), None) => {
-                http::Method::from_bytes(h.method.as_bytes())
-                    .map_err(|_| format!("http.method {:?} is not a method", h.method))?;
-                let t = Template::parse(&h.url).map_err(|e| format!("http.url: {e}"))?;
-                t.check_names(&known)
-                    .map_err(|e| format!("http.url: {e}"))?;
+                http::Method::from_bytes(h.method.as_bytes()).map_err(|_| {
+                    InvalidConfig::new("http.method", format!("{:?} is not a method", h.method))
+                })?;
+                let url_error = |e: TemplateError| InvalidConfig::new("http.url", e.to_string());
+                let t = Template::parse(&h.url).map_err(url_error)?;
+                t.check_names(&known).map_err(url_error)?;
                 // Parameters may not reach the scheme or host: everything before the first
                 // parameter must already contain `scheme://host/`.
                 if let Some(prefix) = t.prefix_before(
@@ -238,58 +255,76 @@ impl Script {
                         .find("://")
                         .is_some_and(|i| prefix[i + 3..].contains('/'));
                     if !host_done {
-                        return Err(
-                            "http.url: parameters may only appear after `scheme://host/`".into(),
-                        );
+                        return Err(InvalidConfig::new(
+                            "http.url",
+                            "parameters may only appear after `scheme://host/`",
+                        ));
                     }
                 }
                 let sample = t.render(|n| vars.get(n).cloned().unwrap_or_else(|| "x".to_owned()));
                 match reqwest::Url::parse(&sample) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                     _ => {
-                        return Err(format!(
-                            "http.url: {sample:?} (with vars applied) is not an http(s) URL"
+                        return Err(InvalidConfig::new(
+                            "http.url",
+                            format!("{sample:?} (with vars applied) is not an http(s) URL"),
                         ));
                     }
                 }
                 for (k, v) in &h.headers {
-                    http::HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| format!("http.headers: {k:?} is not a header name"))?;
+                    http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                        InvalidConfig::new("http.headers", format!("{k:?} is not a header name"))
+                    })?;
                     Template::parse(v)
                         .and_then(|t| t.check_names(&known))
-                        .map_err(|e| format!("http.headers.{k}: {e}"))?;
+                        .map_err(|e| {
+                            InvalidConfig::new(format!("http.headers.{k}"), e.to_string())
+                        })?;
                 }
                 if let Some(b) = &h.body {
-                    check_json_templates(b, &known).map_err(|e| format!("http.body: {e}"))?;
+                    check_json_templates(b, &known)
+                        .map_err(|e| InvalidConfig::new("http.body", e.to_string()))?;
                 }
             }
             (None, Some(argv)) => {
                 let Some(program) = argv.first() else {
-                    return Err("command must not be empty".into());
+                    return Err(InvalidConfig::new("command", "must not be empty"));
                 };
                 if !program.starts_with('/') || program.contains("{{") {
-                    return Err(
-                        "command[0] must be a fixed absolute program path (no templates)".into(),
-                    );
+                    return Err(InvalidConfig::new(
+                        "command[0]",
+                        "must be a fixed absolute program path (no templates)",
+                    ));
                 }
                 for a in argv {
                     Template::parse(a)
                         .and_then(|t| t.check_names(&known))
-                        .map_err(|e| format!("command: {e}"))?;
+                        .map_err(|e| InvalidConfig::new("command", e.to_string()))?;
                 }
             }
-            _ => return Err("needs exactly one of `http` and `command`".into()),
+            _ => {
+                return Err(InvalidConfig::new(
+                    "",
+                    "needs exactly one of `http` and `command`",
+                ));
+            }
         }
         if let VerifySpec::Execution { execution_from } = &self.verify
             && !valid_ident(execution_from)
         {
-            return Err("verify.execution_from must be a response field name".into());
+            return Err(InvalidConfig::new(
+                "verify.execution_from",
+                "must be a response field name",
+            ));
         }
         Ok(())
     }
 }
 
-fn check_json_templates(v: &serde_json::Value, known: &dyn Fn(&str) -> bool) -> Result<(), String> {
+fn check_json_templates(
+    v: &serde_json::Value,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(), TemplateError> {
     match v {
         serde_json::Value::String(s) => Template::parse(s).and_then(|t| t.check_names(&known)),
         serde_json::Value::Array(a) => a.iter().try_for_each(|x| check_json_templates(x, known)),
@@ -306,11 +341,10 @@ pub(crate) fn valid_ident(s: &str) -> bool {
 }
 
 /// Compiles `pattern` so that it must match a whole value.
-pub fn compile_anchored(pattern: &str) -> Result<regex::Regex, String> {
+pub fn compile_anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| e.to_string())
 }
 
 /// Why a parameter value was refused.
@@ -350,6 +384,19 @@ pub fn check_value(re: &regex::Regex, v: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
+/// Why an action could not be rendered from a checked script.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("header {header} renders to an invalid value")]
+    HeaderValue { header: String },
+    #[error("script has neither http nor command")]
+    NoAction,
+}
+
 /// A script with its patterns compiled.
 #[derive(Debug, Clone)]
 pub struct CompiledScript {
@@ -366,13 +413,17 @@ pub struct CompiledCatalogue {
 }
 
 impl CompiledCatalogue {
-    pub fn compile(c: &Catalogue) -> Result<CompiledCatalogue, String> {
+    /// Keys of errors are below the catalogue (`scripts.<name>...`).
+    pub fn compile(c: &Catalogue) -> Result<CompiledCatalogue, InvalidConfig> {
         c.validate()?;
         let mut scripts = BTreeMap::new();
         for (name, s) in &c.scripts {
             let mut patterns = BTreeMap::new();
             for (p, def) in &s.params {
-                patterns.insert(p.clone(), compile_anchored(&def.pattern)?);
+                let re = compile_anchored(&def.pattern).map_err(|e| {
+                    InvalidConfig::new(format!("scripts.{name}.params.{p}.pattern"), e.to_string())
+                })?;
+                patterns.insert(p.clone(), re);
             }
             scripts.insert(
                 name.clone(),
@@ -456,7 +507,7 @@ impl CompiledScript {
         &self,
         vars: &BTreeMap<String, String>,
         params: &BTreeMap<String, String>,
-    ) -> Result<RenderedAction, String> {
+    ) -> Result<RenderedAction, RenderError> {
         let raw = |n: &str| {
             params
                 .get(n)
@@ -470,12 +521,15 @@ impl CompiledScript {
                 Some(v) => percent_encode_segment(v),
                 None => vars.get(n).cloned().unwrap_or_default(),
             });
-            let parsed = reqwest::Url::parse(&url).map_err(|e| format!("url {url:?}: {e}"))?;
+            let parsed = reqwest::Url::parse(&url).map_err(|e| RenderError::Url {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
             let mut headers = BTreeMap::new();
             for (k, v) in &h.headers {
                 let value = Template::parse(v)?.render(raw);
                 http::HeaderValue::from_str(&value)
-                    .map_err(|_| format!("header {k} renders to an invalid value"))?;
+                    .map_err(|_| RenderError::HeaderValue { header: k.clone() })?;
                 headers.insert(k.clone(), value);
             }
             let body = match &h.body {
@@ -495,7 +549,7 @@ impl CompiledScript {
             }
             ActionKind::Command { argv: out }
         } else {
-            return Err("script has neither http nor command".into());
+            return Err(RenderError::NoAction);
         };
         Ok(RenderedAction {
             script: self.name.clone(),
@@ -509,7 +563,7 @@ impl CompiledScript {
 fn render_json(
     v: &serde_json::Value,
     raw: &dyn Fn(&str) -> String,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, RenderError> {
     Ok(match v {
         serde_json::Value::String(s) => serde_json::Value::String(Template::parse(s)?.render(raw)),
         serde_json::Value::Array(a) => serde_json::Value::Array(
@@ -586,8 +640,8 @@ impl RenderedAction {
 mod tests {
     use super::*;
 
-    fn script(toml_text: &str) -> Result<Catalogue, String> {
-        let c = Catalogue::parse(toml_text)?;
+    fn script(toml_text: &str) -> Result<Catalogue, InvalidConfig> {
+        let c = Catalogue::parse(toml_text).unwrap();
         c.validate()?;
         Ok(c)
     }
@@ -620,7 +674,8 @@ http = { url = "http://{{host}}/a" }
 params.host = { from = ["label:host"], pattern = "[a-z]+" }"#,
         )
         .unwrap_err();
-        assert!(e.contains("scheme://host/"), "{e}");
+        assert_eq!(e.key, "scripts.x.http.url");
+        assert!(e.reason.contains("scheme://host/"), "{e}");
         let e = script(
             r#"[vars]
 base = "http://awf:8000"
@@ -629,7 +684,7 @@ http = { url = "{{base}}{{p}}" }
 params.p = { from = ["label:p"], pattern = "[a-z]+" }"#,
         )
         .unwrap_err();
-        assert!(e.contains("scheme://host/"), "{e}");
+        assert!(e.reason.contains("scheme://host/"), "{e}");
         script(
             r#"[vars]
 base = "http://awf:8000"
@@ -647,19 +702,21 @@ params.p = { from = ["label:p"], pattern = "[a-z]+" }"#,
 http = { url = "http://a/{{nope}}" }"#,
         )
         .unwrap_err();
-        assert!(e.contains("nope"), "{e}");
+        assert_eq!(e.key, "scripts.x.http.url");
+        assert!(e.reason.contains("nope"), "{e}");
         let e = script(
             r#"[scripts.x]
 command = ["sh", "-c", "echo"]"#,
         )
         .unwrap_err();
-        assert!(e.contains("absolute"), "{e}");
+        assert_eq!(e.key, "scripts.x.command[0]");
+        assert!(e.reason.contains("absolute"), "{e}");
         let e = script(
             r#"[scripts.disable_agent]
 command = ["/bin/true"]"#,
         )
         .unwrap_err();
-        assert!(e.contains("requires_approval"), "{e}");
+        assert_eq!(e.key, "scripts.disable_agent.requires_approval");
     }
 
     #[test]

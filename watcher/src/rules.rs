@@ -38,14 +38,14 @@ impl RuleSet {
             for (k, p) in &r.labels {
                 labels.push((
                     k.clone(),
-                    compile_anchored(p).map_err(|e| at(format!("labels.{k}"), e))?,
+                    compile_anchored(p).map_err(|e| at(format!("labels.{k}"), e.to_string()))?,
                 ));
             }
             let mut findings = Vec::new();
             for (k, p) in &r.findings {
                 findings.push((
                     k.clone(),
-                    compile_anchored(p).map_err(|e| at(format!("findings.{k}"), e))?,
+                    compile_anchored(p).map_err(|e| at(format!("findings.{k}"), e.to_string()))?,
                 ));
             }
             for (key, a) in r
@@ -65,7 +65,9 @@ impl RuleSet {
                 }
             }
             let verify_query = match &r.verify_query {
-                Some(q) => Some(Template::parse(q).map_err(|e| at("verify_query".into(), e))?),
+                Some(q) => {
+                    Some(Template::parse(q).map_err(|e| at("verify_query".into(), e.to_string()))?)
+                }
                 None => None,
             };
             out.push(CompiledRule {

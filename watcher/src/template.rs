@@ -3,6 +3,17 @@
 //! Names are `a-z`, `0-9`, `_` and `.`; there is no other syntax (no expressions, no
 //! filters), so a template can only insert values the caller chose to offer.
 
+/// Why a template was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{{{` in {template:?}")]
+    Unclosed { template: String },
+    #[error("bad placeholder {{{{{name}}}}} in {template:?}")]
+    BadPlaceholder { name: String, template: String },
+    #[error("unknown placeholder {{{{{0}}}}}")]
+    UnknownPlaceholder(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Lit(String),
@@ -15,7 +26,7 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn parse(s: &str) -> Result<Template, String> {
+    pub fn parse(s: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(start) = rest.find("{{") {
@@ -23,16 +34,19 @@ impl Template {
                 parts.push(Part::Lit(rest[..start].to_owned()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed `{{{{` in {s:?}"))?;
+            let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
+                template: s.to_owned(),
+            })?;
             let name = after[..end].trim();
             let ok = !name.is_empty()
                 && name.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.'
                 });
             if !ok {
-                return Err(format!("bad placeholder {{{{{name}}}}} in {s:?}"));
+                return Err(TemplateError::BadPlaceholder {
+                    name: name.to_owned(),
+                    template: s.to_owned(),
+                });
             }
             parts.push(Part::Name(name.to_owned()));
             rest = &after[end + 2..];
@@ -51,9 +65,9 @@ impl Template {
     }
 
     /// Fails on the first placeholder `known` does not accept.
-    pub fn check_names(&self, known: &impl Fn(&str) -> bool) -> Result<(), String> {
+    pub fn check_names(&self, known: &impl Fn(&str) -> bool) -> Result<(), TemplateError> {
         match self.names().find(|n| !known(n)) {
-            Some(n) => Err(format!("unknown placeholder {{{{{n}}}}}")),
+            Some(n) => Err(TemplateError::UnknownPlaceholder(n.to_owned())),
             None => Ok(()),
         }
     }

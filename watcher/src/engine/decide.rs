@@ -338,7 +338,7 @@ impl Shared {
                     self.audit(
                         "escalation_failed",
                         Some(&inc),
-                        json!({"script": esc, "error": e}),
+                        json!({"script": esc, "error": e.to_string()}),
                     )
                     .await;
                     self.close(id, outcome, None).await

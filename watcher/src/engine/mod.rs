@@ -66,6 +66,17 @@ const REFUSAL_AUDITS_PER_MINUTE: u32 = 60;
 const COMPACT_AFTER_LINES: u64 = 20_000;
 
 /// What a webhook request did, for its answer.
+/// Why a webhook's alerts were not queued: nothing new was made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the watcher is stopping")]
+    Stopping,
+    #[error("cannot queue the alerts durably: {0}")]
+    Queue(std::io::Error),
+    #[error("cannot record the resolution durably: {0}")]
+    Resolve(std::io::Error),
+}
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct IntakeSummary {
     pub new: usize,
@@ -176,9 +187,9 @@ impl Shared {
         self: &Arc<Self>,
         source: AlertSource,
         payload: WebhookPayload,
-    ) -> Result<IntakeSummary, String> {
+    ) -> Result<IntakeSummary, IntakeError> {
         if self.stopping.load(Ordering::SeqCst) {
-            return Err("the watcher is stopping".into());
+            return Err(IntakeError::Stopping);
         }
         let now = now_ms();
         let mut summary = IntakeSummary::default();
@@ -270,9 +281,7 @@ impl Shared {
                 .iter()
                 .map(|i| Record::Incident(Box::new(i.clone())))
                 .collect();
-            self.write(records)
-                .await
-                .map_err(|e| format!("cannot queue the alerts durably: {e}"))?;
+            self.write(records).await.map_err(IntakeError::Queue)?;
         }
         let mut spawned = Vec::new();
         {
@@ -306,9 +315,7 @@ impl Shared {
             self.drive_later(id);
         }
         for id in resolved_ids {
-            self.resolve(&id)
-                .await
-                .map_err(|e| format!("cannot record the resolution durably: {e}"))?;
+            self.resolve(&id).await.map_err(IntakeError::Resolve)?;
         }
         Ok(summary)
     }
