@@ -13,6 +13,12 @@ if ! command -v prometheus >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
+if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+  echo "== installing Debian's prometheus-node-exporter (a real scrape target for prometheus_scrape)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-node-exporter >/dev/null
+fi
+
 if ! command -v amtool >/dev/null 2>&1; then
   echo "== installing Debian's prometheus-alertmanager (amtool checks deploy/alertmanager)"
   as_root apt-get update -qq

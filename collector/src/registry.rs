@@ -111,6 +111,7 @@ components! {
         Otlp => sluice_receiver_otlp,
         Awf => sluice_receiver_awf,
         Kafka => sluice_receiver_kafka,
+        PrometheusScrape => sluice_receiver_prometheus,
     }
     exporters {
         Otlp => sluice_exporter_otlp::otlp,

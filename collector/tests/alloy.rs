@@ -580,6 +580,54 @@ receivers = ["a", "b"]
 exporters = ["one", "two"]
 "#,
         ),
+        (
+            "prometheus.scrape",
+            r#"
+prometheus.scrape "node" {
+  targets = [
+    {"__address__" = "127.0.0.1:9100", "env" = "prod"},
+    {"__address__" = "127.0.0.1:9090"},
+  ]
+  forward_to      = [prometheus.remote_write.mimir.receiver]
+  scrape_interval = "15s"
+  scrape_timeout  = "5s"
+  metrics_path    = "/metrics"
+  honor_labels    = true
+}
+prometheus.scrape "defaults" {
+  targets    = [{"__address__" = "127.0.0.1:9091"}]
+  forward_to = [prometheus.remote_write.mimir.receiver]
+}
+prometheus.remote_write "mimir" {
+  endpoint { url = "http://mimir:9009/api/v1/push" }
+}
+"#,
+            r#"
+[receivers.node]
+type = "prometheus_scrape"
+job_name = "prometheus.scrape.node"
+static_configs = [
+  { targets = ["127.0.0.1:9100"], labels = { env = "prod" } },
+  { targets = ["127.0.0.1:9090"] },
+]
+scrape_interval = "15s"
+scrape_timeout = "5s"
+metrics_path = "/metrics"
+honor_labels = true
+[receivers.defaults]
+type = "prometheus_scrape"
+job_name = "prometheus.scrape.defaults"
+static_configs = [{ targets = ["127.0.0.1:9091"] }]
+[exporters.mimir]
+type = "prometheus_remote_write"
+url = "http://mimir:9009/api/v1/push"
+[[pipelines]]
+name = "metrics"
+signals = ["metrics"]
+receivers = ["node", "defaults"]
+exporters = ["mimir"]
+"#,
+        ),
     ];
     for (name, alloy, toml) in examples {
         eprintln!("example: {name}");
@@ -807,7 +855,7 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
         (
             "loki.write \"l\" {",
             "loki.source.file \"f\" {}\nloki.write \"l\" {",
-            "test.alloy:40:1: loki.source.file: component `loki.source.file` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.processor.attributes, otelcol.processor.filter, otelcol.processor.transform, otelcol.processor.tail_sampling, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, logging (docs/alloy.md)",
+            "test.alloy:40:1: loki.source.file: component `loki.source.file` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.processor.attributes, otelcol.processor.filter, otelcol.processor.transform, otelcol.processor.tail_sampling, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, prometheus.scrape, logging (docs/alloy.md)",
         ),
         (
             "timeout = \"1s\"",

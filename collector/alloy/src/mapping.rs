@@ -50,6 +50,7 @@ pub const SUPPORTED_COMPONENTS: &[&str] = &[
     "loki.write",
     "otelcol.auth.basic",
     "otelcol.auth.bearer",
+    "prometheus.scrape",
     "logging",
 ];
 
@@ -577,6 +578,13 @@ enum Node {
         name: String,
         outputs: Outputs,
     },
+    /// `prometheus.scrape`: Prometheus data, forwarded to `prometheus.remote_write` only.
+    PromReceiver {
+        name: String,
+        forward: Vec<Target>,
+        pos: usize,
+        key: String,
+    },
     Batch {
         name: String,
         outputs: Outputs,
@@ -611,6 +619,7 @@ impl Node {
     fn export(&self) -> (&'static str, &'static str) {
         match self {
             Node::Receiver { .. } => ("", "an OpenTelemetry receiver (it has no input)"),
+            Node::PromReceiver { .. } => ("", "a Prometheus scrape component (it has no input)"),
             Node::Batch { .. } | Node::Processor { .. } => ("input", "an OpenTelemetry processor"),
             Node::Exporter { .. } => ("input", "an OpenTelemetry exporter"),
             Node::PromConverter { .. } => ("input", "an OpenTelemetry-to-Prometheus exporter"),
@@ -1187,6 +1196,7 @@ impl Mapper<'_> {
                 Some(Node::LokiConverter { forward })
             }
             "prometheus.remote_write" => Some(self.remote_write(b, &id)?),
+            "prometheus.scrape" => Some(self.scrape(b, &id)?),
             "loki.write" => Some(self.loki_write(b, &id)?),
             _ => {
                 // Unreachable: `map` refuses unsupported components first.
@@ -1669,6 +1679,127 @@ impl Mapper<'_> {
         Ok(node)
     }
 
+    /// The remote-write exporters a `prometheus.scrape` forwards to (no processors: Alloy's
+    /// Prometheus components go straight to `prometheus.remote_write`).
+    fn prometheus_routes(&self, t: &Target) -> Result<Vec<(Vec<String>, String)>, Error> {
+        match self.node(t)? {
+            Node::RemoteWrite { exporters } => Ok(exporters
+                .iter()
+                .map(|e| (Vec::new(), self.comps[*e].name.clone()))
+                .collect()),
+            _ => Err(Error::at(
+                t.pos,
+                t.component.clone(),
+                format!(
+                    "prometheus.scrape's forward_to takes prometheus.remote_write receivers; `{}` is not one",
+                    t.component
+                ),
+            )),
+        }
+    }
+
+    /// `prometheus.scrape` → a `prometheus_scrape` receiver. `targets` is a list of objects
+    /// holding `__address__` and other labels; each becomes one `static_configs` entry.
+    fn scrape(&mut self, b: &EBlock, id: &str) -> Result<Node, Error> {
+        let r = Reader::new(
+            b,
+            id.to_string(),
+            quoted_id(b),
+            &[
+                "targets",
+                "forward_to",
+                "job_name",
+                "scrape_interval",
+                "scrape_timeout",
+                "metrics_path",
+                "scheme",
+                "honor_labels",
+                "honor_timestamps",
+                "bearer_token",
+            ],
+            &["basic_auth"],
+        )?;
+        let mut body = Table::default();
+        let targets = r.required("targets")?;
+        let Value::Array(items) = &targets.value else {
+            return Err(r.type_error(
+                targets,
+                "a list of objects, e.g. [{\"__address__\" = \"localhost:9100\"}]",
+            ));
+        };
+        let mut groups = Vec::new();
+        for item in items {
+            let Value::Object(fields) = item else {
+                return Err(r.type_error(targets, "a list of objects with `__address__`"));
+            };
+            let mut address = None;
+            let mut labels = Vec::new();
+            for (k, v) in fields {
+                let Value::Str(text) = v else {
+                    return Err(r.type_error(targets, "objects of string values"));
+                };
+                let rendered = self.render(text, targets.value_pos);
+                if k == "__address__" {
+                    address = Some(rendered);
+                } else {
+                    labels.push(format!("{} = {rendered}", toml_key(k)));
+                }
+            }
+            let address = address.ok_or_else(|| {
+                Error::at(
+                    targets.value_pos,
+                    format!("{id}.targets"),
+                    "every target needs `__address__` (host:port)",
+                )
+            })?;
+            groups.push(format!(
+                "{{ targets = [{address}], labels = {{ {} }} }}",
+                labels.join(", ")
+            ));
+        }
+        body.set(
+            "static_configs",
+            format!("[{}]", groups.join(", ")),
+            r.origin(targets),
+        );
+        let forward = r.exports_of(r.required("forward_to")?)?;
+        match r.attr("job_name") {
+            Some(a) => self.set_str(&mut body, "job_name", &r, a)?,
+            // Alloy's default job label is the component's name.
+            None => body.set("job_name", toml_string(id), r.here()),
+        }
+        self.copy_strs(
+            &mut body,
+            &r,
+            &[
+                "scrape_interval",
+                "scrape_timeout",
+                "metrics_path",
+                "scheme",
+                "bearer_token",
+            ],
+        )?;
+        Self::copy_bools(
+            &mut body,
+            &r,
+            &[
+                ("honor_labels", "honor_labels"),
+                ("honor_timestamps", "honor_timestamps"),
+            ],
+        )?;
+        if let Some(ba) = r.block("basic_auth", &["username", "password"], &[])? {
+            let t = body.table("basic_auth", ba.here());
+            self.copy_strs(t, &ba, &["username", "password"])?;
+        }
+        let c = self.add_comp(b, "receivers", "prometheus_scrape", body);
+        Ok(Node::PromReceiver {
+            name: self.comps[c].name.clone(),
+            forward,
+            pos: b.pos,
+            key: id.to_string(),
+        })
+    }
+
     /// Sluice exporters reached from `t` for `signal`, each with the processors on the way
     /// (in order; the batch processor among them).
     fn routes(
@@ -1775,7 +1906,7 @@ impl Mapper<'_> {
                     ),
                 ));
             }
-            Node::Receiver { .. } | Node::Auth { .. } => {
+            Node::Receiver { .. } | Node::PromReceiver { .. } | Node::Auth { .. } => {
                 // `node()` already refused these: their exports are not `input`.
                 return Err(Error::at(t.pos, t.component.clone(), "not a data consumer"));
             }
@@ -1852,8 +1983,26 @@ impl Mapper<'_> {
         let mut groups: Vec<Group> = Vec::new();
         let mut descriptions: HashMap<(usize, String), Vec<String>> = HashMap::new();
         for id in &self.order {
-            let Some(Node::Receiver { name, outputs }) = self.nodes.get(id) else {
-                continue;
+            let prom_outputs;
+            let (name, outputs, prometheus) = match self.nodes.get(id) {
+                Some(Node::Receiver { name, outputs }) => (name, outputs, false),
+                Some(Node::PromReceiver {
+                    name,
+                    forward,
+                    pos,
+                    key,
+                }) => {
+                    let metrics = SIGNALS.iter().position(|s| *s == "metrics").unwrap_or(1);
+                    let mut o = Outputs {
+                        pos: [*pos; 3],
+                        key: key.clone(),
+                        ..Default::default()
+                    };
+                    o.by_signal[metrics] = forward.clone();
+                    prom_outputs = o;
+                    (name, &prom_outputs, true)
+                }
+                _ => continue,
             };
             for (signal, targets) in outputs.by_signal.iter().enumerate() {
                 let origin = Origin {
@@ -1862,7 +2011,12 @@ impl Mapper<'_> {
                 };
                 for t in targets {
                     let mut stack = vec![id.clone()];
-                    for (procs, exporter) in self.routes(t, signal, Vec::new(), &mut stack)? {
+                    let routes = if prometheus {
+                        self.prometheus_routes(t)?
+                    } else {
+                        self.routes(t, signal, Vec::new(), &mut stack)?
+                    };
+                    for (procs, exporter) in routes {
                         let g = match groups
                             .iter_mut()
                             .position(|g| g.signal == signal && g.procs == procs)

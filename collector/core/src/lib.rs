@@ -9,6 +9,7 @@ pub mod batch;
 pub mod component;
 pub mod config;
 pub mod item;
+pub mod prometheus;
 pub mod reason;
 pub mod retry;
 pub mod telemetry;

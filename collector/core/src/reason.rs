@@ -62,6 +62,10 @@ pub const INGESTION_BLOCKED: &str = "ingestion_blocked";
 /// The backend accepted the request but refused some items (OTLP partial success).
 pub const PARTIAL_SUCCESS: &str = "partial_success";
 
+// Receiving.
+/// A body or exposition that does not decode (OTLP receivers, a scrape that does not parse).
+pub const MALFORMED: &str = "malformed";
+
 /// The reason for a non-2xx HTTP answer that carries no more specific cause.
 pub fn for_http_status(status: u16) -> &'static str {
     match status {

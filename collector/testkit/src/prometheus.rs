@@ -92,6 +92,19 @@ impl PrometheusServer {
 
     /// Like `start_on`, with a whole `prometheus.yml` (rule files, scrape jobs, alerting).
     pub async fn start_configured(port: u16, config_yaml: &str) -> PrometheusServer {
+        // Needed on 2.x for native histograms and exemplars; 3.x only warns about flags it
+        // no longer needs.
+        Self::start_with_features(port, config_yaml, "native-histograms,exemplar-storage").await
+    }
+
+    /// Like `start_configured`, without native histograms: a 2.x Prometheus with them asks
+    /// scrape targets for the protobuf format first; without them it scrapes the text formats
+    /// as the `prometheus_scrape` receiver does (the reference in its comparison tests).
+    pub async fn start_text_scraper(port: u16, config_yaml: &str) -> PrometheusServer {
+        Self::start_with_features(port, config_yaml, "exemplar-storage").await
+    }
+
+    async fn start_with_features(port: u16, config_yaml: &str, features: &str) -> PrometheusServer {
         let bin = find_binary();
         let version = version_of(&bin);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -108,9 +121,7 @@ impl PrometheusServer {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-remote-write-receiver")
-            // Needed on 2.x for native histograms and exemplars; 3.x only warns about
-            // flags it no longer needs.
-            .arg("--enable-feature=native-histograms,exemplar-storage")
+            .arg(format!("--enable-feature={features}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

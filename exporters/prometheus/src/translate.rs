@@ -11,6 +11,7 @@ mod exemplars;
 mod labels;
 pub mod naming;
 mod native;
+mod passthrough;
 mod points;
 
 use crate::remote_write::{MetricType, stale_nan, v1, v2};
@@ -358,6 +359,16 @@ impl<'o> Builder<'o> {
             max_ms: None,
         };
         for sm in &rm.scope_metrics {
+            if sm
+                .scope
+                .as_ref()
+                .is_some_and(|s| s.name == sluice_core::prometheus::PASSTHROUGH_SCOPE)
+            {
+                for metric in &sm.metrics {
+                    self.passthrough(&mut ctx, metric);
+                }
+                continue;
+            }
             let scope_labels = if self.opts.include_scope_labels {
                 scope_labels(sm.scope.as_ref(), &sm.schema_url)
             } else {
