@@ -31,9 +31,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http" 2>/dev/null \
+if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, prometheus_client" 2>/dev/null \
   || [ ! -x .venv/bin/check-jsonschema ] || [ ! -x .venv/bin/kubernetes-validate ]; then
-  echo "== installing the OpenTelemetry Python SDK and the schema validators into .venv"
+  echo "== installing the OpenTelemetry Python SDK, prometheus_client and the schema validators into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r collector/tests/python/requirements.txt
 fi

@@ -308,3 +308,120 @@ exporters = ["sink"]
             == 0.0
     );
 }
+
+/// The official Prometheus Python client (`collector/tests/python/om_target.py`) answers
+/// OpenMetrics to both scrapers: counters as `_total` + `_created`, a histogram, a summary, an
+/// info and a stateset, label values with quotes, commas and backslashes. The sink holds exactly
+/// the series and values the reference holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_target_equals_what_a_real_prometheus_scrapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("requests.log");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/om_target.py");
+    let _target = KillOnDrop(
+        Command::new(support::python())
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start om_target.py"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "om_target.py did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let reference = PrometheusServer::start_text_scraper(
+        free_port(),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n\
+             - job_name: om\n  static_configs:\n  - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .await;
+    let sink = PrometheusServer::start().await;
+    let config = format!(
+        r#"
+[receivers.om]
+type = "prometheus_scrape"
+scrape_interval = "1s"
+scrape_timeout = "1s"
+static_configs = [{{ targets = ["127.0.0.1:{port}"] }}]
+
+[processors.batch]
+type = "batch"
+timeout = "50ms"
+
+[exporters.sink]
+type = "prometheus_remote_write"
+url = "{}"
+
+[[pipelines]]
+name = "scraped"
+signals = ["metrics"]
+receivers = ["om"]
+processors = ["batch"]
+exporters = ["sink"]
+"#,
+        sink.write_url()
+    );
+    let path = write_config(dir.path(), "om.toml", &config);
+    let _sluice = Sluice::start(&path, &dir.path().join("data")).await;
+
+    eventually("OpenMetrics series and values", || async {
+        let t = now() - 2.0;
+        // Durations differ between two scrapers; everything else is fixed.
+        let q = r#"{job="om", __name__!="scrape_duration_seconds"}"#;
+        let (ours, theirs) = (at(&sink, q, t).await, at(&reference, q, t).await);
+        let has = |name: &str| ours.keys().any(|l| l["__name__"] == name);
+        if ours == theirs
+            && has("om_requests_total")
+            && has("om_requests_created")
+            && has("om_build_info")
+            && has("om_state")
+            && has("om_latency_seconds_bucket")
+        {
+            Ok(())
+        } else {
+            let a: BTreeSet<_> = ours.iter().collect();
+            let b: BTreeSet<_> = theirs.iter().collect();
+            Err(diff(&a, &b))
+        }
+    })
+    .await;
+    let escaped = at(&sink, r#"om_requests_total{method="get"}"#, now()).await;
+    let labels = escaped
+        .keys()
+        .next()
+        .expect("om_requests_total{method=\"get\"}");
+    assert_eq!(labels["path"], "/a,b=\"c\"\\d");
+
+    // Both asked for OpenMetrics and got it.
+    let requests = std::fs::read_to_string(&log).unwrap();
+    for agent in ["Sluice/", "Prometheus/"] {
+        let answers: Vec<&str> = requests.lines().filter(|l| l.starts_with(agent)).collect();
+        assert!(!answers.is_empty(), "no request from {agent}:\n{requests}");
+        assert!(
+            answers
+                .iter()
+                .all(|l| l.contains("\tapplication/openmetrics-text; version=1.0.0")),
+            "{agent}: {answers:?}"
+        );
+    }
+}
+
+/// A child process that is killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -59,6 +59,9 @@ pub const TARGETS: &str = "sluice_prometheus_scrape_targets";
 /// Discovered targets not scraped, by `reason` (`relabel_dropped`, `invalid_address`).
 pub const SKIPPED_TARGETS: &str = "sluice_prometheus_scrape_skipped_targets_total";
 
+/// Sent with every scrape, so targets can tell Sluice from Prometheus in their logs.
+pub const USER_AGENT: &str = concat!("Sluice/", env!("CARGO_PKG_VERSION"));
+
 /// What Prometheus 2 sends: OpenMetrics preferred, the text format as fallback.
 const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -92,7 +95,10 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<ScrapeReceiv
         .map_err(|e| fail(e.under("metric_relabel_configs")))?;
     let client = sluice_http_client::build_client(
         &config.tls,
-        &sluice_http_client::ClientOptions::with_timeout(config.scrape_timeout.get()),
+        &sluice_http_client::ClientOptions {
+            user_agent: Some(USER_AGENT),
+            ..sluice_http_client::ClientOptions::with_timeout(config.scrape_timeout.get())
+        },
     )
     .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
     let authorization = sluice_http_client::authorization(
