@@ -448,3 +448,190 @@ async fn deliver(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn config(extra: &str) -> Config {
+        toml::from_str(&format!(
+            "static_configs = [{{ targets = [\"127.0.0.1:1\"] }}]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    /// The request heads a test server saw.
+    #[derive(Default)]
+    struct Heads(std::sync::Mutex<Vec<String>>);
+
+    impl Heads {
+        fn push(&self, head: String) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(head);
+            }
+        }
+
+        fn first(&self) -> String {
+            self.0
+                .lock()
+                .map(|v| v.first().cloned().unwrap_or_default())
+                .unwrap_or_default()
+        }
+    }
+
+    /// An HTTP/1.1 server answering every request with `response`; returns its address and
+    /// the request heads it saw.
+    async fn server(response: String) -> (String, Arc<Heads>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let heads = Arc::new(Heads::default());
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (addr, heads)
+    }
+
+    fn response(status: &str, content_type: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    async fn scrape(extra: &str, addr: &str) -> Result<parse::Exposition, (&'static str, String)> {
+        let receiver = build(&config(extra), "receivers.scrape").unwrap();
+        let target = Target {
+            url: format!("http://{addr}/metrics"),
+            labels: vec![("instance".into(), addr.into())],
+        };
+        fetch(&receiver.shared, &target).await
+    }
+
+    #[tokio::test]
+    async fn negotiates_like_prometheus_and_parses_by_content_type() {
+        let (addr, heads) = server(response(
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "# TYPE c counter\nc_total 2.0\n# EOF\n",
+        ))
+        .await;
+        let exposition = scrape("", &addr).await.unwrap();
+        assert_eq!(exposition.samples[0].name, "c_total");
+        let head = heads.first().to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("accept: {}", ACCEPT_HEADER.to_ascii_lowercase())),
+            "{head}"
+        );
+        assert!(head.contains("user-agent: sluice/"), "{head}");
+        assert!(
+            head.contains("x-prometheus-scrape-timeout-seconds: 10"),
+            "{head}"
+        );
+
+        // The same body as text/plain is a text exposition; `# EOF` is a comment there.
+        let (addr, _) = server(response(
+            "200 OK",
+            "text/plain; version=0.0.4",
+            "c_total 2\n",
+        ))
+        .await;
+        assert_eq!(scrape("", &addr).await.unwrap().samples.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_are_named_by_reason() {
+        let (addr, _) = server(response("404 Not Found", "text/plain", "no")).await;
+        assert_eq!(scrape("", &addr).await.unwrap_err().0, "not_found");
+        let (addr, _) = server(response("503 Service Unavailable", "text/plain", "")).await;
+        assert_eq!(scrape("", &addr).await.unwrap_err().0, "server_error");
+        // OpenMetrics without `# EOF`, and a broken line: the whole scrape fails.
+        let (addr, _) = server(response(
+            "200 OK",
+            "application/openmetrics-text",
+            "c_total 1\n",
+        ))
+        .await;
+        let (reason, message) = scrape("", &addr).await.unwrap_err();
+        assert_eq!(reason, "malformed");
+        assert!(message.contains("# EOF"), "{message}");
+        let (addr, _) = server(response("200 OK", "text/plain", "ok 1\nbad{ 2\n")).await;
+        let (reason, message) = scrape("", &addr).await.unwrap_err();
+        assert_eq!(reason, "malformed");
+        assert!(message.starts_with("line 2:"), "{message}");
+        let big = format!("a 1\n{}", "# filler\n".repeat(300));
+        let (addr, _) = server(response("200 OK", "text/plain", &big)).await;
+        assert_eq!(
+            scrape("body_size_limit = \"1KiB\"", &addr)
+                .await
+                .unwrap_err()
+                .0,
+            "too_large"
+        );
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(
+            scrape("", &format!("127.0.0.1:{port}"))
+                .await
+                .unwrap_err()
+                .0,
+            "connect"
+        );
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        for (text, key) in [
+            ("static_configs = []", "static_configs"),
+            (
+                "static_configs = [{ targets = [\"http://h:1/x\"] }]",
+                "static_configs[0].targets[0]",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"], labels = { \"a-b\" = \"v\" } }]",
+                "static_configs[0].labels.a-b",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"] }]\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"",
+                "scrape_timeout",
+            ),
+            (
+                "file_sd_configs = [{ files = [\"/etc/*/x.json\"] }]",
+                "file_sd_configs[0].files[0]",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"] }]\nscheme = \"ftp\"",
+                "scheme",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"] }]\nmetrics_path = \"metrics\"",
+                "metrics_path",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"] }]\nrelabel_configs = [{ regex = \"(\", target_label = \"x\" }]",
+                "relabel_configs[0].regex",
+            ),
+            (
+                "static_configs = [{ targets = [\"h:1\"] }]\nscrape_intervall = \"1s\"",
+                "scrape_intervall",
+            ),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            assert_eq!(c.validate().unwrap_err().key, key, "{text}");
+        }
+        assert_eq!(default_job("receivers.node"), "node");
+        let b = build(&config("job_name = \"custom\""), "receivers.node").unwrap();
+        assert_eq!(b.shared.job, "custom");
+    }
+}
