@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 pub struct Topology {
     receiver_stop: watch::Sender<bool>,
-    receivers: Vec<(String, JoinHandle<Result<(), String>>)>,
+    receivers: Vec<(String, JoinHandle<Result<(), sluice_core::ReceiverError>>)>,
     spools: Vec<Spool>,
     drivers: Vec<(String, JoinHandle<()>)>,
     /// Reporters of start-up replay progress (crate::replay), one per pipeline with a backlog.

@@ -4,7 +4,7 @@
 //! processor runs the same actions on resource attributes.
 
 use crate::data::{self, ConfigValue};
-use crate::{Context, Request, RequestProcessor, Stage, compile_regex};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage, compile_regex};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Refusal};
@@ -328,7 +328,7 @@ pub struct Attributes {
     actions: Vec<Action>,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, BuildError> {
     Ok(Stage::Request(Arc::new(Attributes {
         actions: compile_actions("actions", &config.actions)?,
     })))

@@ -10,7 +10,7 @@
 //! ```
 
 use crate::ottl::{self, ContextKind, Expr};
-use crate::{Context, Request, RequestProcessor, Stage};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Refusal, Signal};
 use std::sync::Arc;
@@ -132,7 +132,7 @@ pub struct Filter {
     ctx: Context,
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, BuildError> {
     Ok(Stage::Request(Arc::new(Filter {
         conditions: config.compile()?,
         ctx,

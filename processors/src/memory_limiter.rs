@@ -8,7 +8,7 @@
 //! pipeline reads the same sample, so it protects the process, not one pipeline. Put it first
 //! in a pipeline's processors so refused data costs nothing more.
 
-use crate::{Context, Stage};
+use crate::{BuildError, Context, Stage};
 use serde::Deserialize;
 use sluice_core::{DurationStr, InvalidConfig, Item, Processor, Refusal};
 use std::sync::Arc;
@@ -208,7 +208,7 @@ impl Processor for MemoryLimiter {
     }
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, BuildError> {
     let (soft_limit, _hard) = config.limits()?;
     let interval = config.check_interval.get();
     Ok(Stage::Item(Arc::new(MemoryLimiter {

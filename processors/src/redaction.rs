@@ -13,7 +13,7 @@
 //! replaces, so equal values stay comparable without being readable.
 
 use crate::data::{self, sha256_hex};
-use crate::{Context, Request, RequestProcessor, Stage, compile_regex};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage, compile_regex};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Refusal, Signal};
@@ -205,7 +205,7 @@ pub struct Redaction {
     ctx: Context,
 }
 
-pub fn build(config: &Config, ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, ctx: Context) -> Result<Stage, BuildError> {
     Ok(Stage::Request(Arc::new(Redaction {
         rules: Rules::compile(config)?,
         ctx,

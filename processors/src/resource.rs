@@ -3,7 +3,7 @@
 //! processor runs them.
 
 use crate::attributes::{Action, ActionConfig, apply, compile_actions};
-use crate::{Context, Request, RequestProcessor, Stage};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Refusal};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub struct ResourceProcessor {
     actions: Vec<Action>,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, BuildError> {
     Ok(Stage::Request(Arc::new(ResourceProcessor {
         actions: compile_actions("attributes", &config.attributes)?,
     })))

@@ -10,7 +10,7 @@
 
 use crate::filter::ErrorMode;
 use crate::ottl::{self, ContextKind, Statement};
-use crate::{Context, Request, RequestProcessor, Stage};
+use crate::{BuildError, Context, Request, RequestProcessor, Stage};
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Refusal, Signal};
 use std::sync::Arc;
@@ -117,7 +117,7 @@ pub struct Transform {
     groups: Compiled,
 }
 
-pub fn build(config: &Config, _ctx: Context) -> Result<Stage, InvalidConfig> {
+pub fn build(config: &Config, _ctx: Context) -> Result<Stage, BuildError> {
     Ok(Stage::Request(Arc::new(Transform {
         groups: config.compile()?,
     })))

@@ -105,13 +105,34 @@ impl ReceiverContext {
     }
 }
 
+/// Why a receiver stopped serving: what failed (a listener or client, named as its config
+/// key or component is, e.g. `push.endpoint`) and the underlying error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct ReceiverError {
+    pub what: String,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ReceiverError {
+    pub fn new(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ReceiverError {
+        ReceiverError {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// A receiver built from config. Building binds its listeners (so address clashes fail at
 /// start, with the config key); `run` serves until shutdown.
 pub trait Receiver: Send + 'static {
     /// Addresses this receiver listens on, for readiness and clash checks.
     fn listen_addrs(&self) -> Vec<std::net::SocketAddr>;
 
-    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>>;
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>>;
 }
 
 /// Transforms items on the ingest path (before the spool). Returning `Ok(None)` drops the item

@@ -16,8 +16,8 @@ pub mod telemetry;
 pub mod time;
 
 pub use component::{
-    Batch, ComponentConfig, Consumer, Exporter, Processor, Receiver, ReceiverContext, Refusal,
-    SendOutcome,
+    Batch, ComponentConfig, Consumer, Exporter, Processor, Receiver, ReceiverContext,
+    ReceiverError, Refusal, SendOutcome,
 };
 pub use config::{ByteSize, DurationStr, InvalidConfig};
 pub use item::{Item, Signal};

@@ -99,21 +99,34 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<DebugExporte
     })
 }
 
+/// Why an item's payload cannot be shown as OTLP/JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{signal} payload cannot be rendered: {source}")]
+    Decode {
+        signal: Signal,
+        source: prost::DecodeError,
+    },
+    #[error("{signal} payload cannot be rendered: {source}")]
+    Json {
+        signal: Signal,
+        source: serde_json::Error,
+    },
+}
+
 /// Decodes an item's payload and renders it as one line of OTLP/JSON.
-pub fn item_to_json(item: &Item) -> Result<String, String> {
-    let payload = &item.payload[..];
-    let json = match item.signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_string(&m).map_err(|e| e.to_string())),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_string(&m).map_err(|e| e.to_string())),
-        Signal::Logs => ExportLogsServiceRequest::decode(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_string(&m).map_err(|e| e.to_string())),
-    };
-    json.map_err(|e| format!("{} payload cannot be rendered: {e}", item.signal))
+pub fn item_to_json(item: &Item) -> Result<String, RenderError> {
+    fn render<M: Message + Default + serde::Serialize>(item: &Item) -> Result<String, RenderError> {
+        let signal = item.signal;
+        let message = M::decode(&item.payload[..])
+            .map_err(|source| RenderError::Decode { signal, source })?;
+        serde_json::to_string(&message).map_err(|source| RenderError::Json { signal, source })
+    }
+    match item.signal {
+        Signal::Traces => render::<ExportTraceServiceRequest>(item),
+        Signal::Metrics => render::<ExportMetricsServiceRequest>(item),
+        Signal::Logs => render::<ExportLogsServiceRequest>(item),
+    }
 }
 
 impl DebugExporter {
@@ -174,8 +187,8 @@ impl Exporter for DebugExporter {
             if self.needs_json() {
                 match item_to_json(item) {
                     Ok(line) => json_lines.push(line),
-                    Err(message) => {
-                        tracing::warn!(component_id = %self.component_id, "{message}");
+                    Err(e) => {
+                        tracing::warn!(component_id = %self.component_id, "{e}");
                         exporter_dropped(
                             &self.component_id,
                             item.signal,

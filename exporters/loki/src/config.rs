@@ -347,23 +347,36 @@ impl Config {
     }
 }
 
+/// Why a string is not a Loki tenant ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTenant {
+    #[error("must not be empty")]
+    Empty,
+    #[error("longer than {MAX_TENANT_LEN} bytes")]
+    TooLong,
+    #[error("must not be \".\" or \"..\"")]
+    Dots,
+    #[error("character {0:?} is not allowed in a tenant ID")]
+    Character(char),
+}
+
 /// Loki's tenant ID rules: at most 150 bytes, `[a-zA-Z0-9!_.*'()-]`, not `.` or `..`, and
 /// no `|` (which would name several tenants).
-pub fn validate_tenant(t: &str) -> Result<(), String> {
+pub fn validate_tenant(t: &str) -> Result<(), InvalidTenant> {
     if t.is_empty() {
-        return Err("must not be empty".into());
+        return Err(InvalidTenant::Empty);
     }
     if t.len() > MAX_TENANT_LEN {
-        return Err(format!("longer than {MAX_TENANT_LEN} bytes"));
+        return Err(InvalidTenant::TooLong);
     }
     if t == "." || t == ".." {
-        return Err("must not be \".\" or \"..\"".into());
+        return Err(InvalidTenant::Dots);
     }
     if let Some(c) = t
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c)))
     {
-        return Err(format!("character {c:?} is not allowed in a tenant ID"));
+        return Err(InvalidTenant::Character(c));
     }
     Ok(())
 }
@@ -372,9 +385,9 @@ pub fn validate_tenant(t: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(s).map_err(|e| e.to_string())?;
-        c.validate().map_err(|e| e.to_string())?;
+    fn parse(s: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(s)?;
+        c.validate()?;
         Ok(c)
     }
 
@@ -431,7 +444,7 @@ mod tests {
             ),
         ];
         for (toml, needle) in cases {
-            let err = parse(toml).expect_err(toml);
+            let err = parse(toml).expect_err(toml).to_string();
             assert!(err.contains(needle), "{toml:?}: {err}");
         }
     }

@@ -304,8 +304,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Config, String> {
-        toml::from_str::<Config>(s).map_err(|e| e.to_string())
+    fn parse(s: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str::<Config>(s)
     }
 
     #[test]
@@ -354,7 +354,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = parse("url = \"http://x\"\nshard = 3").unwrap_err();
+        let err = parse("url = \"http://x\"\nshard = 3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shard"), "{err}");
         assert!(parse("url = \"http://x\"\nprotocol = \"v3\"").is_err());
     }

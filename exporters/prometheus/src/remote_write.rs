@@ -324,12 +324,19 @@ pub fn encode_snappy<M: Message>(message: &M) -> Bytes {
     }
 }
 
+/// Why a remote-write body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+}
+
 /// Inverse of [`encode_snappy`], for tests and test servers.
-pub fn decode_snappy<M: Message + Default>(body: &[u8]) -> Result<M, String> {
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))?;
-    M::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+pub fn decode_snappy<M: Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    Ok(M::decode(raw.as_slice())?)
 }
 
 /// Builds the RW1 message for `series` (moved in, to avoid copying labels), with the metadata

@@ -71,12 +71,12 @@ async fn write(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
     let (v1, v2) = if is_v2 {
         match decode_snappy::<v2::Request>(&body) {
             Ok(r) => (None, Some(r)),
-            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         }
     } else {
         match decode_snappy::<v1::WriteRequest>(&body) {
             Ok(r) => (Some(r), None),
-            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         }
     };
     let samples: usize = v1

@@ -383,9 +383,9 @@ fn check_positive(key: &str, d: DurationStr) -> Result<(), InvalidConfig> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        c.validate().map_err(|e| e.to_string())?;
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
         Ok(c)
     }
 
@@ -429,31 +429,44 @@ mod tests {
 
     #[test]
     fn refusals_name_the_key() {
-        let err = parse("").unwrap_err();
+        let err = parse("").unwrap_err().to_string();
         assert!(err.starts_with("streams"), "{err}");
-        let err = parse(r#"streams = ["ftp://x/y"]"#).unwrap_err();
+        let err = parse(r#"streams = ["ftp://x/y"]"#).unwrap_err().to_string();
         assert!(err.starts_with("streams[0]"), "{err}");
         let err =
             parse(r#"discovery = { url = "http://a/executions", events_url = "http://a/x" }"#)
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("discovery.events_url"), "{err}");
         let err = parse(r#"discovery = { url = "http://a/executions", max_premature_ends = 0 }"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("discovery.max_premature_ends"), "{err}");
-        let err = parse(r#"push = { endpoint = "4320" }"#).unwrap_err();
+        let err = parse(r#"push = { endpoint = "4320" }"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("push.endpoint"), "{err}");
-        let err = parse("push = {}\nidle_timeout = \"0\"").unwrap_err();
+        let err = parse("push = {}\nidle_timeout = \"0\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("idle_timeout"), "{err}");
-        let err = parse("push = {}\nredaction = \"shred\"").unwrap_err();
+        let err = parse("push = {}\nredaction = \"shred\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown variant"), "{err}");
-        let err = parse("push = {}\nheaders = { \"bad header\" = \"x\" }").unwrap_err();
+        let err = parse("push = {}\nheaders = { \"bad header\" = \"x\" }")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("headers"), "{err}");
-        let err = parse("push = {}\ntypo = 1").unwrap_err();
+        let err = parse("push = {}\ntypo = 1").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
-        let err = parse("push = { endpoint = \"0.0.0.0:1\", extra = 1 }").unwrap_err();
+        let err = parse("push = { endpoint = \"0.0.0.0:1\", extra = 1 }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
         let err = parse("push = {}\nreconnect_delay = \"10s\"\nmax_reconnect_delay = \"1s\"")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("max_reconnect_delay"), "{err}");
     }
 }

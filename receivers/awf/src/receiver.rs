@@ -10,7 +10,7 @@ use crate::{discovery, push};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sluice_core::{Receiver, ReceiverContext, Signal};
+use sluice_core::{Receiver, ReceiverContext, ReceiverError, Signal};
 use sluice_http_client as http_client;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ impl AwfReceiver {
         self.push_addr
     }
 
-    async fn serve(self, ctx: ReceiverContext) -> Result<(), String> {
+    async fn serve(self, ctx: ReceiverContext) -> Result<(), ReceiverError> {
         let converter = Converter::new(self.config.convert_config());
         let tenant = self.config.tenant.as_deref().map(Arc::from);
         let shared = Arc::new(Shared::new(ctx.clone(), converter, tenant));
@@ -133,7 +133,7 @@ impl AwfReceiver {
                 self.push_tls,
                 sluice_http_server::Labels::new(&ctx.component_id, "push"),
             )
-            .map_err(|e| format!("push.endpoint: {e}"))?;
+            .map_err(|e| ReceiverError::new("push.endpoint", e))?;
             let app = push::router(
                 shared.clone(),
                 push_cfg,
@@ -216,7 +216,7 @@ impl Receiver for AwfReceiver {
         self.push_addr.into_iter().collect()
     }
 
-    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>> {
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>> {
         Box::pin((*self).serve(ctx))
     }
 }

@@ -26,7 +26,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_core::retry::Backoff;
 use sluice_core::telemetry::{receiver_accepted, receiver_refused};
-use sluice_core::{Consumer, Item, Receiver, ReceiverContext, Refusal, Signal};
+use sluice_core::{Consumer, Item, Receiver, ReceiverContext, ReceiverError, Refusal, Signal};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,13 +168,13 @@ impl Receiver for KafkaReceiver {
         Vec::new()
     }
 
-    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>> {
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>> {
         Box::pin(async move { self.serve(ctx).await })
     }
 }
 
 impl KafkaReceiver {
-    async fn serve(self, ctx: ReceiverContext) -> Result<(), String> {
+    async fn serve(self, ctx: ReceiverContext) -> Result<(), ReceiverError> {
         let id = self.component_id.clone();
         let signal_of = |topic: &str| {
             Signal::ALL
@@ -187,18 +187,19 @@ impl KafkaReceiver {
             .map(|s| self.config.topics.get(s))
             .collect();
         if topics.is_empty() {
-            return Err(format!(
-                "{id}: no pipeline takes any signal from this receiver"
+            return Err(ReceiverError::new(
+                id.to_string(),
+                "no pipeline takes any signal from this receiver",
             ));
         }
         let consumer: StreamConsumer<GroupContext> = consumer_config(&self.config)
             .create_with_context(GroupContext {
                 component_id: id.clone(),
             })
-            .map_err(|e| format!("{id}: cannot create the Kafka consumer: {e}"))?;
+            .map_err(|e| ReceiverError::new(format!("{id}: creating the Kafka consumer"), e))?;
         consumer
             .subscribe(&topics)
-            .map_err(|e| format!("{id}: cannot subscribe to {topics:?}: {e}"))?;
+            .map_err(|e| ReceiverError::new(format!("{id}: subscribing to {topics:?}"), e))?;
         tracing::info!(component_id = %id, ?topics, group = %self.config.group_id, "kafka receiver subscribed");
 
         let mut in_flight: FuturesOrdered<BoxFuture<'static, (Position, Fate)>> =
@@ -259,7 +260,7 @@ impl KafkaReceiver {
         // take over its partitions at once instead of after the session timeout.
         tokio::task::spawn_blocking(move || drop(consumer))
             .await
-            .map_err(|e| format!("{id}: closing the consumer failed: {e}"))?;
+            .map_err(|e| ReceiverError::new(format!("{id}: closing the consumer"), e))?;
         Ok(())
     }
 

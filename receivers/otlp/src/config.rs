@@ -231,9 +231,9 @@ fn check_size(key: &str, size: ByteSize) -> Result<(), InvalidConfig> {
 mod tests {
     use super::*;
 
-    fn parse(toml_text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        config.validate().map_err(|e| e.to_string())?;
+    fn parse(toml_text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(toml_text)?;
+        config.validate()?;
         Ok(config)
     }
 
@@ -263,7 +263,9 @@ mod tests {
             config.validation.rules().unwrap().max_future,
             Duration::from_secs(3600)
         );
-        let err = parse("[grpc]\n[validation]\nstrict = true\n").unwrap_err();
+        let err = parse("[grpc]\n[validation]\nstrict = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
     }
 
@@ -282,23 +284,34 @@ mod tests {
 
     #[test]
     fn refusals_name_the_key() {
-        let err = parse("tenant_header = \"X\"\n").unwrap_err();
+        let err = parse("tenant_header = \"X\"\n").unwrap_err().to_string();
         assert!(err.contains("grpc") && err.contains("http"), "{err}");
-        let err = parse("[grpc]\nendpoint = \"4317\"\n").unwrap_err();
+        let err = parse("[grpc]\nendpoint = \"4317\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("grpc.endpoint"), "{err}");
-        let err = parse("[http]\nmax_decompressed_size = 0\n").unwrap_err();
+        let err = parse("[http]\nmax_decompressed_size = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("http.max_decompressed_size"), "{err}");
-        let err = parse("tenant_header = \"bad header\"\n[grpc]\n").unwrap_err();
+        let err = parse("tenant_header = \"bad header\"\n[grpc]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("tenant_header"), "{err}");
         let err =
             parse("[grpc]\nendpoint = \"0.0.0.0:5000\"\n[http]\nendpoint = \"0.0.0.0:5000\"\n")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("different ports"), "{err}");
-        let err = parse("[grpc]\nmax_recv_msg_size = \"lots\"\n").unwrap_err();
+        let err = parse("[grpc]\nmax_recv_msg_size = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid size"), "{err}");
-        let err = parse("[grpc]\nendpoint = \"0.0.0.0:4317\"\ntypo = 1\n").unwrap_err();
+        let err = parse("[grpc]\nendpoint = \"0.0.0.0:4317\"\ntypo = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
-        let err = parse("[grpc]\n[statsd]\n").unwrap_err();
+        let err = parse("[grpc]\n[statsd]\n").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

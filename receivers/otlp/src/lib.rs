@@ -15,7 +15,7 @@ pub use config::{Config, GrpcConfig, HttpConfig, ValidationConfig};
 use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;
 use ingest::Ingest;
-use sluice_core::{Receiver, ReceiverContext};
+use sluice_core::{Receiver, ReceiverContext, ReceiverError};
 use sluice_http_server::{Authenticator, Labels, Listener, tls};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -119,7 +119,7 @@ impl Receiver for OtlpReceiver {
             .collect()
     }
 
-    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>> {
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>> {
         let OtlpReceiver {
             config,
             grpc: grpc_listener,
@@ -140,7 +140,7 @@ impl Receiver for OtlpReceiver {
                 .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
             let limited = |listener: TcpListener, limits, tls, name| {
                 Listener::new(listener, limits, tls, Labels::new(&ctx.component_id, name))
-                    .map_err(|e| format!("{name} listener: {e}"))
+                    .map_err(|e| ReceiverError::new(format!("{name}.endpoint"), e))
             };
             let grpc_server = async {
                 let (Some((listener, _)), Some(config)) = (grpc_listener, &config.grpc) else {

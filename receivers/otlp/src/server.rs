@@ -4,7 +4,7 @@
 
 use crate::grpc::GrpcService;
 use crate::http_server::HttpHandler;
-use sluice_core::ReceiverContext;
+use sluice_core::{ReceiverContext, ReceiverError};
 use sluice_http_server::{ConnectionLimits, Listener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub(crate) async fn serve_grpc(
     limits: ConnectionLimits,
     service: GrpcService,
     ctx: ReceiverContext,
-) -> Result<(), String> {
+) -> Result<(), ReceiverError> {
     let addr = listener.local_addr().ok();
     let server = tonic::transport::Server::builder()
         // Pinging at half the idle timeout keeps live clients' connections (they answer each
@@ -32,7 +32,10 @@ pub(crate) async fn serve_grpc(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server => served.map_err(|e| format!("gRPC server on {addr:?}: {e}")),
+        served = server => served.map_err(|e| {
+            let on = addr.map(|a| format!(" on {a}")).unwrap_or_default();
+            ReceiverError::new(format!("gRPC server{on}"), e)
+        }),
         () = grace => {
             tracing::warn!(component_id = %ctx.component_id, "gRPC requests still running after the shutdown grace period; closing");
             Ok(())
@@ -44,7 +47,7 @@ pub(crate) async fn serve_http(
     listener: Listener,
     handler: Arc<HttpHandler>,
     ctx: ReceiverContext,
-) -> Result<(), String> {
+) -> Result<(), ReceiverError> {
     let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
     sluice_http_server::serve_http(listener, service, ctx.stopped(), SHUTDOWN_GRACE).await;
     Ok(())

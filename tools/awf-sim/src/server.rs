@@ -60,11 +60,13 @@ fn control_error(e: ControlError) -> Response {
 }
 
 /// An optional JSON body: empty means the defaults.
-fn optional_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, String> {
+fn optional_body<T: for<'de> Deserialize<'de> + Default>(
+    body: &Bytes,
+) -> Result<T, serde_json::Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+    serde_json::from_slice(body)
 }
 
 /// Remembers a control action for `GET /sim/actions`.
@@ -101,7 +103,7 @@ struct CreateBody {
 async fn create_execution(State(s): State<AppState>, body: Bytes) -> Response {
     let b: CreateBody = match optional_body(&body) {
         Ok(b) => b,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     let (now_ms, now_ns) = (s.sim.now_ms(), s.sim.now_unix_ns());
     let mut w = s.sim.world.lock();
@@ -281,7 +283,7 @@ async fn switch_fallback(
 ) -> Response {
     let b: FallbackBody = match optional_body(&body) {
         Ok(b) => b,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     let result = s
         .sim
@@ -352,7 +354,7 @@ async fn increase_timeout(
 ) -> Response {
     let b: TimeoutBody = match optional_body(&body) {
         Ok(b) => b,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     let result = s
         .sim
@@ -382,7 +384,7 @@ struct ScaleBody {
 async fn scale_workers(State(s): State<AppState>, body: Bytes) -> Response {
     let b: ScaleBody = match optional_body(&body) {
         Ok(b) => b,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     let now_ms = s.sim.now_ms();
     let result = s.sim.world.lock().scale_workers(b.workers, b.delta, now_ms);

@@ -339,16 +339,31 @@ enum Client {
     Http(reqwest::Client, String),
 }
 
+/// Why a request failed; its text is the key the report counts errors under.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("connect: {0}")]
+    GrpcConnect(tonic::transport::Error),
+    #[error("grpc {0:?}")]
+    GrpcStatus(tonic::Code),
+    #[error("connect")]
+    HttpConnect,
+    #[error("http transport")]
+    HttpTransport,
+    #[error("http {0}")]
+    HttpStatus(u16),
+}
+
 impl Client {
-    async fn send(&mut self, body: Bytes) -> Result<(), String> {
+    async fn send(&mut self, body: Bytes) -> Result<(), SendError> {
         match self {
             Client::Grpc(g, signal) => {
-                g.ready().await.map_err(|e| format!("connect: {e}"))?;
+                g.ready().await.map_err(SendError::GrpcConnect)?;
                 let path = sluice_otlp::grpc::export_path(*signal);
                 g.unary(tonic::Request::new(body), path, RawCodec)
                     .await
                     .map(|_| ())
-                    .map_err(|s| format!("grpc {:?}", s.code()))
+                    .map_err(|s| SendError::GrpcStatus(s.code()))
             }
             Client::Http(c, url) => {
                 let resp = c
@@ -359,9 +374,9 @@ impl Client {
                     .await
                     .map_err(|e| {
                         if e.is_connect() {
-                            "connect".to_string()
+                            SendError::HttpConnect
                         } else {
-                            "http transport".to_string()
+                            SendError::HttpTransport
                         }
                     })?;
                 let status = resp.status();
@@ -369,7 +384,7 @@ impl Client {
                 if status.is_success() {
                     Ok(())
                 } else {
-                    Err(format!("http {}", status.as_u16()))
+                    Err(SendError::HttpStatus(status.as_u16()))
                 }
             }
         }
@@ -457,7 +472,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
                         if let Some(l) = &live {
                             l.error();
                         }
-                        *errors.entry(e).or_default() += 1;
+                        *errors.entry(e.to_string()).or_default() += 1;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }

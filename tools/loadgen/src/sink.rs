@@ -174,7 +174,29 @@ fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
 }
 
-fn count_push(counter: &CountingConsumer, counted: Result<u64, String>) -> axum::http::StatusCode {
+/// Why a pushed body could not be counted.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum MalformedPush {
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("protobuf: {0}")]
+    Varint(#[from] prost::DecodeError),
+    #[error("field {0} is not length-delimited")]
+    NotLengthDelimited(u32),
+    #[error("truncated field")]
+    Truncated,
+    #[error("field number out of range")]
+    FieldNumber,
+    #[error("length out of range")]
+    Length,
+    #[error("unsupported wire type {0}")]
+    WireType(u64),
+}
+
+fn count_push(
+    counter: &CountingConsumer,
+    counted: Result<u64, MalformedPush>,
+) -> axum::http::StatusCode {
     match counted {
         Ok(n) => {
             counter.items.fetch_add(n, Ordering::Relaxed);
@@ -187,10 +209,8 @@ fn count_push(counter: &CountingConsumer, counted: Result<u64, String>) -> axum:
     }
 }
 
-fn unsnappy(body: &[u8]) -> Result<Vec<u8>, String> {
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))
+fn unsnappy(body: &[u8]) -> Result<Vec<u8>, MalformedPush> {
+    Ok(snap::raw::Decoder::new().decompress_vec(body)?)
 }
 
 /// Samples (and histogram samples) in a remote-write body, by the version its content type names.
@@ -198,7 +218,10 @@ fn unsnappy(body: &[u8]) -> Result<Vec<u8>, String> {
 /// Counts by walking the protobuf instead of decoding it into messages: the sink shares the
 /// box with the collector it measures, so it must cost little per item. The walk still checks
 /// the framing of every field it passes, so a malformed body is refused.
-fn remote_write_samples(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<u64, String> {
+fn remote_write_samples(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<u64, MalformedPush> {
     let raw = unsnappy(body)?;
     let v2 = headers
         .get("content-type")
@@ -214,18 +237,18 @@ fn remote_write_samples(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<
 }
 
 /// Entries in a Loki push body (`PushRequest.streams` = 1, `StreamAdapter.entries` = 2).
-fn loki_entries(body: &[u8]) -> Result<u64, String> {
+fn loki_entries(body: &[u8]) -> Result<u64, MalformedPush> {
     count_nested(&unsnappy(body)?, 1, &[2])
 }
 
 /// Occurrences of the `inner` fields inside every `outer` field of a message.
-fn count_nested(message: &[u8], outer: u32, inner: &[u32]) -> Result<u64, String> {
+fn count_nested(message: &[u8], outer: u32, inner: &[u32]) -> Result<u64, MalformedPush> {
     let mut total = 0;
     for field in Fields(message) {
         let (number, value) = field?;
         if number == outer {
             let Some(nested) = value else {
-                return Err(format!("field {outer} is not length-delimited"));
+                return Err(MalformedPush::NotLengthDelimited(outer));
             };
             for field in Fields(nested) {
                 let (number, _) = field?;
@@ -240,7 +263,7 @@ fn count_nested(message: &[u8], outer: u32, inner: &[u32]) -> Result<u64, String
 struct Fields<'a>(&'a [u8]);
 
 impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Option<&'a [u8]>), String>;
+    type Item = Result<(u32, Option<&'a [u8]>), MalformedPush>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.0.is_empty() {
@@ -255,31 +278,31 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn varint(&mut self) -> Result<u64, String> {
-        prost::encoding::decode_varint(&mut self.0).map_err(|e| e.to_string())
+    fn varint(&mut self) -> Result<u64, MalformedPush> {
+        Ok(prost::encoding::decode_varint(&mut self.0)?)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MalformedPush> {
         if n > self.0.len() {
-            return Err("truncated field".into());
+            return Err(MalformedPush::Truncated);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn read_field(&mut self) -> Result<(u32, Option<&'a [u8]>), String> {
+    fn read_field(&mut self) -> Result<(u32, Option<&'a [u8]>), MalformedPush> {
         let key = self.varint()?;
-        let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+        let number = u32::try_from(key >> 3).map_err(|_| MalformedPush::FieldNumber)?;
         match key & 7 {
             0 => self.varint().map(|_| (number, None)),
             1 => self.take(8).map(|_| (number, None)),
             2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| "length out of range")?;
+                let len = usize::try_from(self.varint()?).map_err(|_| MalformedPush::Length)?;
                 self.take(len).map(|bytes| (number, Some(bytes)))
             }
             5 => self.take(4).map(|_| (number, None)),
-            wire => Err(format!("unsupported wire type {wire}")),
+            wire => Err(MalformedPush::WireType(wire)),
         }
     }
 }

@@ -103,7 +103,7 @@ pub struct Deployment {
     pub base: String,
     pub service: String,
     stop: watch::Sender<bool>,
-    receiver: tokio::task::JoinHandle<Result<(), String>>,
+    receiver: tokio::task::JoinHandle<Result<(), sluice_core::ReceiverError>>,
     pub failures: Arc<AtomicU64>,
 }
 

@@ -221,9 +221,9 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(toml_text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        c.validate().map_err(|e| e.to_string())?;
+    fn parse(toml_text: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(toml_text)?;
+        c.validate()?;
         Ok(c)
     }
 
@@ -319,7 +319,7 @@ mod tests {
             ),
         ];
         for (text, needle) in cases {
-            let err = parse(text).expect_err(text);
+            let err = parse(text).expect_err(text).to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
         // HTTP endpoints may carry a base path.

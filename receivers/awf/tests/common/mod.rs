@@ -189,7 +189,7 @@ pub fn duplicated_span_ids(spans: &[Span]) -> Vec<String> {
 pub struct Running {
     pub consumer: Arc<TestConsumer>,
     pub stop: watch::Sender<bool>,
-    pub handle: tokio::task::JoinHandle<Result<(), String>>,
+    pub handle: tokio::task::JoinHandle<Result<(), sluice_core::ReceiverError>>,
 }
 
 impl Running {

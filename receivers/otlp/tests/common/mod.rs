@@ -108,7 +108,7 @@ pub struct Running {
     pub http: SocketAddr,
     pub consumer: Arc<TestConsumer>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), String>>,
+    task: JoinHandle<Result<(), sluice_core::ReceiverError>>,
 }
 
 impl Running {
@@ -132,7 +132,9 @@ impl Running {
             .await
             .expect("receiver did not stop within 10s")
             .expect("receiver task panicked");
-        assert_eq!(result, Ok(()));
+        if let Err(e) = result {
+            panic!("receiver stopped with an error: {e}");
+        }
     }
 }
 
