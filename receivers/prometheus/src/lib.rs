@@ -29,7 +29,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use scrape::{Outcome, SeriesCache};
 use sluice_core::retry::Backoff;
 use sluice_core::telemetry::{receiver_accepted, receiver_refused, receiver_request};
-use sluice_core::{Item, Receiver, ReceiverContext, Refusal, Signal, reason};
+use sluice_core::{Item, Receiver, ReceiverContext, ReceiverError, Refusal, Signal, reason};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -127,7 +127,7 @@ impl Receiver for ScrapeReceiver {
         Vec::new()
     }
 
-    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), String>> {
+    fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>> {
         Box::pin(async move { serve(self.shared, ctx).await })
     }
 }
@@ -145,11 +145,12 @@ fn now_ms() -> i64 {
 }
 
 /// Keeps one scrape loop per discovered target until shutdown.
-async fn serve(shared: Arc<Shared>, ctx: ReceiverContext) -> Result<(), String> {
+async fn serve(shared: Arc<Shared>, ctx: ReceiverContext) -> Result<(), ReceiverError> {
     let id = shared.component_id.clone();
     if !ctx.consumer.accepts(Signal::Metrics) {
-        return Err(format!(
-            "{id}: no pipeline takes metrics from this receiver"
+        return Err(ReceiverError::new(
+            id.to_string(),
+            "no pipeline takes metrics from this receiver",
         ));
     }
     let mut discovery = (!shared.config.file_sd_configs.is_empty())
