@@ -168,7 +168,10 @@ async fn running_config(State(s): State<Arc<ApiState>>) -> Response {
                 "config": value,
             }),
         ),
-        Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e})),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
     }
 }
 
@@ -532,28 +535,40 @@ fn is_alloy(config: &Config) -> bool {
     sluice_alloy::is_alloy(&config.source, &config.text)
 }
 
-fn masked_config(config: &Config) -> Result<(String, Value), String> {
+fn masked_config(config: &Config) -> Result<(String, Value), MaskError> {
     masked(&config.source, &config.text)
 }
 
 /// A config file as TOML and JSON with every secret replaced by [`MASK`]: values of keys that
 /// name a credential, every value under `headers`, and passwords in URLs. Alloy files are shown
 /// as their TOML equivalent.
-pub fn masked(source: &std::path::Path, text: &str) -> Result<(String, Value), String> {
+pub fn masked(source: &std::path::Path, text: &str) -> Result<(String, Value), MaskError> {
     let toml_text = if sluice_alloy::is_alloy(source, text) {
-        crate::alloy::convert(source, text, &|v| std::env::var(v).ok())
-            .map_err(|e| e.to_string())?
-            .toml
+        crate::alloy::convert(source, text, &|v| std::env::var(v).ok())?.toml
     } else {
         text.to_owned()
     };
-    let mut table: toml::Table = toml::from_str(&toml_text).map_err(|e| e.message().to_string())?;
+    let mut table: toml::Table =
+        toml::from_str(&toml_text).map_err(|e| MaskError::Parse(e.message().to_owned()))?;
     for (k, v) in table.iter_mut() {
         mask(k, v, false);
     }
-    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-    let json = serde_json::to_value(&table).map_err(|e| e.to_string())?;
+    let text = toml::to_string(&table)?;
+    let json = serde_json::to_value(&table)?;
     Ok((text, json))
+}
+
+/// Why a config could not be shown masked.
+#[derive(Debug, thiserror::Error)]
+pub enum MaskError {
+    #[error(transparent)]
+    Alloy(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Parse(String),
+    #[error(transparent)]
+    Toml(#[from] toml::ser::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 fn is_secret_key(key: &str) -> bool {

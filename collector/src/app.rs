@@ -8,6 +8,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+/// Why a dead-letter replay was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("not running")]
+    NotRunning,
+    #[error("no pipeline {0:?} in the running config")]
+    NoPipeline(String),
+    #[error("{0}")]
+    Refused(sluice_core::Refusal),
+}
+
+/// Why a reload did not take effect (the previous config keeps running where it can).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("new config could not start: {0:#}; restored the previous one")]
+    Start(anyhow::Error),
+}
+
 /// Where the configuration comes from.
 #[derive(Clone, Debug)]
 pub enum ConfigSource {
@@ -97,14 +117,14 @@ impl App {
     }
 
     /// Hands `item` to the running pipeline `name` (dead-letter replay). `Err` names why not.
-    pub async fn replay(&self, name: &str, item: sluice_core::Item) -> Result<(), String> {
+    pub async fn replay(&self, name: &str, item: sluice_core::Item) -> Result<(), ReplayError> {
         let ticket = match self.current.lock().await.as_ref() {
             Some((_, topology)) => topology.replay(name, item),
-            None => return Err("not running".to_owned()),
+            None => return Err(ReplayError::NotRunning),
         };
         match ticket {
-            Some(ticket) => ticket.await.map_err(|refusal| refusal.to_string()),
-            None => Err(format!("no pipeline {name:?} in the running config")),
+            Some(ticket) => ticket.await.map_err(ReplayError::Refused),
+            None => Err(ReplayError::NoPipeline(name.to_owned())),
         }
     }
 
@@ -133,13 +153,13 @@ impl App {
     }
 
     /// Swaps in the configuration as it is now on disk. A bad file keeps the old one running.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let new = match self.source.load() {
             Ok(c) => c,
             Err(e) => {
                 record_load(false);
                 tracing::error!(error = %e, "reload refused; keeping the running config");
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         let mut current = self.current.lock().await;
@@ -166,8 +186,8 @@ impl App {
             }
             Err(e) => {
                 record_load(false);
-                let msg = format!("new config could not start: {e:#}; restored the previous one");
-                tracing::error!("{msg}");
+                let e = ReloadError::Start(e);
+                tracing::error!("{e}");
                 if let Some(c) = old_config {
                     match Topology::start(&c, &self.storage).await {
                         Ok(t) => {
@@ -180,7 +200,7 @@ impl App {
                         }
                     }
                 }
-                Err(msg)
+                Err(e)
             }
         }
     }

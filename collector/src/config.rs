@@ -599,7 +599,7 @@ fn check_listeners(loc: &Locator, config: &Config) -> Result<(), ConfigError> {
 
 /// Parses a listen address (`host:port`, `:port`); host names are resolved now so a typo fails
 /// at start.
-pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, InvalidListenAddr> {
     let s = s.trim();
     let with_host = if s.starts_with(':') {
         format!("0.0.0.0{s}")
@@ -612,9 +612,22 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     with_host
         .to_socket_addrs()
-        .map_err(|e| {
-            format!("invalid listen address {s:?}: {e} (use host:port, e.g. \"0.0.0.0:4317\")")
+        .map_err(|source| InvalidListenAddr::Unresolvable {
+            addr: s.to_owned(),
+            source,
         })?
         .next()
-        .ok_or_else(|| format!("listen address {s:?} resolves to nothing"))
+        .ok_or_else(|| InvalidListenAddr::ResolvesToNothing(s.to_owned()))
+}
+
+/// A listen address that cannot be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidListenAddr {
+    #[error("invalid listen address {addr:?}: {source} (use host:port, e.g. \"0.0.0.0:4317\")")]
+    Unresolvable {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("listen address {0:?} resolves to nothing")]
+    ResolvesToNothing(String),
 }
