@@ -179,6 +179,14 @@ pub(crate) fn length_delimited(data: &[u8], pos: &mut usize) -> Result<(usize, u
     Ok((start, *pos))
 }
 
+/// Whether `bytes` is UTF-8, as protobuf requires of `string` fields. Nearly every OTLP
+/// string is short ASCII (attribute keys, names, ids as text), which `is_ascii` checks a word
+/// at a time; the general check showed as 6 % of Sluice's CPU on the trace path.
+#[inline(always)]
+fn utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
 fn expected_wire(kind: Kind) -> &'static str {
     match kind {
         Kind::Varint | Kind::PackedVarint => "varint",
@@ -311,12 +319,12 @@ impl Walker {
                         }
                     }
                     Kind::Str => {
-                        if std::str::from_utf8(body).is_err() {
+                        if !utf8(body) {
                             return Err(WireError::at(WireErrorKind::InvalidUtf8, body_start));
                         }
                     }
                     Kind::LabelKey => {
-                        if std::str::from_utf8(body).is_err() {
+                        if !utf8(body) {
                             return Err(WireError::at(WireErrorKind::InvalidUtf8, body_start));
                         }
                         if self.limits.is_some() && !rules::label_name_ok(body) {

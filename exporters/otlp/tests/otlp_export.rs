@@ -170,9 +170,9 @@ async fn requests_are_split_to_respect_max_request_size() {
         assert!(
             requests[..requests.len() - 1]
                 .iter()
-                .all(|r| r.body.len() <= 2048)
+                .all(|r| r.len() <= 2048)
         );
-        assert_eq!(requests.last().unwrap().body.len(), big_len);
+        assert_eq!(requests.last().unwrap().len(), big_len);
         assert_eq!(requests.iter().map(|r| r.items).sum::<u64>(), 70);
         for r in &requests {
             assert_eq!(exp.send(r).await, SendOutcome::Sent);

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 pub use sluice_otlp::grpc::RawCodec;
+use sluice_otlp::grpc::{PreEncodedBody, pre_encoded_request};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -333,7 +334,7 @@ pub fn template(args: &LoadgenArgs, seed: u64) -> Template {
 
 enum Client {
     Grpc(
-        tonic::client::Grpc<tonic::transport::Channel>,
+        tonic::client::Grpc<PreEncodedBody<tonic::transport::Channel>>,
         sluice_core::Signal,
     ),
     Http(reqwest::Client, String),
@@ -360,7 +361,10 @@ impl Client {
             Client::Grpc(g, signal) => {
                 g.ready().await.map_err(SendError::GrpcConnect)?;
                 let path = sluice_otlp::grpc::export_path(*signal);
-                g.unary(tonic::Request::new(body), path, RawCodec)
+                // Sent without tonic's copy into its encode buffer: the load generator
+                // shares the box with what it measures.
+                let request = pre_encoded_request(Default::default(), vec![body]);
+                g.unary(request, path, RawCodec)
                     .await
                     .map(|_| ())
                     .map_err(|s| SendError::GrpcStatus(s.code()))
@@ -396,7 +400,7 @@ async fn connect(args: &LoadgenArgs) -> anyhow::Result<Client> {
         let channel =
             tonic::transport::Endpoint::from_shared(args.endpoint.clone())?.connect_lazy();
         Client::Grpc(
-            tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20),
+            tonic::client::Grpc::new(PreEncodedBody(channel)).max_decoding_message_size(64 << 20),
             signal_of(&args.signal),
         )
     } else {

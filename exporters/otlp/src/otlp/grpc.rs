@@ -4,7 +4,7 @@ use super::config::{Compression, Config};
 use super::{OtlpRequest, partial_success_outcome, request_headers, tls};
 use bytes::Bytes;
 use sluice_core::{SendOutcome, reason};
-use sluice_otlp::grpc::RawCodec;
+use sluice_otlp::grpc::{PreEncodedBody, RawCodec, pre_encoded_request};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tonic_types::StatusExt;
 pub(super) struct GrpcSender {
     component_id: Arc<str>,
     /// One lazily connected channel per configured connection, used in turn.
-    channels: Vec<Channel>,
+    channels: Vec<PreEncodedBody<Channel>>,
     next_channel: AtomicUsize,
     gzip: bool,
     timeout: Duration,
@@ -58,7 +58,7 @@ impl GrpcSender {
         Ok(GrpcSender {
             component_id,
             channels: (0..config.connections)
-                .map(|_| endpoint.clone().connect_lazy())
+                .map(|_| PreEncodedBody(endpoint.clone().connect_lazy()))
                 .collect(),
             next_channel: AtomicUsize::new(0),
             gzip: config.compression == Compression::Gzip,
@@ -86,11 +86,13 @@ impl GrpcSender {
                 message: format!("gRPC channel not ready: {e}"),
             };
         }
-        let mut call = tonic::Request::from_parts(
-            MetadataMap::from_headers(headers),
-            Default::default(),
-            request.body.clone(),
-        );
+        let metadata = MetadataMap::from_headers(headers);
+        let mut call = if self.gzip {
+            // Compressing builds a new buffer anyway: tonic's codec path does it.
+            tonic::Request::from_parts(metadata, Default::default(), request.body())
+        } else {
+            pre_encoded_request(metadata, request.parts.clone())
+        };
         // Sent as `grpc-timeout` so the server can give up when we do.
         call.set_timeout(self.timeout);
         match grpc

@@ -70,9 +70,9 @@ impl HttpSender {
         headers.insert(CONTENT_TYPE, ::http::HeaderValue::from_static(PROTOBUF));
         let body = if self.gzip {
             headers.insert(CONTENT_ENCODING, ::http::HeaderValue::from_static("gzip"));
-            gzip(&request.body)
+            gzip(&request.body())
         } else {
-            request.body.clone()
+            request.body()
         };
         let response = match self
             .client

@@ -22,16 +22,43 @@ use std::time::Duration;
 pub const TYPE_NAME: &str = "otlp";
 pub const SIGNALS: &[Signal] = &Signal::ALL;
 
-/// One request: the concatenated payloads of consecutive items of a batch.
+/// One request: the payloads of consecutive items of a batch, sent back to back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpRequest {
     pub signal: Signal,
     /// Sent as `X-Scope-OrgID`, replacing a static header of that name.
     pub tenant: Option<Arc<str>>,
-    /// Uncompressed `Export*ServiceRequest` encoding.
-    pub body: Bytes,
-    /// Spans, data points or log records in `body`.
+    /// The uncompressed `Export*ServiceRequest` encoding, as the items' payloads: kept apart
+    /// so that gRPC sends them without joining them into one buffer first.
+    pub parts: Vec<Bytes>,
+    /// Spans, data points or log records in the request.
     pub items: u64,
+}
+
+impl OtlpRequest {
+    /// Encoded length of the whole request message.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The request message in one buffer (a copy unless it has a single part).
+    pub fn body(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [] => Bytes::new(),
+            [only] => only.clone(),
+            many => {
+                let mut body = BytesMut::with_capacity(self.len());
+                for part in many {
+                    body.extend_from_slice(part);
+                }
+                body.freeze()
+            }
+        }
+    }
 }
 
 enum Transport {
@@ -94,39 +121,28 @@ fn request_headers(
     Ok(headers)
 }
 
-/// Groups consecutive payloads into bodies of at most `cap` bytes; a payload larger than `cap`
-/// on its own becomes a body of its own. Returns (body, item count) pairs in item order.
-fn concat_payloads<'a>(items: impl Iterator<Item = &'a Item>, cap: usize) -> Vec<(Bytes, u64)> {
+/// Groups consecutive payloads into requests of at most `cap` bytes; a payload larger than
+/// `cap` on its own becomes a request of its own. Returns (parts, item count) pairs in item
+/// order.
+fn group_payloads<'a>(items: impl Iterator<Item = &'a Item>, cap: usize) -> Vec<(Vec<Bytes>, u64)> {
     let mut out = Vec::new();
-    let mut group: Vec<&Item> = Vec::new();
-    let mut group_len = 0usize;
-    let flush = |group: &mut Vec<&Item>, group_len: &mut usize, out: &mut Vec<(Bytes, u64)>| {
-        let count = group.iter().map(|i| u64::from(i.count)).sum();
-        let body = match group.as_slice() {
-            [] => return,
-            // One payload: no copy.
-            [only] => only.payload.clone(),
-            many => {
-                let mut buf = BytesMut::with_capacity(*group_len);
-                for item in many {
-                    buf.extend_from_slice(&item.payload);
-                }
-                buf.freeze()
-            }
-        };
-        out.push((body, count));
-        group.clear();
-        *group_len = 0;
-    };
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut count = 0u64;
     for item in items {
-        let len = item.payload.len();
-        if !group.is_empty() && group_len.saturating_add(len) > cap {
-            flush(&mut group, &mut group_len, &mut out);
+        let item_len = item.payload.len();
+        if !parts.is_empty() && len.saturating_add(item_len) > cap {
+            out.push((std::mem::take(&mut parts), count));
+            len = 0;
+            count = 0;
         }
-        group.push(item);
-        group_len += len;
+        parts.push(item.payload.clone());
+        len += item_len;
+        count += u64::from(item.count);
     }
-    flush(&mut group, &mut group_len, &mut out);
+    if !parts.is_empty() {
+        out.push((parts, count));
+    }
     out
 }
 
@@ -156,16 +172,16 @@ impl Exporter for OtlpExporter {
                 u64::from(item.count),
             );
         }
-        concat_payloads(matching.into_iter(), self.max_request_size)
+        group_payloads(matching.into_iter(), self.max_request_size)
             .into_iter()
-            // An empty body carries nothing; there is no point in sending it.
-            .filter(|(body, count)| !body.is_empty() || *count > 0)
-            .map(|(body, items)| OtlpRequest {
+            .map(|(parts, items)| OtlpRequest {
                 signal: batch.signal,
                 tenant: batch.tenant.clone(),
-                body,
+                parts,
                 items,
             })
+            // An empty body carries nothing; there is no point in sending it.
+            .filter(|request| !request.is_empty() || request.items > 0)
             .collect()
     }
 
@@ -176,18 +192,18 @@ impl Exporter for OtlpExporter {
     /// Tempo refuses a whole request for one bad span (`InvalidArgument`); halves of the
     /// concatenated `Export*ServiceRequest` let the pipeline find it. OTLP has no order to keep.
     fn split(&self, request: &OtlpRequest) -> Option<(OtlpRequest, OtlpRequest)> {
-        let (a, b) = sluice_otlp::split(request.signal, &request.body)?;
+        let (a, b) = sluice_otlp::split(request.signal, &request.body())?;
         let half = |body: Vec<u8>| OtlpRequest {
             signal: request.signal,
             tenant: request.tenant.clone(),
             items: u64::from(sluice_otlp::count_items(request.signal, &body)),
-            body: Bytes::from(body),
+            parts: vec![Bytes::from(body)],
         };
         Some((half(a), half(b)))
     }
 
     fn dead_letter_payload(&self, request: &OtlpRequest) -> Option<Bytes> {
-        Some(request.body.clone())
+        Some(request.body())
     }
 
     async fn send(&self, request: &OtlpRequest) -> SendOutcome {
@@ -259,23 +275,42 @@ mod tests {
     }
 
     #[test]
-    fn concatenation_respects_cap_and_keeps_order() {
+    fn grouping_respects_cap_and_keeps_order() {
         let items = [item(4, 1), item(4, 2), item(4, 3), item(20, 4), item(1, 5)];
-        let groups = concat_payloads(items.iter(), 10);
-        let shape: Vec<(usize, u64)> = groups.iter().map(|(b, c)| (b.len(), *c)).collect();
+        let len = |parts: &[Bytes]| parts.iter().map(Bytes::len).sum::<usize>();
+        let groups = group_payloads(items.iter(), 10);
+        let shape: Vec<(usize, u64)> = groups.iter().map(|(p, c)| (len(p), *c)).collect();
         assert_eq!(shape, vec![(8, 3), (4, 3), (20, 4), (1, 5)]);
-        let all = concat_payloads(items.iter(), 1000);
+        let all = group_payloads(items.iter(), 1000);
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].0.len(), 33);
+        assert_eq!(len(&all[0].0), 33);
         assert_eq!(all[0].1, 15);
-        assert!(concat_payloads([].iter(), 10).is_empty());
+        assert!(group_payloads([].iter(), 10).is_empty());
     }
 
     #[test]
-    fn single_item_is_not_copied() {
-        let it = item(8, 1);
-        let groups = concat_payloads(std::iter::once(&it), 4);
-        assert_eq!(groups[0].0.as_ptr(), it.payload.as_ptr());
+    fn payloads_are_not_copied_into_requests() {
+        let items = [item(8, 1), item(8, 2)];
+        let groups = group_payloads(items.iter(), 100);
+        assert_eq!(groups[0].0[0].as_ptr(), items[0].payload.as_ptr());
+        assert_eq!(groups[0].0[1].as_ptr(), items[1].payload.as_ptr());
+    }
+
+    #[test]
+    fn a_request_joins_its_parts_only_when_asked() {
+        let request = OtlpRequest {
+            signal: Signal::Traces,
+            tenant: None,
+            parts: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
+            items: 2,
+        };
+        assert_eq!(request.len(), 4);
+        assert_eq!(request.body(), Bytes::from_static(b"abcd"));
+        let single = OtlpRequest {
+            parts: vec![Bytes::from_static(b"xyz")],
+            ..request
+        };
+        assert_eq!(single.body().as_ptr(), single.parts[0].as_ptr());
     }
 
     #[test]
