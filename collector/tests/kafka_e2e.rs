@@ -1,13 +1,15 @@
 //! Sidecar → Kafka → gateway → backend, with real `sluice` binaries and a real Kafka-protocol
 //! broker on loopback (see `kafka_support`): every span a sidecar acknowledged reaches the
 //! backend through a gateway killed with `-9`, through a broker restart, through a rebalance
-//! between two gateways, and past a record that is not OTLP.
+//! between two gateways, and past a record that is not OTLP; and over TLS and SASL (PLAIN,
+//! SCRAM-SHA-256, SCRAM-SHA-512), where a refused login is counted, named and loses nothing.
 
 mod kafka_support;
 mod support;
 
-use kafka_support::Broker;
+use kafka_support::{Broker, BrokerSecurity, ClientSecurity, Login};
 use sluice_testkit::otlp::OtlpTestServer;
+use sluice_testkit::tls::Pki;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const TOPIC_PARTITIONS: i32 = 4;
 
-fn sidecar_config(grpc: u16, brokers: &str) -> String {
+fn sidecar_config(grpc: u16, brokers: &str, security: &ClientSecurity) -> String {
+    let security = security.toml();
     format!(
         r#"
 [receivers.otlp]
@@ -35,6 +38,7 @@ timeout = "20ms"
 type = "kafka"
 brokers = ["{brokers}"]
 timeout = "10s"
+{security}
 [exporters.kafka.retry]
 initial_interval = "50ms"
 max_interval = "500ms"
@@ -49,7 +53,8 @@ exporters = ["kafka"]
     )
 }
 
-fn gateway_config(brokers: &str, backend: &str) -> String {
+fn gateway_config(brokers: &str, backend: &str, security: &ClientSecurity) -> String {
+    let security = security.toml();
     format!(
         r#"
 [receivers.kafka]
@@ -60,6 +65,7 @@ initial_offset = "earliest"
 commit_interval = "200ms"
 session_timeout = "6s"
 lag_interval = "1s"
+{security}
 
 [processors.batch]
 type = "batch"
@@ -93,9 +99,36 @@ struct Fleet {
     gateway_config: PathBuf,
 }
 
+/// Spans being sent to the sidecar; `acked` grows as the sidecar acknowledges them.
+struct Sending {
+    task: tokio::task::JoinHandle<()>,
+    acked: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Sending {
+    async fn wait_acked(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked.lock().unwrap().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every request was acknowledged; the acknowledged span ids.
+    async fn finish(self) -> HashSet<u64> {
+        self.task.await.unwrap();
+        self.acked.lock().unwrap().iter().copied().collect()
+    }
+}
+
 impl Fleet {
     async fn start() -> Option<Fleet> {
-        let broker = Broker::start().await?;
+        Self::start_secured(BrokerSecurity::default(), &ClientSecurity::default()).await
+    }
+
+    /// A fleet whose sidecar and gateways connect with `client` to a broker secured with
+    /// `security`.
+    async fn start_secured(security: BrokerSecurity, client: &ClientSecurity) -> Option<Fleet> {
+        let broker = Broker::start_secured(security).await?;
         broker.create_topic("otlp_spans", TOPIC_PARTITIONS).await;
         let backend = OtlpTestServer::start().await;
         let dir = tempfile::tempdir().unwrap();
@@ -103,13 +136,13 @@ impl Fleet {
         let sidecar_cfg = write_config(
             dir.path(),
             "sidecar.toml",
-            &sidecar_config(sidecar_grpc, &broker.bootstrap()),
+            &sidecar_config(sidecar_grpc, &broker.bootstrap(), client),
         );
         let sidecar = Sluice::start(&sidecar_cfg, &dir.path().join("sidecar")).await;
         let gateway_config = write_config(
             dir.path(),
             "gateway.toml",
-            &gateway_config(&broker.bootstrap(), &backend.grpc_endpoint()),
+            &gateway_config(&broker.bootstrap(), &backend.grpc_endpoint(), client),
         );
         Some(Fleet {
             broker,
@@ -122,20 +155,35 @@ impl Fleet {
     }
 
     async fn gateway(&self, name: &str) -> Sluice {
-        Sluice::start(&self.gateway_config, &self.dir.path().join(name)).await
+        Sluice::start(&self.gateway_config, &self.storage(name)).await
     }
 
     fn storage(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
+    /// Rewrites the sidecar's and the gateways' configs to connect with `client`, and restarts
+    /// the sidecar with it on the same spool.
+    async fn reconnect_with(&mut self, client: &ClientSecurity) {
+        let brokers = self.broker.bootstrap();
+        let sidecar_cfg = write_config(
+            self.dir.path(),
+            "sidecar.toml",
+            &sidecar_config(self.sidecar_grpc, &brokers, client),
+        );
+        write_config(
+            self.dir.path(),
+            "gateway.toml",
+            &gateway_config(&brokers, &self.backend.grpc_endpoint(), client),
+        );
+        let stopped = self.sidecar.terminate(Duration::from_secs(60));
+        assert!(stopped, "{}", self.logs(&[("sidecar", &self.sidecar)]));
+        self.sidecar = Sluice::start(&sidecar_cfg, &self.storage("sidecar")).await;
+    }
+
     /// Sends `requests` requests of `spans` spans (one trace per span) to the sidecar, each
-    /// retried until acknowledged, pacing itself; returns the acknowledged span ids as they come.
-    fn send(
-        &self,
-        requests: u64,
-        spans: usize,
-    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<u64>>>) {
+    /// retried until acknowledged, pacing itself.
+    fn send(&self, requests: u64, spans: usize) -> Sending {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let endpoint = format!("http://127.0.0.1:{}", self.sidecar_grpc);
         let out = acked.clone();
@@ -157,7 +205,40 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
-        (task, acked)
+        Sending { task, acked }
+    }
+
+    /// Waits until all `expected` spans were acknowledged by the sidecar and have reached the
+    /// backend; fails naming `what` with the logs of `parts` if one is missing. Returns the
+    /// number of duplicates the backend received.
+    async fn expect_delivered(
+        &self,
+        sending: Sending,
+        expected: usize,
+        parts: &[(&str, &Sluice)],
+        what: &str,
+    ) -> usize {
+        let acked = sending.finish().await;
+        assert_eq!(acked.len(), expected);
+        let (missing, duplicates) =
+            wait_delivered(&self.backend, &acked, Duration::from_secs(120)).await;
+        assert!(
+            missing.is_empty(),
+            "{} spans lost {what}; {}",
+            missing.len(),
+            self.logs(parts)
+        );
+        duplicates
+    }
+
+    /// The tails of the logs of `parts` and of the broker.
+    fn logs(&self, parts: &[(&str, &Sluice)]) -> String {
+        let mut text = String::new();
+        for (name, s) in parts {
+            text.push_str(&format!("--- {name}:\n{}\n", tail(&s.log_text())));
+        }
+        text.push_str(&format!("--- broker:\n{}\n", tail(&self.broker.log_text())));
+        text
     }
 }
 
@@ -193,28 +274,44 @@ async fn wait_delivered(
     }
 }
 
-fn logs(parts: &[(&str, &Sluice)], broker: &Broker) -> String {
-    let mut text = String::new();
-    for (name, s) in parts {
-        text.push_str(&format!("--- {name}:\n{}\n", tail(&s.log_text())));
-    }
-    text.push_str(&format!("--- broker:\n{}\n", tail(&broker.log_text())));
-    text
-}
-
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-fn acked_set(acked: &Mutex<Vec<u64>>) -> HashSet<u64> {
-    acked.lock().unwrap().iter().copied().collect()
+/// Sum of the series of `name` carrying every label in `labels`.
+async fn metric_with(sluice: &Sluice, name: &str, labels: &[&str]) -> f64 {
+    let (_, text) = sluice.get("/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
-async fn wait_acked(acked: &Mutex<Vec<u64>>, n: usize) {
+/// Items the gateway's Kafka receiver accepted.
+async fn accepted(gateway: &Sluice) -> f64 {
+    metric_with(
+        gateway,
+        "sluice_receiver_accepted_items_total{",
+        &["component_id=\"receivers.kafka\""],
+    )
+    .await
+}
+
+/// Waits until `component`'s Kafka client counted an error with `reason`; returns the count.
+async fn wait_client_errors(sluice: &Sluice, component: &str, reason: &str) -> f64 {
+    let labels = [
+        format!("component_id=\"{component}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        let errors = metric_with(sluice, "sluice_kafka_client_errors_total{", &labels).await;
+        if errors > 0.0 || Instant::now() > deadline {
+            return errors;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -225,25 +322,16 @@ async fn sidecar_to_kafka_to_gateway_delivers_every_span_once() {
         return;
     };
     let gateway = fleet.gateway("gateway").await;
-    let (sender, acked) = fleet.send(150, 8);
-    sender.await.unwrap();
-    let acked = acked_set(&acked);
-    assert_eq!(acked.len(), 1200);
-    let (missing, duplicates) =
-        wait_delivered(&fleet.backend, &acked, Duration::from_secs(90)).await;
-    let logs = || {
-        logs(
-            &[("sidecar", &fleet.sidecar), ("gateway", &gateway)],
-            &fleet.broker,
-        )
-    };
-    assert!(
-        missing.is_empty(),
-        "{} spans lost; {}",
-        missing.len(),
-        logs()
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    let duplicates = fleet
+        .expect_delivered(fleet.send(150, 8), 1200, &parts, "")
+        .await;
+    assert_eq!(
+        duplicates,
+        0,
+        "a clean run redelivers nothing; {}",
+        fleet.logs(&parts)
     );
-    assert_eq!(duplicates, 0, "a clean run redelivers nothing; {}", logs());
     // Each span is a trace of its own, so each went as one record keyed by its trace id.
     let sent = metric_with(
         &fleet.sidecar,
@@ -251,14 +339,8 @@ async fn sidecar_to_kafka_to_gateway_delivers_every_span_once() {
         &["component_id=\"exporters.kafka\""],
     )
     .await;
-    assert_eq!(sent, 1200.0, "{}", logs());
-    let accepted = metric_with(
-        &gateway,
-        "sluice_receiver_accepted_items_total{",
-        &["component_id=\"receivers.kafka\""],
-    )
-    .await;
-    assert_eq!(accepted, 1200.0, "{}", logs());
+    assert_eq!(sent, 1200.0, "{}", fleet.logs(&parts));
+    assert_eq!(accepted(&gateway).await, 1200.0, "{}", fleet.logs(&parts));
     // Lag is exported per partition once the statistics interval passed; all consumed → 0.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut lag_series = 0;
@@ -274,7 +356,12 @@ async fn sidecar_to_kafka_to_gateway_delivers_every_span_once() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(lag_series, TOPIC_PARTITIONS as usize, "{}", logs());
+    assert_eq!(
+        lag_series,
+        TOPIC_PARTITIONS as usize,
+        "{}",
+        fleet.logs(&parts)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,26 +371,16 @@ async fn gateway_killed_with_sigkill_mid_stream_loses_nothing() {
         return;
     };
     let mut gateway = fleet.gateway("gateway").await;
-    let (sender, acked) = fleet.send(400, 5);
+    let sending = fleet.send(400, 5);
     for round in 1..=3 {
-        wait_acked(&acked, round * 400).await;
+        sending.wait_acked(round * 400).await;
         gateway.kill9();
-        gateway = Sluice::start(&fleet.gateway_config, &fleet.storage("gateway")).await;
+        gateway = fleet.gateway("gateway").await;
     }
-    sender.await.unwrap();
-    let acked = acked_set(&acked);
-    assert_eq!(acked.len(), 2000);
-    let (missing, duplicates) =
-        wait_delivered(&fleet.backend, &acked, Duration::from_secs(120)).await;
-    assert!(
-        missing.is_empty(),
-        "{} spans lost across 3 kill -9; {}",
-        missing.len(),
-        logs(
-            &[("sidecar", &fleet.sidecar), ("gateway", &gateway)],
-            &fleet.broker
-        )
-    );
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    let duplicates = fleet
+        .expect_delivered(sending, 2000, &parts, "across 3 kill -9")
+        .await;
     // Records spooled after the last commit are read again after a crash: bounded, reported.
     println!("kill -9 x3: 2000 spans delivered, {duplicates} duplicates");
 }
@@ -315,25 +392,15 @@ async fn broker_restart_mid_stream_loses_nothing() {
         return;
     };
     let gateway = fleet.gateway("gateway").await;
-    let (sender, acked) = fleet.send(300, 5);
-    wait_acked(&acked, 500).await;
+    let sending = fleet.send(300, 5);
+    sending.wait_acked(500).await;
     fleet.broker.kill9();
     tokio::time::sleep(Duration::from_secs(2)).await;
     fleet.broker.restart().await;
-    sender.await.unwrap();
-    let acked = acked_set(&acked);
-    assert_eq!(acked.len(), 1500);
-    let (missing, duplicates) =
-        wait_delivered(&fleet.backend, &acked, Duration::from_secs(120)).await;
-    assert!(
-        missing.is_empty(),
-        "{} spans lost across a broker restart; {}",
-        missing.len(),
-        logs(
-            &[("sidecar", &fleet.sidecar), ("gateway", &gateway)],
-            &fleet.broker
-        )
-    );
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    let duplicates = fleet
+        .expect_delivered(sending, 1500, &parts, "across a broker restart")
+        .await;
     println!("broker restart: 1500 spans delivered, {duplicates} duplicates");
 }
 
@@ -345,15 +412,8 @@ async fn two_gateways_share_partitions_and_one_leaving_loses_nothing() {
     };
     let mut first = fleet.gateway("gateway-a").await;
     let second = fleet.gateway("gateway-b").await;
-    let (sender, acked) = fleet.send(400, 5);
+    let sending = fleet.send(400, 5);
     // Both members consume until each has taken a share, then one leaves mid-stream.
-    let accepted = |s| {
-        metric_with(
-            s,
-            "sluice_receiver_accepted_items_total{",
-            &["component_id=\"receivers.kafka\""],
-        )
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while (accepted(&first).await == 0.0 || accepted(&second).await == 0.0)
         && Instant::now() < deadline
@@ -361,26 +421,16 @@ async fn two_gateways_share_partitions_and_one_leaving_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (first_share, second_share) = (accepted(&first).await, accepted(&second).await);
-    let logs_now = logs(&[("a", &first), ("b", &second)], &fleet.broker);
+    let logs_now = fleet.logs(&[("a", &first), ("b", &second)]);
     assert!(
         first_share > 0.0 && second_share > 0.0,
         "both gateways consume: {first_share} / {second_share}; {logs_now}"
     );
     assert!(first.terminate(Duration::from_secs(20)), "{logs_now}");
-    sender.await.unwrap();
-    let acked = acked_set(&acked);
-    assert_eq!(acked.len(), 2000);
-    let (missing, duplicates) =
-        wait_delivered(&fleet.backend, &acked, Duration::from_secs(120)).await;
-    assert!(
-        missing.is_empty(),
-        "{} spans lost in the rebalance; {}",
-        missing.len(),
-        logs(
-            &[("b", &second), ("sidecar", &fleet.sidecar)],
-            &fleet.broker
-        )
-    );
+    let parts = [("b", &second), ("sidecar", &fleet.sidecar)];
+    let duplicates = fleet
+        .expect_delivered(sending, 2000, &parts, "in the rebalance")
+        .await;
     // The leaver's partitions may all be consumed before the group notices it left, so the
     // second assignment can come after the last span: wait for it.
     let assigned = || {
@@ -417,37 +467,188 @@ async fn a_record_that_is_not_otlp_is_counted_and_skipped() {
             .await;
     }
     let gateway = fleet.gateway("gateway").await;
-    let (sender, acked) = fleet.send(100, 4);
-    wait_acked(&acked, 200).await;
+    let sending = fleet.send(100, 4);
+    sending.wait_acked(200).await;
     // A length prefix that runs past the end.
     fleet
         .broker
         .produce("otlp_spans", None, b"\x0a\xff\xff\xff\x0f\x01")
         .await;
-    sender.await.unwrap();
-    let acked = acked_set(&acked);
-    let (missing, _) = wait_delivered(&fleet.backend, &acked, Duration::from_secs(90)).await;
-    let logs = || logs(&[("gateway", &gateway)], &fleet.broker);
-    assert!(
-        missing.is_empty(),
-        "{} spans stuck behind poison; {}",
-        missing.len(),
-        logs()
-    );
+    let parts = [("gateway", &gateway)];
+    fleet
+        .expect_delivered(sending, 400, &parts, "behind poison")
+        .await;
     let refused = metric_with(
         &gateway,
         "sluice_receiver_refused_items_total{",
         &["component_id=\"receivers.kafka\"", "reason=\"not_otlp\""],
     )
     .await;
-    assert_eq!(refused, 9.0, "{}", logs());
+    assert_eq!(refused, 9.0, "{}", fleet.logs(&parts));
 }
 
-/// Sum of the series of `name` carrying every label in `labels`.
-async fn metric_with(sluice: &Sluice, name: &str, labels: &[&str]) -> f64 {
-    let (_, text) = sluice.get("/metrics").await;
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// The sidecar and a gateway connect with `client` to a broker secured with `security`;
+/// every span arrives exactly once. Returns the fleet for more checks.
+async fn secured_fleet_delivers_every_span(
+    security: BrokerSecurity,
+    client: ClientSecurity,
+) -> Option<Fleet> {
+    let fleet = Fleet::start_secured(security, &client).await?;
+    let gateway = fleet.gateway("gateway").await;
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    let duplicates = fleet
+        .expect_delivered(fleet.send(40, 5), 200, &parts, "")
+        .await;
+    assert_eq!(duplicates, 0, "{}", fleet.logs(&parts));
+    assert_eq!(accepted(&gateway).await, 200.0, "{}", fleet.logs(&parts));
+    drop(gateway);
+    Some(fleet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_delivers_every_span() {
+    let _serial = SERIAL.lock().await;
+    let pki = Pki::new(&["127.0.0.1"]);
+    let client = ClientSecurity {
+        tls: Some(pki.path("")),
+        client_cert: true,
+        sasl: None,
+    };
+    let security = BrokerSecurity {
+        tls: Some((pki, true)),
+        ..Default::default()
+    };
+    let Some(fleet) = secured_fleet_delivers_every_span(security, client).await else {
+        return;
+    };
+    // A gateway that trusts another CA refuses the broker's certificate: counted, explained.
+    let stranger = Pki::new(&["127.0.0.1"]);
+    let untrusting = ClientSecurity {
+        tls: Some(stranger.path("")),
+        client_cert: true,
+        sasl: None,
+    };
+    let config = write_config(
+        fleet.dir.path(),
+        "untrusting.toml",
+        &gateway_config(
+            &fleet.broker.bootstrap(),
+            &fleet.backend.grpc_endpoint(),
+            &untrusting,
+        ),
+    );
+    let refused = Sluice::start(&config, &fleet.storage("untrusting")).await;
+    let errors = wait_client_errors(&refused, "receivers.kafka", "connect").await;
+    let parts = [("untrusting gateway", &refused)];
+    assert!(errors > 0.0, "{}", fleet.logs(&parts));
+    assert!(
+        refused.log_text().contains("certificate verify failed"),
+        "{}",
+        fleet.logs(&parts)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_sha_256_delivers_every_span() {
+    let _serial = SERIAL.lock().await;
+    let login = Login::new("SCRAM-SHA-256", "sidecar", "scram-256-secret");
+    let security = BrokerSecurity {
+        authentication: true,
+        users: vec![login.clone()],
+        ..Default::default()
+    };
+    let client = ClientSecurity {
+        sasl: Some(login),
+        ..Default::default()
+    };
+    secured_fleet_delivers_every_span(security, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_sha_512_over_tls_delivers_every_span() {
+    let _serial = SERIAL.lock().await;
+    let pki = Pki::new(&["127.0.0.1"]);
+    let login = Login::new("SCRAM-SHA-512", "sidecar", "scram-512-secret");
+    let client = ClientSecurity {
+        tls: Some(pki.path("")),
+        client_cert: false,
+        sasl: Some(login.clone()),
+    };
+    let security = BrokerSecurity {
+        tls: Some((pki, false)),
+        authentication: true,
+        users: vec![login],
+    };
+    secured_fleet_delivers_every_span(security, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_counted_named_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let login = Login::new("SCRAM-SHA-256", "sidecar", "the-right-password");
+    let security = BrokerSecurity {
+        authentication: true,
+        users: vec![login.clone()],
+        ..Default::default()
+    };
+    let wrong = ClientSecurity {
+        sasl: Some(Login::new("SCRAM-SHA-256", "sidecar", "a-wrong-password")),
+        ..Default::default()
+    };
+    let Some(mut fleet) = Fleet::start_secured(security, &wrong).await else {
+        return;
+    };
+    let gateway = fleet.gateway("refused-gateway").await;
+    // The sidecar takes the spans into its spool, but Kafka refuses its login.
+    let sending = fleet.send(20, 5);
+    sending.wait_acked(100).await;
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    for (sluice, component) in [
+        (&fleet.sidecar, "exporters.kafka"),
+        (&gateway, "receivers.kafka"),
+    ] {
+        let errors = wait_client_errors(sluice, component, "unauthorized").await;
+        assert!(errors > 0.0, "{component}: {}", fleet.logs(&parts));
+        // librdkafka's own explanation reaches the log, with the component's id.
+        let log = sluice.log_text();
+        assert!(
+            log.lines().any(|l| l.contains("kafka client error")
+                && l.contains(component)
+                && l.contains("uthentication")),
+            "{component}: {}",
+            fleet.logs(&parts)
+        );
+    }
+    // The records wait in the sidecar's spool: a record that timed out is retried and says
+    // why, nothing is sent, nothing is dropped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let retried = || {
+        metric_with(
+            &fleet.sidecar,
+            "sluice_exporter_retries_total{",
+            &[
+                "component_id=\"exporters.kafka\"",
+                "reason=\"unauthorized\"",
+            ],
+        )
+    };
+    while retried().await == 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(retried().await > 0.0, "{}", fleet.logs(&parts));
+    assert!(fleet.backend.spans().is_empty());
+    assert_eq!(accepted(&gateway).await, 0.0);
+    // With the right password everything that was acknowledged arrives.
+    let mut gateway = gateway;
+    assert!(gateway.terminate(Duration::from_secs(30)));
+    let right = ClientSecurity {
+        sasl: Some(login),
+        ..Default::default()
+    };
+    fleet.reconnect_with(&right).await;
+    let gateway = fleet.gateway("gateway").await;
+    let parts = [("sidecar", &fleet.sidecar), ("gateway", &gateway)];
+    fleet
+        .expect_delivered(sending, 100, &parts, "after a refused login")
+        .await;
 }

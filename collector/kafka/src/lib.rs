@@ -4,12 +4,21 @@
 //!
 //! The client is librdkafka (through `rdkafka`, built from source with SSL, zstd, lz4, snappy).
 //! The property names it is given are librdkafka's (`CONFIGURATION.md` of librdkafka).
+//!
+//! [`ClientReports`] is the other shared part: what librdkafka says about a client's
+//! connections (a refused login, a failed TLS handshake), logged and counted per component.
 
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
-use sluice_core::{InvalidConfig, Signal};
+use sluice_core::{InvalidConfig, Signal, reason};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// TLS towards the brokers (`security.protocol` `ssl` or `sasl_ssl`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -203,6 +212,141 @@ impl ClientSettings {
     }
 }
 
+/// Errors librdkafka reports about a client's connections rather than about one record (a
+/// refused login, a failed TLS handshake, every broker down), by `component_id` and `reason`.
+pub const CLIENT_ERRORS: &str = "sluice_kafka_client_errors_total";
+
+/// The `reason` of a client error, in the shared vocabulary where one fits.
+pub fn client_error_reason(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+            reason::UNAUTHORIZED
+        }
+        RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::GroupAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => reason::FORBIDDEN,
+        RDKafkaErrorCode::SSL | RDKafkaErrorCode::Resolve | RDKafkaErrorCode::AllBrokersDown => {
+            reason::CONNECT
+        }
+        RDKafkaErrorCode::BrokerTransportFailure => reason::TRANSPORT,
+        RDKafkaErrorCode::MessageTimedOut
+        | RDKafkaErrorCode::RequestTimedOut
+        | RDKafkaErrorCode::OperationTimedOut => reason::TIMEOUT,
+        _ => "kafka_error",
+    }
+}
+
+/// One component's reports from its Kafka client: errors are logged with librdkafka's own
+/// explanation and counted in [`CLIENT_ERRORS`]; librdkafka's log lines go to Sluice's log
+/// with the component's id. The last error is kept, so that a record that timed out can say
+/// why (librdkafka keeps records queued while a login is refused, so they only time out).
+pub struct ClientReports {
+    component_id: Arc<str>,
+    last_error: Mutex<Option<LastError>>,
+}
+
+struct LastError {
+    at: Instant,
+    reason: &'static str,
+    text: String,
+}
+
+impl ClientReports {
+    pub fn new(component_id: &str) -> ClientReports {
+        ClientReports {
+            component_id: component_id.into(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Logs and counts one client error; `detail` is librdkafka's explanation, if it gave one.
+    pub fn error(&self, error: &KafkaError, detail: &str) {
+        let mut reason = error
+            .rdkafka_error_code()
+            .map_or("kafka_error", client_error_reason);
+        // librdkafka reports a failed TLS handshake (or a refused TCP connect) as a transport
+        // failure "(after N ms in state SSL_HANDSHAKE)": before the connection was up, so it
+        // is a failure to connect.
+        if reason == reason::TRANSPORT && broker_state(detail).is_some_and(|state| state != "UP") {
+            reason = reason::CONNECT;
+        }
+        let text = if detail.is_empty() {
+            error.to_string()
+        } else {
+            format!("{error}: {detail}")
+        };
+        tracing::warn!(component_id = %self.component_id, reason, error = %text, "kafka client error");
+        metrics::counter!(CLIENT_ERRORS, "component_id" => self.component_id.to_string(), "reason" => reason)
+            .increment(1);
+        // "All brokers down" follows the error that took the last one down (a refused login,
+        // a failed handshake): that one explains, so it is not overwritten.
+        let summary = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        if let Ok(mut last) = self.last_error.lock()
+            && (!summary || last.is_none())
+        {
+            *last = Some(LastError {
+                at: Instant::now(),
+                reason,
+                text,
+            });
+        }
+    }
+
+    /// The last error reported within `window`: its reason and text.
+    pub fn recent_error(&self, window: Duration) -> Option<(&'static str, String)> {
+        let last = self.last_error.lock().ok()?;
+        let last = last.as_ref()?;
+        (last.at.elapsed() <= window).then(|| (last.reason, last.text.clone()))
+    }
+
+    /// Forwards one librdkafka log line.
+    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let id = &*self.component_id;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(component_id = %id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(component_id = %id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(component_id = %id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(component_id = %id, facility, "librdkafka: {message}")
+            }
+        }
+    }
+}
+
+/// The broker connection state librdkafka names in an error ("... (after 1ms in state
+/// SSL_HANDSHAKE)").
+fn broker_state(detail: &str) -> Option<&str> {
+    let rest = &detail[detail.rfind("in state ")? + "in state ".len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// A client context that only reports (a producer's); consumers wrap [`ClientReports`] in a
+/// context of their own.
+#[derive(Clone)]
+pub struct ReportingContext(pub Arc<ClientReports>);
+
+impl ClientContext for ReportingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.0.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, detail: &str) {
+        self.0.error(&error, detail);
+    }
+}
+
 /// Topic per signal. The defaults are the OpenTelemetry Collector's, so a Sluice exporter and
 /// a Collector receiver (or the reverse) meet without configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -290,6 +434,66 @@ mod tests {
         assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
         assert_eq!(c.get("bootstrap.servers"), Some("k1:9093,k2:9093"));
         assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn plain_over_plaintext() {
+        let s = parse(
+            r#"
+            brokers = ["k1:9092"]
+            sasl = { mechanism = "PLAIN", username = "gw", password = "pw" }
+            "#,
+        );
+        assert_eq!(s.validate(), Ok(()));
+        let c = s.client_config();
+        assert_eq!(c.get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(c.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(c.get("sasl.username"), Some("gw"));
+        assert_eq!(c.get("sasl.password"), Some("pw"));
+    }
+
+    #[test]
+    fn the_cause_outlives_the_all_brokers_down_that_follows() {
+        let reports = ClientReports::new("exporters.kafka");
+        assert_eq!(reports.recent_error(Duration::from_secs(60)), None);
+        reports.error(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: invalid-proof",
+        );
+        reports.error(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        let (reason, text) = reports.recent_error(Duration::from_secs(60)).unwrap();
+        assert_eq!(reason, reason::UNAUTHORIZED);
+        assert!(text.contains("invalid-proof"), "{text}");
+    }
+
+    #[test]
+    fn a_transport_failure_before_the_connection_was_up_is_a_connect_failure() {
+        let transport = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        for (detail, expected) in [
+            (
+                "ssl://k:9093/bootstrap: error:0A000086:SSL routines::certificate verify \
+                 failed (after 1ms in state SSL_HANDSHAKE)",
+                reason::CONNECT,
+            ),
+            (
+                "k:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused (after 0ms \
+                 in state CONNECT, 3 identical error(s) suppressed)",
+                reason::CONNECT,
+            ),
+            (
+                "k:9092/1: Disconnected (after 5001ms in state UP)",
+                reason::TRANSPORT,
+            ),
+            ("no state named", reason::TRANSPORT),
+        ] {
+            let reports = ClientReports::new("receivers.kafka");
+            reports.error(&transport, detail);
+            let (reason, _) = reports.recent_error(Duration::from_secs(60)).unwrap();
+            assert_eq!(reason, expected, "{detail}");
+        }
     }
 
     #[test]

@@ -5,3 +5,4 @@ pub mod loki;
 pub mod otlp;
 pub mod payloads;
 pub mod prometheus;
+pub mod tls;

@@ -4,22 +4,137 @@
 //! `test.sh` installs with `cargo install` (SQLite storage, so data survives a broker
 //! restart). `SLUICE_KAFKA_BROKER` names the binary, else `~/.cargo/bin/tansu`. Without one,
 //! the Kafka tests print why and return (and fail under `CI`, where `test.sh` installs it).
-#![allow(dead_code)]
+//!
+//! Security, as far as Tansu 0.6 has it: `--authentication` requires SASL (PLAIN, SCRAM-SHA-256,
+//! SCRAM-SHA-512) before any request but the handshake; SCRAM users are checked against the
+//! credentials stored with `tansu user create`, PLAIN passwords are not checked at all. Its
+//! `--cert`/`--key` options are parsed but the listener never uses them (0.6.0 serves plain
+//! TCP), so TLS comes from a TLS-terminating proxy on loopback in front of the broker, which
+//! the broker advertises as its address.
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_testkit::tls::{Pki, tls_proxy};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// A SASL login, as a client presents it and as the broker knows it.
+#[derive(Clone)]
+pub struct Login {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: &'static str,
+    pub username: String,
+    pub password: String,
+}
+
+impl Login {
+    pub fn new(mechanism: &'static str, username: &str, password: &str) -> Login {
+        Login {
+            mechanism,
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+/// TLS and SASL settings of one Kafka client: written into a Sluice config, or applied to the
+/// tests' own rdkafka clients.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    /// `ca.pem`, and with `client_cert` also `client.pem` / `client.key`, from this dir.
+    pub tls: Option<PathBuf>,
+    pub client_cert: bool,
+    pub sasl: Option<Login>,
+}
+
+impl ClientSecurity {
+    /// The `tls = {...}` and `sasl = {...}` keys of a Sluice Kafka component.
+    pub fn toml(&self) -> String {
+        let mut text = String::new();
+        if let Some(dir) = &self.tls {
+            let mut tls = format!("ca_file = {:?}", dir.join("ca.pem"));
+            if self.client_cert {
+                tls.push_str(&format!(
+                    ", cert_file = {:?}, key_file = {:?}",
+                    dir.join("client.pem"),
+                    dir.join("client.key")
+                ));
+            }
+            text.push_str(&format!("tls = {{ {tls} }}\n"));
+        }
+        if let Some(login) = &self.sasl {
+            text.push_str(&format!(
+                "sasl = {{ mechanism = {:?}, username = {:?}, password = {:?} }}\n",
+                login.mechanism, login.username, login.password
+            ));
+        }
+        text
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        let protocol = match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(dir) = &self.tls {
+            config.set("ssl.ca.location", dir.join("ca.pem").to_string_lossy());
+            if self.client_cert {
+                config
+                    .set(
+                        "ssl.certificate.location",
+                        dir.join("client.pem").to_string_lossy(),
+                    )
+                    .set("ssl.key.location", dir.join("client.key").to_string_lossy());
+            }
+        }
+        if let Some(login) = &self.sasl {
+            config
+                .set("sasl.mechanism", login.mechanism)
+                .set("sasl.username", &login.username)
+                .set("sasl.password", &login.password);
+        }
+    }
+}
+
+/// How a test broker is secured. The default is plain TCP without authentication.
+#[derive(Default)]
+pub struct BrokerSecurity {
+    /// A TLS proxy in front of the broker with the server certificate of this PKI, requiring a
+    /// client certificate when `client_cert` is set.
+    pub tls: Option<(Pki, bool)>,
+    /// Require SASL.
+    pub authentication: bool,
+    /// SCRAM users to create (`mechanism` SCRAM-SHA-256 or SCRAM-SHA-512).
+    pub users: Vec<Login>,
+}
+
+/// The login the tests' own clients (topic creation, raw produce) use on an authenticating
+/// broker.
+fn admin_login() -> Login {
+    Login::new("SCRAM-SHA-512", "test-admin", "test-admin-secret")
+}
 
 pub struct Broker {
     child: Option<Child>,
     binary: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The broker's own (plain TCP) listener.
     pub port: u16,
+    /// Where clients connect: the listener, or the TLS proxy in front of it.
+    advertised: SocketAddr,
+    authentication: bool,
+    /// What the tests' own clients present.
+    admin: ClientSecurity,
+    /// Kept for the client certificate and CA files.
+    _pki: Option<Pki>,
 }
 
 /// The broker binary, if provisioned.
@@ -35,9 +150,11 @@ pub fn broker_binary() -> Option<PathBuf> {
 }
 
 impl Broker {
-    /// Starts a broker on a free loopback port; `None` (after a loud message) when no broker
-    /// binary is provisioned outside CI.
-    pub async fn start() -> Option<Broker> {
+    /// Starts a broker on a free loopback port, secured as `security` says; `None` (after a
+    /// loud message) when no broker binary is provisioned outside CI. Users are created while the broker still
+    /// runs without authentication (Tansu refuses every request before a login, its user
+    /// admin request included), then it restarts on the same storage requiring SASL.
+    pub async fn start_secured(security: BrokerSecurity) -> Option<Broker> {
         let Some(binary) = broker_binary() else {
             let message = "KAFKA TESTS SKIPPED: no broker binary; run ./test.sh (it runs \
                            cargo install tansu) or set SLUICE_KAFKA_BROKER";
@@ -45,18 +162,79 @@ impl Broker {
             eprintln!("\n*** {message} ***\n");
             return None;
         };
+        let port = super::support::free_port();
+        let listener: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (advertised, pki, admin_tls) = match security.tls {
+            Some((pki, client_cert)) => {
+                let proxy = tls_proxy(listener, pki.server_config(client_cert, &[])).await;
+                let dir = pki.path("");
+                (proxy, Some(pki), Some((dir, client_cert)))
+            }
+            None => (listener, None, None),
+        };
         let mut broker = Broker {
             child: None,
             binary,
             dir: tempfile::tempdir().expect("broker dir"),
-            port: super::support::free_port(),
+            port,
+            advertised,
+            authentication: false,
+            admin: ClientSecurity::default(),
+            _pki: pki,
         };
+        if let Some((dir, client_cert)) = admin_tls {
+            broker.admin.tls = Some(dir);
+            broker.admin.client_cert = client_cert;
+        }
         broker.spawn().await;
+        if security.authentication {
+            let users = std::iter::once(admin_login()).chain(security.users);
+            for login in users {
+                broker.create_user(&login);
+            }
+            broker.authentication = true;
+            broker.admin.sasl = Some(admin_login());
+            broker.restart().await;
+        }
         Some(broker)
     }
 
+    /// Where clients connect (the TLS proxy when there is one).
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.advertised.to_string()
+    }
+
+    /// Stores a SCRAM credential through the broker's user admin request.
+    fn create_user(&self, login: &Login) {
+        let mechanism = match login.mechanism {
+            "SCRAM-SHA-256" => "scram256",
+            "SCRAM-SHA-512" => "scram512",
+            other => panic!("Tansu stores SCRAM users only, not {other}"),
+        };
+        let output = Command::new(&self.binary)
+            .arg("user")
+            .arg("create")
+            .arg(format!("--broker=tcp://127.0.0.1:{}", self.port))
+            .arg(format!("--mechanism={mechanism}"))
+            .arg(&login.username)
+            .arg(&login.password)
+            .output()
+            .expect("run tansu user create");
+        assert!(
+            output.status.success(),
+            "tansu user create {}: {}{}",
+            login.username,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A client config for the tests' own clients: bootstrap and the admin's security.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap());
+        self.admin.apply(&mut config);
+        config
     }
 
     async fn spawn(&mut self) {
@@ -65,13 +243,20 @@ impl Broker {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .expect("broker log");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("broker")
             .arg("--cluster-id=sluice-test")
-            .arg(format!("--listener-url={url}"))
-            .arg(format!("--advertised-listener-url={url}"))
-            .arg("--storage-engine=sqlite://tansu.db")
+            .arg(format!("--listener-url=tcp://127.0.0.1:{}", self.port))
+            .arg(format!(
+                "--advertised-listener-url=tcp://{}",
+                self.advertised
+            ))
+            .arg("--storage-engine=sqlite://tansu.db");
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
             .current_dir(self.dir.path())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -84,15 +269,10 @@ impl Broker {
     /// Waits until the broker answers a metadata request.
     async fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let bootstrap = self.bootstrap();
         loop {
-            let bootstrap = bootstrap.clone();
+            let config = self.client_config();
             let ok = tokio::task::spawn_blocking(move || {
-                let consumer: BaseConsumer = ClientConfig::new()
-                    .set("bootstrap.servers", &bootstrap)
-                    .set("log_level", "0")
-                    .create()
-                    .ok()?;
+                let consumer: BaseConsumer = config.clone().set("log_level", "0").create().ok()?;
                 consumer.fetch_metadata(None, Duration::from_secs(2)).ok()
             })
             .await
@@ -129,10 +309,8 @@ impl Broker {
     }
 
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let results = admin
             .create_topics(
@@ -154,10 +332,7 @@ impl Broker {
 
     /// Produces raw records (for poison tests), acknowledged by the broker.
     pub async fn produce(&self, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("producer");
+        let producer: FutureProducer = self.client_config().create().expect("producer");
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);

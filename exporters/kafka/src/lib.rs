@@ -19,7 +19,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_core::telemetry::exporter_dropped;
-use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal};
+use sluice_core::{Batch, Exporter, Item, SendOutcome, Signal, reason};
+use sluice_kafka::{ClientReports, ReportingContext};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +44,8 @@ pub struct KafkaRecord {
 
 pub struct KafkaExporter {
     component_id: Arc<str>,
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
+    reports: Arc<ClientReports>,
     topics: [Arc<str>; 3],
     partitioning: Partitioning,
     max_message_bytes: usize,
@@ -78,12 +80,14 @@ pub fn build(config: &Config, component_id: &str) -> anyhow::Result<KafkaExporte
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("{component_id}: {e}"))?;
-    let producer: FutureProducer = producer_config(config)
-        .create()
+    let reports = Arc::new(ClientReports::new(component_id));
+    let producer = producer_config(config)
+        .create_with_context(ReportingContext(reports.clone()))
         .map_err(|e| anyhow::anyhow!("{component_id}: cannot create the Kafka producer: {e}"))?;
     Ok(KafkaExporter {
         component_id: component_id.into(),
         producer,
+        reports,
         topics: Signal::ALL.map(|s| Arc::from(config.topics.get(s))),
         partitioning: config.partition.clone(),
         max_message_bytes: config.max_message_bytes.as_usize(),
@@ -155,16 +159,45 @@ pub fn classify(error: &KafkaError) -> SendOutcome {
             message,
         },
         RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
-            retryable("timeout")
+            retryable(reason::TIMEOUT)
         }
         RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
             retryable("unknown_topic")
         }
         RDKafkaErrorCode::TopicAuthorizationFailed
-        | RDKafkaErrorCode::ClusterAuthorizationFailed
-        | RDKafkaErrorCode::SaslAuthenticationFailed
-        | RDKafkaErrorCode::Authentication => retryable("not_authorized"),
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => retryable(reason::FORBIDDEN),
+        RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::Authentication => {
+            retryable(reason::UNAUTHORIZED)
+        }
         _ => retryable("kafka_error"),
+    }
+}
+
+/// A record that timed out says why when the client met an error meanwhile: librdkafka keeps
+/// records queued while a broker refuses the login or the TLS handshake, so they only time out.
+pub fn explain_timeout(
+    outcome: SendOutcome,
+    reports: &ClientReports,
+    within: Duration,
+) -> SendOutcome {
+    match outcome {
+        SendOutcome::Retryable {
+            reason: reason::TIMEOUT,
+            retry_after,
+            message,
+        } => match reports.recent_error(within) {
+            Some((cause, detail)) => SendOutcome::Retryable {
+                reason: cause,
+                retry_after,
+                message: format!("{message}; the Kafka client reports: {detail}"),
+            },
+            None => SendOutcome::Retryable {
+                reason: reason::TIMEOUT,
+                retry_after,
+                message,
+            },
+        },
+        other => other,
     }
 }
 
@@ -233,7 +266,7 @@ impl Exporter for KafkaExporter {
         }
         match self.producer.send(record, self.queue_wait).await {
             Ok(_) => SendOutcome::Sent,
-            Err((error, _)) => classify(&error),
+            Err((error, _)) => explain_timeout(classify(&error), &self.reports, self.queue_wait),
         }
     }
 }
@@ -271,6 +304,44 @@ mod tests {
             assert_eq!(err.key, key, "{extra}: {err}");
         }
         assert!(toml::from_str::<Config>("brokers = [\"k:1\"]\ncompression = \"brotli\"").is_err());
+    }
+
+    #[test]
+    fn a_timeout_names_the_client_error_met_meanwhile() {
+        let timed_out = || {
+            classify(&KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            ))
+        };
+        let reports = ClientReports::new("exporters.kafka");
+        let window = Duration::from_secs(10);
+        assert!(matches!(
+            explain_timeout(timed_out(), &reports, window),
+            SendOutcome::Retryable {
+                reason: reason::TIMEOUT,
+                ..
+            }
+        ));
+        reports.error(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: invalid credentials",
+        );
+        match explain_timeout(timed_out(), &reports, window) {
+            SendOutcome::Retryable {
+                reason: reason::UNAUTHORIZED,
+                message,
+                ..
+            } => assert!(message.contains("invalid credentials"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // An error older than the window explains nothing.
+        assert!(matches!(
+            explain_timeout(timed_out(), &reports, Duration::ZERO),
+            SendOutcome::Retryable {
+                reason: reason::TIMEOUT,
+                ..
+            }
+        ));
     }
 
     #[test]

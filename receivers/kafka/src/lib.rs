@@ -19,14 +19,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_core::retry::Backoff;
 use sluice_core::telemetry::{receiver_accepted, receiver_refused};
 use sluice_core::{Consumer, Item, Receiver, ReceiverContext, ReceiverError, Refusal, Signal};
+use sluice_kafka::ClientReports;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,12 +99,22 @@ pub fn consumer_config(config: &Config) -> rdkafka::ClientConfig {
     client
 }
 
-/// Reports lag from librdkafka's statistics and counts rebalances and failed commits.
+/// Reports lag from librdkafka's statistics, counts rebalances and failed commits, and passes
+/// client errors and log lines to the shared [`ClientReports`].
 struct GroupContext {
     component_id: Arc<str>,
+    reports: ClientReports,
 }
 
 impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.reports.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, detail: &str) {
+        self.reports.error(&error, detail);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in statistics.topics {
             for (partition, p) in stats.partitions {
@@ -195,6 +207,7 @@ impl KafkaReceiver {
         let consumer: StreamConsumer<GroupContext> = consumer_config(&self.config)
             .create_with_context(GroupContext {
                 component_id: id.clone(),
+                reports: ClientReports::new(&id),
             })
             .map_err(|e| ReceiverError::new(format!("{id}: creating the Kafka consumer"), e))?;
         consumer
@@ -215,8 +228,10 @@ impl KafkaReceiver {
                     let message = match message {
                         Ok(message) => message,
                         Err(error) => {
-                            // Broker down, rebalance in progress...: librdkafka recovers by itself.
-                            tracing::warn!(component_id = %id, %error, "kafka consume error");
+                            // Broker down, login refused...: the client context logged and
+                            // counted it already (with librdkafka's explanation); librdkafka
+                            // keeps reconnecting by itself.
+                            tracing::debug!(component_id = %id, %error, "kafka consume error");
                             continue;
                         }
                     };
