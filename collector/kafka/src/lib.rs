@@ -292,7 +292,16 @@ impl ClientReports {
         }
     }
 
-    /// The last error reported within `window`: its reason and text.
+    /// Forgets the last error (the client delivered since).
+    pub fn clear_error(&self) {
+        if let Ok(mut last) = self.last_error.lock()
+            && last.is_some()
+        {
+            *last = None;
+        }
+    }
+
+    /// The last error reported within `window` and not cleared since: its reason and text.
     pub fn recent_error(&self, window: Duration) -> Option<(&'static str, String)> {
         let last = self.last_error.lock().ok()?;
         let last = last.as_ref()?;
@@ -467,6 +476,8 @@ mod tests {
         let (reason, text) = reports.recent_error(Duration::from_secs(60)).unwrap();
         assert_eq!(reason, reason::UNAUTHORIZED);
         assert!(text.contains("invalid-proof"), "{text}");
+        reports.clear_error();
+        assert_eq!(reports.recent_error(Duration::from_secs(60)), None);
     }
 
     #[test]

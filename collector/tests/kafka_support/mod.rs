@@ -5,9 +5,9 @@
 //! restart). `SLUICE_KAFKA_BROKER` names the binary, else `~/.cargo/bin/tansu`. Without one,
 //! the Kafka tests print why and return (and fail under `CI`, where `test.sh` installs it).
 //!
-//! Security, as far as Tansu 0.6 has it: `--authentication` requires SASL (PLAIN, SCRAM-SHA-256,
-//! SCRAM-SHA-512) before any request but the handshake; SCRAM users are checked against the
-//! credentials stored with `tansu user create`, PLAIN passwords are not checked at all. Its
+//! Security, as far as Tansu 0.6 has it: `--authentication` requires a SASL login
+//! (SCRAM-SHA-256, SCRAM-SHA-512; its SASL server offers no PLAIN) before any request but the
+//! handshake, checked against the credentials stored with `tansu user create`. Its
 //! `--cert`/`--key` options are parsed but the listener never uses them (0.6.0 serves plain
 //! TCP), so TLS comes from a TLS-terminating proxy on loopback in front of the broker, which
 //! the broker advertises as its address.

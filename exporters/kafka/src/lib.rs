@@ -265,8 +265,16 @@ impl Exporter for KafkaExporter {
             }));
         }
         match self.producer.send(record, self.queue_wait).await {
-            Ok(_) => SendOutcome::Sent,
-            Err((error, _)) => explain_timeout(classify(&error), &self.reports, self.queue_wait),
+            Ok(_) => {
+                self.reports.clear_error();
+                SendOutcome::Sent
+            }
+            Err((error, _)) => {
+                // librdkafka repeats an identical connection error only every 30 s or so, and
+                // the record waited up to twice the timeout (queue, then delivery).
+                let window = self.queue_wait * 2 + Duration::from_secs(60);
+                explain_timeout(classify(&error), &self.reports, window)
+            }
         }
     }
 }
