@@ -347,7 +347,7 @@ fn convert_files(args: &[PathBuf], output_dir: Option<&std::path::Path>) -> Exit
                 let out = dir.join(stem).with_extension("toml");
                 std::fs::write(&out, toml)
                     .map(|()| Some(out.clone()))
-                    .map_err(|e| format!("{}: cannot write: {e}", out.display()))
+                    .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", out.display()))
             }
         });
         match written {
@@ -368,19 +368,19 @@ fn convert_files(args: &[PathBuf], output_dir: Option<&std::path::Path>) -> Exit
 }
 
 /// One Alloy file as Sluice TOML, returned only when it also passes the checks `run` makes.
-fn convert(file: &std::path::Path) -> Result<String, String> {
+fn convert(file: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("{}: cannot read config file: {e}", file.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: cannot read config file: {e}", file.display()))?;
     if !sluice_alloy::is_alloy(file, &text) {
-        return Err(format!(
+        anyhow::bail!(
             "{}: not Alloy syntax (expected .alloy/.river, or a file starting with a block); TOML needs no conversion",
             file.display()
-        ));
+        );
     }
     let env = |v: &str| std::env::var(v).ok();
-    sluice::alloy::convert(file, &text, &env)
-        .and_then(|c| sluice::alloy::parse(file, &text, &env).map(|_| c.toml))
-        .map_err(|e| e.to_string())
+    let converted = sluice::alloy::convert(file, &text, &env)?;
+    sluice::alloy::parse(file, &text, &env)?;
+    Ok(converted.toml)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

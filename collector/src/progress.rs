@@ -18,17 +18,31 @@ pub const CONFIG_FILES: &[&str] = &["toml", "alloy", "river"];
 /// Alloy files: what `sluice convert` takes from a directory.
 pub const ALLOY_FILES: &[&str] = &["alloy", "river"];
 
+/// Why the command line's inputs could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{}: cannot read directory: {source}", dir.display())]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no {patterns} files in this directory", dir.display())]
+    NoFiles { dir: PathBuf, patterns: String },
+}
+
 /// Files named on the command line, with each directory replaced by its files with one of
 /// `extensions` (sorted; not recursive).
-pub fn expand_inputs(args: &[PathBuf], extensions: &[&str]) -> Result<Vec<PathBuf>, String> {
+pub fn expand_inputs(args: &[PathBuf], extensions: &[&str]) -> Result<Vec<PathBuf>, InputError> {
     let mut out = Vec::new();
     for arg in args {
         if !arg.is_dir() {
             out.push(arg.clone());
             continue;
         }
-        let entries = std::fs::read_dir(arg)
-            .map_err(|e| format!("{}: cannot read directory: {e}", arg.display()))?;
+        let entries = std::fs::read_dir(arg).map_err(|source| InputError::ReadDir {
+            dir: arg.clone(),
+            source,
+        })?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -40,11 +54,10 @@ pub fn expand_inputs(args: &[PathBuf], extensions: &[&str]) -> Result<Vec<PathBu
             .collect();
         if found.is_empty() {
             let patterns: Vec<String> = extensions.iter().map(|x| format!("*.{x}")).collect();
-            return Err(format!(
-                "{}: no {} files in this directory",
-                arg.display(),
-                patterns.join(", ")
-            ));
+            return Err(InputError::NoFiles {
+                dir: arg.clone(),
+                patterns: patterns.join(", "),
+            });
         }
         found.sort();
         out.extend(found);
@@ -274,7 +287,9 @@ mod tests {
         let alloy = expand_inputs(&[dir.path().to_owned()], ALLOY_FILES).unwrap();
         assert_eq!(alloy.len(), 2);
         let empty = tempfile::tempdir().unwrap();
-        let err = expand_inputs(&[empty.path().to_owned()], CONFIG_FILES).unwrap_err();
+        let err = expand_inputs(&[empty.path().to_owned()], CONFIG_FILES)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no *.toml, *.alloy, *.river files"), "{err}");
     }
 }

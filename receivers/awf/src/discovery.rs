@@ -56,10 +56,29 @@ pub fn is_terminal_status(s: &str) -> bool {
     )
 }
 
+/// Why a listing poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    #[error("request failed: {0}")]
+    Request(reqwest::Error),
+    #[error("status {0}")]
+    Status(u16),
+    #[error("read failed: {0}")]
+    Read(reqwest::Error),
+    #[error("listing larger than {MAX_LISTING_BYTES} bytes")]
+    TooLarge,
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("no array under executions/items/data/results")]
+    NoArray,
+    #[error("the listing is neither an array nor an object")]
+    NotAListing,
+}
+
 /// Parses a listing: an array, or an object with the array under `executions`, `items` or
 /// `data`. Entries are objects (`id`/`execution_id`, `status`, `events_url`) or bare ids.
-pub fn parse_listing(body: &[u8]) -> Result<Vec<ListedExecution>, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn parse_listing(body: &[u8]) -> Result<Vec<ListedExecution>, ListingError> {
+    let value: Value = serde_json::from_slice(body).map_err(ListingError::Json)?;
     let entries =
         match value {
             Value::Array(a) => a,
@@ -70,9 +89,9 @@ pub fn parse_listing(body: &[u8]) -> Result<Vec<ListedExecution>, String> {
                     _ => None,
                 }) {
                 Some(a) => a,
-                None => return Err("no array under executions/items/data/results".to_owned()),
+                None => return Err(ListingError::NoArray),
             },
-            _ => return Err("the listing is neither an array nor an object".to_owned()),
+            _ => return Err(ListingError::NotAListing),
         };
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -118,8 +137,8 @@ pub async fn run(
             _ = tick.tick() => {
                 let listed = match fetch_listing(&shared, &client, &settings, &cfg).await {
                     Ok(l) => l,
-                    Err(reason) => {
-                        tracing::warn!(url = cfg.url, reason, "AWF executions listing failed");
+                    Err(e) => {
+                        tracing::warn!(url = cfg.url, reason = %e, "AWF executions listing failed");
                         continue;
                     }
                 };
@@ -187,7 +206,7 @@ async fn fetch_listing(
     client: &reqwest::Client,
     settings: &StreamSettings,
     cfg: &DiscoveryConfig,
-) -> Result<Vec<ListedExecution>, String> {
+) -> Result<Vec<ListedExecution>, ListingError> {
     let result = async {
         let resp = client
             .get(&cfg.url)
@@ -196,16 +215,16 @@ async fn fetch_listing(
             .timeout(cfg.interval.get().max(Duration::from_secs(10)))
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(ListingError::Request)?;
         if !resp.status().is_success() {
-            return Err(format!("status {}", resp.status().as_u16()));
+            return Err(ListingError::Status(resp.status().as_u16()));
         }
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("read failed: {e}"))?;
+            let chunk = chunk.map_err(ListingError::Read)?;
             if body.len() + chunk.len() > MAX_LISTING_BYTES {
-                return Err(format!("listing larger than {MAX_LISTING_BYTES} bytes"));
+                return Err(ListingError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
