@@ -112,6 +112,7 @@ components! {
         Awf => sluice_receiver_awf,
         Kafka => sluice_receiver_kafka,
         PrometheusScrape => sluice_receiver_prometheus,
+        FileLog => sluice_receiver_file_log,
     }
     exporters {
         Otlp => sluice_exporter_otlp::otlp,

@@ -39,9 +39,11 @@ impl Topology {
                 );
                 continue;
             }
-            let r = rc
+            let mut r = rc
                 .build(&format!("receivers.{name}"))
                 .map_err(|e| anyhow::anyhow!("receivers.{name}: {e:#}"))?;
+            r.use_storage(&storage.join("receivers").join(name))
+                .map_err(|e| anyhow::anyhow!("receivers.{name}: {e}"))?;
             built.insert(name.clone(), r);
         }
 

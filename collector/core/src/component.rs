@@ -132,6 +132,12 @@ pub trait Receiver: Send + 'static {
     /// Addresses this receiver listens on, for readiness and clash checks.
     fn listen_addrs(&self) -> Vec<std::net::SocketAddr>;
 
+    /// Gives a receiver that keeps state across restarts (`file_log`'s read positions) its own
+    /// directory under `--storage.path`, before `run`. Most receivers keep none.
+    fn use_storage(&mut self, _dir: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+
     fn run(self: Box<Self>, ctx: ReceiverContext) -> BoxFuture<'static, Result<(), ReceiverError>>;
 }
 
