@@ -42,6 +42,50 @@ struct RunArgs {
         env = "SLUICE_WEBHOOKS_LISTEN_ADDR"
     )]
     webhooks_addr: Option<SocketAddr>,
+    /// Serve the admin server over TLS with this PEM certificate chain (with
+    /// `--server.http.tls.key-file`).
+    #[arg(
+        long = "server.http.tls.cert-file",
+        alias = "server.http.tls.cert_file",
+        env = "SLUICE_HTTP_TLS_CERT_FILE"
+    )]
+    admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--server.http.tls.cert-file`.
+    #[arg(
+        long = "server.http.tls.key-file",
+        alias = "server.http.tls.key_file",
+        env = "SLUICE_HTTP_TLS_KEY_FILE"
+    )]
+    admin_tls_key: Option<PathBuf>,
+    /// PEM CA certificates: admin clients must present a certificate one of them signed (mTLS).
+    #[arg(
+        long = "server.http.tls.client-ca-file",
+        alias = "server.http.tls.client_ca_file",
+        env = "SLUICE_HTTP_TLS_CLIENT_CA_FILE"
+    )]
+    admin_tls_client_ca: Option<PathBuf>,
+    /// Serve the webhooks listener over TLS with this PEM certificate chain (with
+    /// `--server.webhooks.tls.key-file`).
+    #[arg(
+        long = "server.webhooks.tls.cert-file",
+        alias = "server.webhooks.tls.cert_file",
+        env = "SLUICE_WEBHOOKS_TLS_CERT_FILE"
+    )]
+    webhooks_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--server.webhooks.tls.cert-file`.
+    #[arg(
+        long = "server.webhooks.tls.key-file",
+        alias = "server.webhooks.tls.key_file",
+        env = "SLUICE_WEBHOOKS_TLS_KEY_FILE"
+    )]
+    webhooks_tls_key: Option<PathBuf>,
+    /// PEM CA certificates: webhook senders must present a certificate one of them signed.
+    #[arg(
+        long = "server.webhooks.tls.client-ca-file",
+        alias = "server.webhooks.tls.client_ca_file",
+        env = "SLUICE_WEBHOOKS_TLS_CLIENT_CA_FILE"
+    )]
+    webhooks_tls_client_ca: Option<PathBuf>,
     /// File holding the admin token: with one (or `SLUICE_ADMIN_TOKEN` set), `/-/reload` and
     /// the API's writes need `Authorization: Bearer <token>`.
     #[arg(long = "server.http.admin-token-file", env = "SLUICE_ADMIN_TOKEN_FILE")]
@@ -426,11 +470,38 @@ fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>>
     }
 }
 
+/// Server TLS for the admin or webhooks listener from its `--server.<listener>.tls.*` flags,
+/// with the receivers' machinery (PEM files, optional client certificates); `None` without
+/// flags. Errors name the flag and the file.
+fn listener_tls(
+    listener: &str,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let prefix = format!("--server.{listener}.");
+    match (cert_file, key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let config = sluice_http_server::ServerTlsConfig {
+                cert_file,
+                key_file,
+                client_ca_file,
+            };
+            sluice_http_server::tls::acceptor(&config, &prefix, &[b"h2", b"http/1.1"]).map(Some)
+        }
+        (None, None) if client_ca_file.is_none() => Ok(None),
+        _ => Err(anyhow::anyhow!(
+            "{prefix}tls.cert-file and {prefix}tls.key-file must both be given (client-ca-file needs them too)"
+        )),
+    }
+}
+
 /// Serves `router` on `addr` with the shared listener limits (slow clients, connection cap).
 fn serve_admin(
     flag: &str,
     name: &'static str,
     addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
 ) -> anyhow::Result<()> {
     let listener =
@@ -438,7 +509,7 @@ fn serve_admin(
     let listener = sluice_http_server::Listener::new(
         listener,
         sluice_http_server::ConnectionLimits::default(),
-        None,
+        tls,
         sluice_http_server::Labels::new("admin", name),
     )
     .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e}"))?;
@@ -481,17 +552,39 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_admin_token(admin_token),
     );
 
+    let admin_tls = listener_tls(
+        "http",
+        args.admin_tls_cert,
+        args.admin_tls_key,
+        args.admin_tls_client_ca,
+    )?;
+    let webhooks_tls = listener_tls(
+        "webhooks",
+        args.webhooks_tls_cert,
+        args.webhooks_tls_key,
+        args.webhooks_tls_client_ca,
+    )?;
+    if webhooks_tls.is_some() && args.webhooks_addr.is_none() {
+        anyhow::bail!("--server.webhooks.tls.* needs --server.webhooks.listen-addr");
+    }
     let separate_webhooks = args.webhooks_addr.is_some();
     let admin = sluice::admin::admin_router(app.clone(), !separate_webhooks);
     serve_admin(
         "--server.http.listen-addr",
         "admin",
         args.listen_addr,
+        admin_tls,
         admin,
     )?;
     if let Some(addr) = args.webhooks_addr {
         let webhooks = sluice::admin::webhooks_router(app.clone());
-        serve_admin("--server.webhooks.listen-addr", "webhooks", addr, webhooks)?;
+        serve_admin(
+            "--server.webhooks.listen-addr",
+            "webhooks",
+            addr,
+            webhooks_tls,
+            webhooks,
+        )?;
     }
 
     app.start().await?;
