@@ -10,7 +10,7 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares" \
-  cargo build --release --quiet --target "$triple" --bin "$target"
+  cargo build --release --quiet --target "$triple" --features "$target" --bin "$target"
 mkdir -p "corpus/$target" "artifacts/$target"
 exec "target/$triple/release/$target" -max_total_time="$seconds" -artifact_prefix="artifacts/$target/" \
   "$@" "corpus/$target" "seeds/$target"

@@ -40,6 +40,13 @@ pub struct WebhookPayload {
     pub state: Option<String>,
 }
 
+impl WebhookPayload {
+    /// Reads a webhook body (Grafana or Alertmanager JSON).
+    pub fn from_json(raw: &[u8]) -> Result<WebhookPayload, serde_json::Error> {
+        serde_json::from_slice(raw)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {

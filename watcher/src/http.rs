@@ -82,7 +82,7 @@ async fn webhook(s: Arc<Shared>, source: AlertSource, headers: HeaderMap, body: 
         }
         return unauthorized("sluice-watcher-webhook");
     }
-    let payload: WebhookPayload = match serde_json::from_slice(&raw) {
+    let payload = match WebhookPayload::from_json(&raw) {
         Ok(p) => p,
         Err(e) => {
             stats::webhook_refused(&s.component_id, "malformed");

@@ -17,8 +17,9 @@ mod cursor;
 mod record;
 mod segment;
 
-pub use cursor::CursorState;
+pub use cursor::{CursorState, cursor_path};
 pub use record::{Record, encoded_len};
+pub use segment::segment_path;
 
 use parking_lot::Mutex;
 use segment::{ReadStep, SegmentMeta, SegmentReader};

@@ -110,7 +110,8 @@ async fn answer(state: &PushState, headers: &HeaderMap, body: Bytes) -> Response
     }
 }
 
-fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<WorkflowEvent>, EventParseError> {
+/// The events of a push body: one JSON event or array, or (`ndjson`) one per line.
+pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<WorkflowEvent>, EventParseError> {
     if !ndjson {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| EventParseError::Json(e.to_string()))?;

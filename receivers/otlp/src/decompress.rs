@@ -7,7 +7,7 @@ use std::io::Read;
 
 /// `Content-Encoding` values the HTTP receiver understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ContentEncoding {
+pub enum ContentEncoding {
     Identity,
     Gzip,
     /// `deflate` (zlib-wrapped, as HTTP defines it and the collector reads it) and `zlib`.
@@ -16,7 +16,7 @@ pub(crate) enum ContentEncoding {
 
 impl ContentEncoding {
     /// Parses the header; `None` for encodings we cannot decode.
-    pub(crate) fn parse(header: Option<&str>) -> Option<ContentEncoding> {
+    pub fn parse(header: Option<&str>) -> Option<ContentEncoding> {
         let Some(value) = header else {
             return Some(ContentEncoding::Identity);
         };
@@ -30,7 +30,7 @@ impl ContentEncoding {
 }
 
 #[derive(Debug)]
-pub(crate) enum DecompressError {
+pub enum DecompressError {
     /// The output would exceed the cap.
     TooLarge { cap: usize },
     /// The compressed stream is corrupt.
@@ -39,7 +39,7 @@ pub(crate) enum DecompressError {
 
 /// Decompresses `body`, failing as soon as the output would pass `cap` bytes. Memory held never
 /// exceeds `cap + 1` bytes of output.
-pub(crate) fn decompress(
+pub fn decompress(
     encoding: ContentEncoding,
     body: Bytes,
     cap: usize,

@@ -11,6 +11,8 @@ mod ingest;
 mod server;
 
 pub use config::{Config, GrpcConfig, HttpConfig, ValidationConfig};
+/// The HTTP receiver's capped body decompression (public for the fuzz targets in `fuzz/`).
+pub use decompress::{ContentEncoding, DecompressError, decompress};
 
 use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;

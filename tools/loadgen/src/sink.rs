@@ -160,7 +160,10 @@ fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
             "/api/v1/write",
             post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
                 let counter = rw.clone();
-                async move { count_push(&counter, remote_write_samples(&headers, &body)) }
+                async move {
+                    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+                    count_push(&counter, remote_write_samples(content_type, &body))
+                }
             }),
         )
         .route(
@@ -176,7 +179,7 @@ fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
 
 /// Why a pushed body could not be counted.
 #[derive(Debug, PartialEq, thiserror::Error)]
-enum MalformedPush {
+pub enum MalformedPush {
     #[error("snappy: {0}")]
     Snappy(#[from] snap::Error),
     #[error("protobuf: {0}")]
@@ -218,15 +221,12 @@ fn unsnappy(body: &[u8]) -> Result<Vec<u8>, MalformedPush> {
 /// Counts by walking the protobuf instead of decoding it into messages: the sink shares the
 /// box with the collector it measures, so it must cost little per item. The walk still checks
 /// the framing of every field it passes, so a malformed body is refused.
-fn remote_write_samples(
-    headers: &axum::http::HeaderMap,
+pub fn remote_write_samples(
+    content_type: Option<&str>,
     body: &[u8],
 ) -> Result<u64, MalformedPush> {
     let raw = unsnappy(body)?;
-    let v2 = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("io.prometheus.write.v2.Request"));
+    let v2 = content_type.is_some_and(|v| v.contains("io.prometheus.write.v2.Request"));
     // v1 `WriteRequest.timeseries` = 1 with `samples` = 2, `histograms` = 4;
     // v2 `Request.timeseries` = 5 with `samples` = 2, `histograms` = 3.
     if v2 {
@@ -237,7 +237,7 @@ fn remote_write_samples(
 }
 
 /// Entries in a Loki push body (`PushRequest.streams` = 1, `StreamAdapter.entries` = 2).
-fn loki_entries(body: &[u8]) -> Result<u64, MalformedPush> {
+pub fn loki_entries(body: &[u8]) -> Result<u64, MalformedPush> {
     count_nested(&unsnappy(body)?, 1, &[2])
 }
 
@@ -343,9 +343,8 @@ mod tests {
             timeseries: vec![v1_series(3), v1_series(5)],
             metadata: vec![],
         };
-        let headers = axum::http::HeaderMap::new();
         // 8 float samples and one histogram sample per series.
-        assert_eq!(remote_write_samples(&headers, &snappy(&request)), Ok(10));
+        assert_eq!(remote_write_samples(None, &snappy(&request)), Ok(10));
 
         let request = v2::Request {
             symbols: vec!["".into(), "__name__".into(), "up".into()],
@@ -355,22 +354,16 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert(
-            "content-type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
-                .parse()
-                .expect("header"),
-        );
-        assert_eq!(remote_write_samples(&headers, &snappy(&request)), Ok(7));
+        let v2 = Some("application/x-protobuf;proto=io.prometheus.write.v2.Request");
+        assert_eq!(remote_write_samples(v2, &snappy(&request)), Ok(7));
 
         let mut truncated = request.encode_to_vec();
         truncated.truncate(truncated.len() - 3);
         let body = snap::raw::Encoder::new()
             .compress_vec(&truncated)
             .expect("compressible");
-        assert!(remote_write_samples(&headers, &body).is_err());
-        assert!(remote_write_samples(&headers, b"not snappy").is_err());
+        assert!(remote_write_samples(v2, &body).is_err());
+        assert!(remote_write_samples(v2, b"not snappy").is_err());
     }
 
     #[test]

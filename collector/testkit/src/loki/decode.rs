@@ -179,3 +179,32 @@ pub(super) fn decode_json_push(body: &[u8]) -> Result<Vec<IncomingStream>, Decod
     }
     Ok(out)
 }
+
+/// Decodes a `/loki/api/v1/push` body as the server does (snappy protobuf, or JSON with
+/// `Content-Type: application/json`, after gzip/deflate) and parses each stream's label
+/// string; the entries of the streams whose labels parse. Public for the fuzz targets in
+/// `fuzz/`.
+pub fn decode_push(
+    content_encoding: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    max: usize,
+) -> Result<usize, DecodeError> {
+    let body = decompress(content_encoding, body, max, false)?;
+    let json = content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let streams = if json {
+        decode_json_push(&body)?
+    } else {
+        decode_protobuf_push(&body, max)?
+    };
+    Ok(streams
+        .iter()
+        .filter(|s| match &s.labels {
+            IncomingLabels::Text(text) => super::parse_labels(text).is_ok(),
+            IncomingLabels::Parsed(_) => true,
+        })
+        .map(|s| s.entries.len())
+        .sum())
+}

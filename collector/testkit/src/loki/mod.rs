@@ -33,7 +33,7 @@ mod otlp;
 mod service;
 pub mod wire;
 
-pub use decode::DecodeError;
+pub use decode::{DecodeError, decode_push};
 pub use ingest::Refused;
 pub use labels::{LabelSyntaxError, parse_labels};
 
