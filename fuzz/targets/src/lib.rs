@@ -232,7 +232,11 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let env = |name: &str| (name.len() % 2 == 0).then(|| format!("value-of-{name}"));
+    let env = |name: &str| {
+        name.len()
+            .is_multiple_of(2)
+            .then(|| format!("value-of-{name}"))
+    };
     let _ = sluice::config::parse(std::path::Path::new("fuzz.toml"), text, &env);
 }
 
