@@ -221,10 +221,7 @@ fn unsnappy(body: &[u8]) -> Result<Vec<u8>, MalformedPush> {
 /// Counts by walking the protobuf instead of decoding it into messages: the sink shares the
 /// box with the collector it measures, so it must cost little per item. The walk still checks
 /// the framing of every field it passes, so a malformed body is refused.
-pub fn remote_write_samples(
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<u64, MalformedPush> {
+pub fn remote_write_samples(content_type: Option<&str>, body: &[u8]) -> Result<u64, MalformedPush> {
     let raw = unsnappy(body)?;
     let v2 = content_type.is_some_and(|v| v.contains("io.prometheus.write.v2.Request"));
     // v1 `WriteRequest.timeseries` = 1 with `samples` = 2, `histograms` = 4;
