@@ -213,7 +213,22 @@ pub(super) async fn handle_http(shared: Arc<Shared>, req: http::Request<Incoming
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let response = match &outcome {
+    let response = answer(body_type, signal, &outcome);
+    shared.record(ReceivedRequest {
+        transport: Transport::Http,
+        signal,
+        headers,
+        encoding,
+        body_len: body.len(),
+        payload,
+        outcome,
+    });
+    response
+}
+
+/// The answer to a decoded request, in its body type.
+fn answer(body_type: BodyType, signal: Signal, outcome: &Outcome) -> HttpResponse {
+    match outcome {
         Outcome::Success => success_http(body_type, signal, None),
         Outcome::PartialSuccess { rejected, message } => {
             success_http(body_type, signal, Some((*rejected, message.clone())))
@@ -225,17 +240,7 @@ pub(super) async fn handle_http(shared: Arc<Shared>, req: http::Request<Incoming
             &e.message,
             e.retry_after.as_ref(),
         ),
-    };
-    shared.record(ReceivedRequest {
-        transport: Transport::Http,
-        signal,
-        headers,
-        encoding,
-        body_len: body.len(),
-        payload,
-        outcome,
-    });
-    response
+    }
 }
 
 fn success_http(

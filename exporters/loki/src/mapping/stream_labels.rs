@@ -110,6 +110,40 @@ impl Candidates {
     }
 }
 
+/// A candidate that passed Loki's name and value checks.
+struct Label {
+    name: String,
+    value: String,
+    source: Option<String>,
+    rank: Option<u8>,
+    /// Its attribute leaves the line (not when the value was truncated).
+    removes_attr: bool,
+}
+
+/// `max_label_names` (`service_name` not counted): the default labels are kept first, then
+/// by name.
+fn limit_label_count(labels: &mut Vec<Label>, opts: &MappingOptions, report: &mut MappingReport) {
+    let counted = labels.iter().filter(|l| l.name != SERVICE_NAME).count();
+    if counted > opts.max_label_names {
+        labels.sort_by(|a, b| {
+            (a.rank.unwrap_or(u8::MAX), &a.name).cmp(&(b.rank.unwrap_or(u8::MAX), &b.name))
+        });
+        let mut seen = 0;
+        labels.retain(|l| {
+            if l.name == SERVICE_NAME {
+                return true;
+            }
+            seen += 1;
+            if seen > opts.max_label_names {
+                report.adjust(ADJ_MAX_LABEL_NAMES);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
 /// Normalizes names, drops what Loki would refuse and applies the label-count limit. Returns
 /// the sorted labels and the attribute keys of labels that were kept (or were empty, which
 /// Loki treats as absent) — those leave the line.
@@ -118,13 +152,6 @@ pub(super) fn fit_labels(
     cands: Candidates,
     report: &mut MappingReport,
 ) -> (Vec<(String, String)>, Vec<String>) {
-    struct Label {
-        name: String,
-        value: String,
-        source: Option<String>,
-        rank: Option<u8>,
-        removes_attr: bool,
-    }
     let mut labels: Vec<Label> = Vec::with_capacity(cands.0.len());
     let mut removed_empty = Vec::new();
     for c in cands.0 {
@@ -171,25 +198,7 @@ pub(super) fn fit_labels(
             removes_attr,
         });
     }
-    let counted = labels.iter().filter(|l| l.name != SERVICE_NAME).count();
-    if counted > opts.max_label_names {
-        labels.sort_by(|a, b| {
-            (a.rank.unwrap_or(u8::MAX), &a.name).cmp(&(b.rank.unwrap_or(u8::MAX), &b.name))
-        });
-        let mut seen = 0;
-        labels.retain(|l| {
-            if l.name == SERVICE_NAME {
-                return true;
-            }
-            seen += 1;
-            if seen > opts.max_label_names {
-                report.adjust(ADJ_MAX_LABEL_NAMES);
-                false
-            } else {
-                true
-            }
-        });
-    }
+    limit_label_count(&mut labels, opts, report);
     let mut kept_sources = removed_empty;
     kept_sources.extend(
         labels

@@ -2,7 +2,7 @@
 
 use super::spans::{SpanParts, make_span, push_common, push_free};
 use super::{
-    Converter, KeyKind, Pending, duration_start, error_message, exemplar, label, span_key,
+    At, Converter, KeyKind, Pending, duration_start, error_message, exemplar, label, span_key,
 };
 use crate::aggregate::{AwfMetric, MetricUpdate};
 use crate::attrs::{kv_i64, kv_str};
@@ -23,13 +23,8 @@ fn invocation_span_id(exec: &str, step: &str, attempt: u32, e: &WorkflowEvent) -
 }
 
 impl Converter {
-    pub(super) fn on_agent_invoked(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-    ) -> SpanId {
+    pub(super) fn on_agent_invoked(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, .. } = at;
         let step = e.step_id.as_deref().unwrap_or("");
         let attempt = if step.is_empty() {
             e.attempt.unwrap_or(1)

@@ -101,6 +101,15 @@ pub struct ConvertStats {
     pub dropped_attributes: u64,
 }
 
+/// The event a handler converts: its execution, the event, its time and when it arrived.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    exec: &'a str,
+    e: &'a WorkflowEvent,
+    ts: u64,
+    now: u64,
+}
+
 /// A step attempt whose start was seen and whose end was not.
 #[derive(Debug, Clone)]
 struct OpenStep {
@@ -323,16 +332,22 @@ impl Converter {
             }
         }
         let trace_id = ids::trace_id(&exec);
+        let at = At {
+            exec: &exec,
+            e,
+            ts,
+            now,
+        };
         let span_id = match &e.kind {
             EventKind::WorkflowStarted => self.on_workflow_started(&exec, e, ts),
             EventKind::WorkflowCompleted
             | EventKind::WorkflowFailed
-            | EventKind::WorkflowCancelled => self.on_workflow_end(p, &exec, e, ts),
-            EventKind::StepStarted => self.on_step_started(p, &exec, e, ts, now),
-            EventKind::StepCompleted | EventKind::StepFailed => self.on_step_end(p, &exec, e, ts),
-            EventKind::StepRetried => self.on_step_retried(p, &exec, e, ts),
-            EventKind::StepFallback => self.on_step_fallback(p, &exec, e, ts),
-            EventKind::AgentInvoked => self.on_agent_invoked(p, &exec, e, ts),
+            | EventKind::WorkflowCancelled => self.on_workflow_end(p, at),
+            EventKind::StepStarted => self.on_step_started(p, at),
+            EventKind::StepCompleted | EventKind::StepFailed => self.on_step_end(p, at),
+            EventKind::StepRetried => self.on_step_retried(p, at),
+            EventKind::StepFallback => self.on_step_fallback(p, at),
+            EventKind::AgentInvoked => self.on_agent_invoked(p, at),
             EventKind::Other(_) => self.current_span(&exec, e),
         };
         let record = self.log_record(p, e, ts, now, Some((trace_id, span_id)));

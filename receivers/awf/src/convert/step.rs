@@ -3,8 +3,8 @@
 
 use super::spans::{SpanParts, make_span, push_common, push_free};
 use super::{
-    Converter, KeyKind, OpenStep, Pending, Restore, duration_start, error_message, exemplar, label,
-    span_key,
+    At, Converter, KeyKind, OpenStep, Pending, Restore, duration_start, error_message, exemplar,
+    label, span_key,
 };
 use crate::aggregate::{AwfMetric, MetricUpdate};
 use crate::attrs::{kv_i64, kv_str};
@@ -14,14 +14,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span;
 
 impl Converter {
-    pub(super) fn on_step_started(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-        now: u64,
-    ) -> SpanId {
+    pub(super) fn on_step_started(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, now } = at;
         let Some(step) = e.step_id.as_deref() else {
             return ids::workflow_span_id(exec);
         };
@@ -94,13 +88,8 @@ impl Converter {
         a
     }
 
-    pub(super) fn on_step_end(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-    ) -> SpanId {
+    pub(super) fn on_step_end(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, .. } = at;
         let Some((step, attempt)) = self.step_attempt(exec, e) else {
             return ids::workflow_span_id(exec);
         };
@@ -138,13 +127,8 @@ impl Converter {
         span_id
     }
 
-    pub(super) fn on_step_retried(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-    ) -> SpanId {
+    pub(super) fn on_step_retried(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, .. } = at;
         let Some(step) = e.step_id.as_deref() else {
             return ids::workflow_span_id(exec);
         };
@@ -199,13 +183,8 @@ impl Converter {
         span_id
     }
 
-    pub(super) fn on_step_fallback(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-    ) -> SpanId {
+    pub(super) fn on_step_fallback(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, .. } = at;
         let Some((step, attempt)) = self.step_attempt(exec, e) else {
             return ids::workflow_span_id(exec);
         };

@@ -3,7 +3,9 @@
 use super::span_key;
 use super::spans::{SpanParts, make_span, push_common, push_free};
 use super::step::StepEnd;
-use super::{Converter, KeyKind, Pending, Restore, duration_start, error_message, exemplar, label};
+use super::{
+    At, Converter, KeyKind, Pending, Restore, duration_start, error_message, exemplar, label,
+};
 use crate::aggregate::{AwfMetric, MetricUpdate};
 use crate::attrs::kv_str;
 use crate::event::{EventKind, WorkflowEvent};
@@ -23,13 +25,8 @@ impl Converter {
         ids::workflow_span_id(exec)
     }
 
-    pub(super) fn on_workflow_end(
-        &mut self,
-        p: &mut Pending,
-        exec: &str,
-        e: &WorkflowEvent,
-        ts: u64,
-    ) -> SpanId {
+    pub(super) fn on_workflow_end(&mut self, p: &mut Pending, at: At) -> SpanId {
+        let At { exec, e, ts, .. } = at;
         let span_id = ids::workflow_span_id(exec);
         if !self.claim(p, KeyKind::Identity, span_key(&span_id)) {
             p.stats.replayed += 1;
