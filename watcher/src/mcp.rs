@@ -7,10 +7,14 @@
 
 use serde_json::{Value, json};
 use sluice_http_client::body::read_body;
+use sluice_http_client::sse::{SseParser, is_event_stream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Cap on one reply body (JSON or the whole event stream).
+const MAX_REPLY_BYTES: usize = 4 << 20;
 
 pub struct McpClient {
     http: reqwest::Client,
@@ -195,69 +199,18 @@ async fn read_reply(resp: reqwest::Response, id: u64) -> Result<Value, String> {
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("text/event-stream"));
-    let body = read_body(resp, 4 << 20)
+        .is_some_and(is_event_stream);
+    let body = read_body(resp, MAX_REPLY_BYTES)
         .await
         .map_err(|e| format!("mcp: {e}"))?;
-    let text = String::from_utf8_lossy(&body);
     if !is_sse {
-        return serde_json::from_str(&text).map_err(|e| format!("mcp: invalid JSON: {e}"));
+        return serde_json::from_slice(&body).map_err(|e| format!("mcp: invalid JSON: {e}"));
     }
-    for data in sse_data(&text) {
-        if let Ok(v) = serde_json::from_str::<Value>(&data)
-            && v["id"].as_u64() == Some(id)
-        {
-            return Ok(v);
-        }
-    }
-    Err("mcp: no response in the event stream".into())
-}
-
-/// `data` payloads of complete SSE events (CR, LF or CRLF line ends; one leading space
-/// stripped; an unterminated last event is dropped).
-pub fn sse_data(text: &str) -> Vec<String> {
-    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut out = Vec::new();
-    let mut data: Option<String> = None;
-    let mut lines: Vec<&str> = normalized.split('\n').collect();
-    // The piece after the last '\n' is an unterminated line.
-    lines.pop();
-    for line in lines {
-        if line.is_empty() {
-            if let Some(d) = data.take() {
-                out.push(d);
-            }
-            continue;
-        }
-        if line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        if field == "data" {
-            let d = data.get_or_insert_with(String::new);
-            if !d.is_empty() {
-                d.push('\n');
-            }
-            d.push_str(value);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse() {
-        assert_eq!(
-            sse_data(
-                "event: message\r\ndata: {\"a\":1}\r\n\r\n: c\ndata:x\ndata: y\n\ndata: partial\n"
-            ),
-            vec!["{\"a\":1}".to_owned(), "x\ny".to_owned()]
-        );
-    }
+    let mut events = Vec::new();
+    SseParser::with_limits(MAX_REPLY_BYTES, MAX_REPLY_BYTES).feed(&body, &mut events);
+    events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .find(|v| v["id"].as_u64() == Some(id))
+        .ok_or_else(|| "mcp: no response in the event stream".into())
 }

@@ -3,6 +3,7 @@
 //! from them. Keeping one copy means every component reads the same TOML keys the same way.
 
 pub mod body;
+pub mod sse;
 
 use anyhow::anyhow;
 use base64::Engine;

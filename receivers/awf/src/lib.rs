@@ -1,8 +1,7 @@
 //! AWF workflow events: SSE client, push endpoint, conversion to OTLP. The simulator of the
-//! AWF API is a separate tool, `tools/awf-sim`.
+//! AWF API is a separate tool, `tools/awf-sim`; the SSE parser is `sluice_http_client::sse`.
 //!
 //! * [`event`] — the `WorkflowEvent` model (lenient JSON parsing).
-//! * [`sse`] — an incremental WHATWG Server-Sent Events parser.
 //! * [`convert`] — events → OTLP spans, cumulative metrics and log records.
 //! * [`receiver`] — the `type = "awf"` receiver component ([`build`]).
 
@@ -18,7 +17,6 @@ pub mod push;
 pub mod receiver;
 pub mod redact;
 pub mod seen_set;
-pub mod sse;
 pub mod stream;
 pub mod time;
 

@@ -15,7 +15,7 @@ use crate::deliver::{
     STREAMS_ACTIVE, Shared,
 };
 use crate::event::{EventParseError, WorkflowEvent, parse_event_values};
-use crate::sse::{SseEvent, SseParser, is_event_stream};
+use sluice_http_client::sse::{SseEvent, SseParser, is_event_stream};
 use futures::StreamExt;
 use http::HeaderMap;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
