@@ -669,11 +669,8 @@ pub fn banner(config: &Config, admin: SocketAddr, storage: &std::path::Path) -> 
         };
         lines.push(format!("  receiver      {name}: {what}"));
     }
-    if let Some(sim) = &config.awf_simulator {
-        lines.push(format!(
-            "  AWF simulator http://{}/ (demo executions)",
-            sim.listen
-        ));
+    for service in config.services.values() {
+        lines.push(format!("  {}", service.describe()));
     }
     for (name, p) in &config.processors {
         if p.watcher().is_some() {

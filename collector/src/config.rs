@@ -3,9 +3,8 @@
 //! Every error names the file, the line, the key and a reason a person can act on, e.g.
 //! `configs/dev.toml:12:1: exporters.tempo.endpont: unknown field, expected one of ...`.
 
-use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig};
+use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig, ServiceConfig};
 
-use crate::awf_sim::SimConfig;
 use serde::Deserialize;
 use sluice_core::{InvalidConfig, Signal};
 use sluice_spool::SpoolConfig;
@@ -45,8 +44,8 @@ pub struct Config {
     pub processors: BTreeMap<String, ProcessorConfig>,
     pub exporters: BTreeMap<String, ExporterConfig>,
     pub pipelines: Vec<PipelineConfig>,
-    /// `[awf_simulator]`: run the AWF simulator inside this process (demos, `configs/dev.toml`).
-    pub awf_simulator: Option<SimConfig>,
+    /// Services (top-level sections such as `[awf_simulator]`), by section name.
+    pub services: BTreeMap<String, ServiceConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,8 +62,10 @@ pub struct PipelineConfig {
     pub spool: SpoolConfig,
 }
 
+/// The file's component tables and pipelines, with their positions. The services' sections
+/// ([`ServiceConfig::SECTIONS`]) are taken from the plain table, and any other top-level key
+/// is refused, by [`parse_toml`].
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
     receivers: BTreeMap<String, toml::Spanned<toml::Table>>,
@@ -74,9 +75,9 @@ struct RawFile {
     exporters: BTreeMap<String, toml::Spanned<toml::Table>>,
     #[serde(default)]
     pipelines: Vec<toml::Spanned<toml::Table>>,
-    #[serde(default)]
-    awf_simulator: Option<toml::Spanned<toml::Table>>,
 }
+
+const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "pipelines"];
 
 /// Looks up environment variables; a trait so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -114,6 +115,24 @@ impl Locator<'_> {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+
+    /// Best-effort position of the top-level key `section`: its first `[section...]` header
+    /// or `section... =` line.
+    fn find_section(&self, section: &str) -> usize {
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim_start();
+            let key = t.trim_start_matches('[').trim_start();
+            if key
+                .strip_prefix(section)
+                .is_some_and(|r| r.starts_with(['.', ']', ' ', '=']))
+            {
+                return offset + (line.len() - t.len());
+            }
+            offset += line.len();
+        }
+        0
     }
 
     /// Best-effort position of `field` inside the table whose header starts at `table_start`:
@@ -161,6 +180,38 @@ pub(crate) fn parse_toml(
         loc.at(offset, "", e.message().to_string())
     })?;
 
+    let mut services = BTreeMap::new();
+    let top_level: toml::Table = toml::from_str(text).map_err(|e| loc.at(0, "", e.message()))?;
+    for (section, mut value) in top_level {
+        if TOP_LEVEL_KEYS.contains(&section.as_str()) {
+            continue;
+        }
+        let start = loc.find_section(&section);
+        if !ServiceConfig::SECTIONS.contains(&section.as_str()) {
+            let expected: Vec<String> = TOP_LEVEL_KEYS
+                .iter()
+                .chain(ServiceConfig::SECTIONS)
+                .map(|k| format!("`{k}`"))
+                .collect();
+            return Err(loc.at(
+                start,
+                "",
+                format!(
+                    "unknown field `{section}`, expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        substitute(&loc, start, &section, &mut value, env)?;
+        let service = ServiceConfig::parse(&section, value).map_err(|e| match e {
+            ComponentError::Invalid(InvalidConfig { key, reason }) => {
+                located(&loc, start, &section, &key, reason)
+            }
+            other => field_error(&loc, start, &section, &other.to_string()),
+        })?;
+        services.insert(section, service);
+    }
+
     let mut receivers = BTreeMap::new();
     for (name, table) in raw.receivers {
         check_name(&loc, table.span().start, "receivers", &name)?;
@@ -203,19 +254,6 @@ pub(crate) fn parse_toml(
         pipeline_offsets.push(start);
     }
 
-    let awf_simulator = match raw.awf_simulator {
-        None => None,
-        Some(table) => {
-            let start = table.span().start;
-            let mut value = toml::Value::Table(table.into_inner());
-            substitute(&loc, start, "awf_simulator", &mut value, env)?;
-            let sim = SimConfig::deserialize(value)
-                .map_err(|e| field_error(&loc, start, "awf_simulator", e.message()))?;
-            sim.validate()
-                .map_err(|e| located(&loc, start, "awf_simulator", &e.key, e.reason))?;
-            Some(sim)
-        }
-    };
     let config = Config {
         source: path.to_owned(),
         text: text.to_owned(),
@@ -223,7 +261,7 @@ pub(crate) fn parse_toml(
         processors,
         exporters,
         pipelines,
-        awf_simulator,
+        services,
     };
     check_wiring(&loc, &config, &pipeline_offsets)?;
     Ok(config)
@@ -516,7 +554,7 @@ fn check_wiring(loc: &Locator, config: &Config, offsets: &[usize]) -> Result<(),
                         format!("no processor named {name:?} is defined (add [processors.{name}])"),
                     ));
                 }
-                Some(pc) if pc.batch_settings().is_some() => batches += 1,
+                Some(pc) if pc.driver_batching().is_some() => batches += 1,
                 Some(_) => {}
             }
         }
@@ -567,8 +605,10 @@ fn list(signals: &[Signal]) -> String {
 /// Two listeners on one port clash when their IPs are equal or either is a wildcard.
 fn check_listeners(loc: &Locator, config: &Config) -> Result<(), ConfigError> {
     let mut seen: Vec<(String, SocketAddr)> = Vec::new();
-    if let Some(sim) = &config.awf_simulator {
-        seen.push(("awf_simulator.listen".to_string(), sim.listen));
+    for (section, service) in &config.services {
+        for (field, addr) in service.listen_addrs() {
+            seen.push((format!("{section}.{field}"), addr));
+        }
     }
     for (name, r) in &config.receivers {
         for (field, addr) in r.listen_addrs() {

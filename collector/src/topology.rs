@@ -1,7 +1,10 @@
-//! Starting and stopping a whole configuration: receivers, pipelines (spools), exporter drivers.
+//! Starting and stopping a whole configuration: services, shared stages, receivers, pipelines
+//! (spools), exporter drivers. Which component has which shape is the registry's knowledge
+//! (`crate::registry`); nothing here names a component.
 
 use crate::config::Config;
-use crate::pipeline::{DriverSettings, LateConsumer, PipelineIngest, Router};
+use crate::pipeline::{DriverSettings, PipelineIngest, Router};
+use crate::registry::{RunningService, SharedStage};
 use sluice_core::{Receiver, ReceiverContext, Signal};
 use sluice_spool::Spool;
 use std::collections::BTreeMap;
@@ -20,8 +23,8 @@ pub struct Topology {
     /// Reporters of start-up replay progress (crate::replay), one per pipeline with a backlog.
     replays: Vec<JoinHandle<()>>,
     pub listen_addrs: Vec<SocketAddr>,
-    simulator: Option<crate::awf_sim::SimHandle>,
-    watchers: Vec<sluice_watcher::Watcher>,
+    services: Vec<(String, RunningService)>,
+    shared_stages: Vec<SharedStage>,
     /// Each pipeline's ingest side, by name, for dead-letter replay.
     pipelines: BTreeMap<String, Arc<PipelineIngest>>,
 }
@@ -47,40 +50,26 @@ impl Topology {
             built.insert(name.clone(), r);
         }
 
-        // The simulator and the watcher are started here rather than through the registry's
-        // per-pipeline `build`: the simulator is no pipeline component (a stand-in AWF server
-        // with no consumer, its own `[awf_simulator]` section, started before the receivers
-        // that connect to it), and the watcher is one instance shared by every pipeline that
-        // lists it (one incident state, HTTP routes on the admin server, its own telemetry fed
-        // back into those pipelines), where a registered processor is one stage per pipeline.
-        let simulator = match &config.awf_simulator {
-            Some(sim) => Some(
-                crate::awf_sim::start_simulator(sim.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("awf_simulator: {e:#}"))?,
-            ),
-            None => None,
-        };
-        if let Some(sim) = &simulator {
-            tracing::info!(url = %sim.base_url(), "AWF simulator running");
+        // Services first: receivers may connect to them.
+        let mut services = Vec::new();
+        for (section, service) in &config.services {
+            let running = service
+                .start()
+                .await
+                .map_err(|e| anyhow::anyhow!("{section}: {e:#}"))?;
+            services.push((section.clone(), running));
         }
 
-        // Watchers start before the pipelines they sit in; their own telemetry is routed once
-        // those pipelines exist.
-        let mut watchers = BTreeMap::new();
+        // Shared stages start before the pipelines they sit in; their own telemetry is routed
+        // once those pipelines exist.
+        let mut shared_stages = BTreeMap::new();
         for (name, pc) in &config.processors {
-            let Some(wc) = pc.watcher() else { continue };
             if !config.pipelines.iter().any(|p| p.processors.contains(name)) {
                 continue;
             }
-            let emit = Arc::new(LateConsumer::default());
-            let dir = storage.join("watcher").join(name);
-            let component_id = format!("processors.{name}");
-            let watcher =
-                sluice_watcher::Watcher::start(wc, &component_id, &dir, Some(emit.clone()))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{component_id}: {e:#}"))?;
-            watchers.insert(name.clone(), (watcher, emit, Vec::new()));
+            if let Some(stage) = pc.start_shared(name, storage).await? {
+                shared_stages.insert(name.clone(), stage);
+            }
         }
 
         let mut spools = Vec::new();
@@ -118,13 +107,13 @@ impl Topology {
                 let Some(pc) = config.processors.get(name) else {
                     continue;
                 };
-                if let Some(b) = pc.batch_settings() {
+                if let Some(b) = pc.driver_batching() {
                     batch = b.clone();
                 }
                 let component_id = format!("processors.{name}");
                 let ctx = sluice_processors::Context::new(&component_id, &p.name);
-                if let Some((watcher, _, _)) = watchers.get(name) {
-                    stages.push((sluice_processors::Stage::Item(watcher.processor()), ctx));
+                if let Some(shared) = shared_stages.get(name) {
+                    stages.push((shared.stage(), ctx));
                 } else if let Some(stage) = pc
                     .build(ctx.clone())
                     .map_err(|e| anyhow::anyhow!("{component_id}: {e:#}"))?
@@ -171,8 +160,8 @@ impl Topology {
                 }
             }
             for name in &p.processors {
-                if let Some((_, _, own_routes)) = watchers.get_mut(name) {
-                    own_routes.extend(p.signals.iter().map(|s| (*s, ingest.clone())));
+                if let Some(shared) = shared_stages.get_mut(name) {
+                    shared.feed(&p.signals, &ingest);
                 }
             }
             spools.push(spool);
@@ -190,17 +179,17 @@ impl Topology {
             };
             receivers.push((name, tokio::spawn(r.run(ctx))));
         }
-        let watchers = watchers
+        let shared_stages = shared_stages
             .into_values()
-            .map(|(watcher, emit, own_routes)| {
-                emit.set(Arc::new(Router::new(own_routes)));
-                watcher
+            .map(|mut shared| {
+                shared.connect();
+                shared
             })
             .collect();
         Ok(Topology {
             pipelines,
-            simulator,
-            watchers,
+            services,
+            shared_stages,
             receiver_stop,
             receivers,
             spools,
@@ -230,13 +219,13 @@ impl Topology {
     /// not delivered by then stays in the spool for the next start; nothing is dropped.
     pub async fn stop(self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
-        for w in &self.watchers {
-            w.stop().await;
+        for shared in &self.shared_stages {
+            shared.stop().await;
         }
-        if let Some(sim) = self.simulator
-            && let Err(e) = sim.stop().await
-        {
-            tracing::warn!(error = %e, "AWF simulator did not stop cleanly");
+        for (section, service) in self.services {
+            if let Err(e) = service.stop().await {
+                tracing::warn!(service = section, error = %e, "service did not stop cleanly");
+            }
         }
         let _ = self.receiver_stop.send(true);
         for (name, handle) in self.receivers {
@@ -275,11 +264,11 @@ impl Topology {
         }
     }
 
-    /// HTTP routes components serve on the admin server (the watcher's webhooks and approvals).
+    /// HTTP routes the shared stages serve on the admin server.
     pub fn http_routes(&self) -> Option<axum::Router> {
-        self.watchers
+        self.shared_stages
             .iter()
-            .map(|w| w.router())
+            .map(SharedStage::http_routes)
             .reduce(|a, b| a.merge(b))
     }
 

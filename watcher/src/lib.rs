@@ -99,12 +99,15 @@ impl Watcher {
             config.window.max_age.get(),
         ));
         let mcp = match &config.mcp_url {
-            Some(u) => Some(Arc::new(mcp::McpClient::new(
-                u,
-                config.mcp_token.clone(),
-                &config.mcp_prometheus_uid,
-                config.source_timeout.get(),
-            )?)),
+            Some(u) => Some(Arc::new(
+                mcp::McpClient::new(
+                    u,
+                    config.mcp_token.clone(),
+                    &config.mcp_prometheus_uid,
+                    config.source_timeout.get(),
+                )
+                .map_err(|e| anyhow::anyhow!("mcp_url: building the HTTP client: {e}"))?,
+            )),
             None => None,
         };
         let investigator = investigate::Investigator {

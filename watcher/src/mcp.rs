@@ -1,216 +1,501 @@
-//! A small client for mcp-grafana over MCP streamable HTTP (protocol 2025-11-25), used as an
-//! optional extra investigation source.
+//! The optional mcp-grafana investigation source: an MCP client (the official Rust SDK, `rmcp`)
+//! over streamable HTTP (protocol 2025-11-25).
 //!
-//! `initialize` → `notifications/initialized` → `tools/call`, echoing `Mcp-Session-Id` and
-//! `MCP-Protocol-Version`; a reply may be JSON or an SSE stream; a 404 means the session
-//! expired and the call is retried once on a new one. No `Origin` header is sent.
+//! The SDK runs the protocol (`initialize`, `notifications/initialized`, `tools/call`, session
+//! ids and protocol-version headers, one re-initialization when the server answers 404 for an
+//! expired session). Its HTTP side is [`HttpTransport`]: the workspace's reqwest client, with
+//! SSE replies read by the shared parser (`sluice_http_client::sse`), so the SDK's own reqwest
+//! (another major version) is not built. No `Origin` header is sent.
 
-use serde_json::{Value, json};
-use sluice_http_client::body::read_body;
-use sluice_http_client::sse::{SseParser, is_event_stream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http::{HeaderName, HeaderValue, StatusCode};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ClientJsonRpcMessage, Implementation,
+    ProtocolVersion, ServerJsonRpcMessage,
+};
+use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse, StreamableHttpResponseLimits,
+};
+use sluice_http_client::body::{BodyError, read_body};
+use sluice_http_client::sse::{SseEvent, SseParser, is_event_stream};
+use sse_stream::Sse;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2025_11_25;
 
-/// Cap on one reply body (JSON or the whole event stream).
-const MAX_REPLY_BYTES: usize = 4 << 20;
-
-pub struct McpClient {
-    http: reqwest::Client,
-    url: String,
-    token: Option<String>,
-    prometheus_uid: String,
-    session: tokio::sync::Mutex<Option<String>>,
-    next_id: AtomicU64,
-    timeout: Duration,
+/// Why an MCP query gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("mcp {step}: timed out (no answer within {after:?})")]
+    TimedOut { step: &'static str, after: Duration },
+    #[error("mcp initialize: {0}")]
+    Initialize(#[source] Box<rmcp::service::ClientInitializeError>),
+    #[error("mcp tools/call: {0}")]
+    Call(#[source] rmcp::ServiceError),
+    /// The tool ran and reported an error (`isError`), with its text.
+    #[error("{tool}: {text}")]
+    Tool { tool: &'static str, text: String },
 }
 
-enum CallError {
-    SessionExpired,
-    Other(String),
+type Session = RunningService<RoleClient, ClientConfig>;
+
+pub struct McpClient {
+    transport: HttpTransport,
+    url: Arc<str>,
+    token: Option<String>,
+    prometheus_uid: String,
+    timeout: Duration,
+    /// The running MCP session, opened on first use and again after it closed.
+    session: tokio::sync::Mutex<Option<Session>>,
 }
 
 impl McpClient {
-    /// A client whose every request ends within `timeout` (the watcher's `source_timeout`).
+    /// A client whose every query ends within `timeout` (the watcher's `source_timeout`).
     pub fn new(
         url: &str,
         token: Option<String>,
         prometheus_uid: &str,
         timeout: Duration,
-    ) -> anyhow::Result<McpClient> {
+    ) -> Result<McpClient, reqwest::Error> {
         Ok(McpClient {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| anyhow::anyhow!("mcp_url: building the HTTP client: {e}"))?,
-            url: url.to_owned(),
+            transport: HttpTransport {
+                http: reqwest::Client::builder().build()?,
+                // Only a backstop for requests the SDK still has in flight after a query gave
+                // up; the query's own deadline is `timeout`.
+                request_timeout: timeout.saturating_mul(2),
+            },
+            url: Arc::from(url),
             token,
             prometheus_uid: prometheus_uid.to_owned(),
-            session: tokio::sync::Mutex::new(None),
-            next_id: AtomicU64::new(1),
             timeout,
+            session: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// A failed request, saying so when it was the timeout (reqwest's message does not).
-    fn failed(&self, step: &str, e: reqwest::Error) -> String {
-        if e.is_timeout() {
-            format!(
-                "mcp {step}: timed out (no answer within {:?})",
-                self.timeout
-            )
-        } else {
-            format!("mcp {step}: {e}")
+    async fn open_session(&self) -> Result<Session, McpError> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url.clone());
+        if let Some(token) = &self.token {
+            config = config.auth_header(token.clone());
+        }
+        let transport = StreamableHttpClientTransport::with_client(self.transport.clone(), config);
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("sluice-watcher", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(PROTOCOL_VERSION);
+        match tokio::time::timeout(self.timeout, info.serve(transport)).await {
+            Err(_) => Err(self.timed_out("initialize")),
+            Ok(Err(e)) if caused_by_timeout(&e) => Err(self.timed_out("initialize")),
+            Ok(Err(e)) => Err(McpError::Initialize(Box::new(e))),
+            Ok(Ok(session)) => Ok(session),
         }
     }
 
-    fn request(&self, session: Option<&str>) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .post(&self.url)
-            .header("Accept", "application/json, text/event-stream")
-            .header("Content-Type", "application/json");
-        if let Some(t) = &self.token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(s) = session {
-            r = r
-                .header("Mcp-Session-Id", s)
-                .header("MCP-Protocol-Version", PROTOCOL_VERSION);
-        }
-        r
-    }
-
-    async fn open_session(&self) -> Result<Option<String>, String> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let init = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
-            "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
-            "clientInfo": {"name": "sluice-watcher", "version": env!("CARGO_PKG_VERSION")}}});
-        let resp = self
-            .request(None)
-            .json(&init)
-            .send()
-            .await
-            .map_err(|e| self.failed("initialize", e))?;
-        if !resp.status().is_success() {
-            return Err(format!("mcp initialize: HTTP {}", resp.status()));
-        }
-        let session = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let reply = read_reply(resp, id).await?;
-        if let Some(e) = reply.get("error") {
-            return Err(format!("mcp initialize: {e}"));
-        }
-        let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
-        let r = self
-            .request(session.as_deref())
-            .json(&note)
-            .send()
-            .await
-            .map_err(|e| self.failed("initialized", e))?;
-        if !r.status().is_success() {
-            return Err(format!("mcp initialized: HTTP {}", r.status()));
-        }
-        Ok(session)
-    }
-
-    async fn call_once(
-        &self,
-        session: Option<&str>,
-        method: &str,
-        params: &Value,
-    ) -> Result<Value, CallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let msg = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
-        let resp = self
-            .request(session)
-            .json(&msg)
-            .send()
-            .await
-            .map_err(|e| CallError::Other(self.failed(method, e)))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(CallError::SessionExpired);
-        }
-        if !resp.status().is_success() {
-            return Err(CallError::Other(format!(
-                "mcp {method}: HTTP {}",
-                resp.status()
-            )));
-        }
-        let reply = read_reply(resp, id).await.map_err(CallError::Other)?;
-        if let Some(e) = reply.get("error") {
-            return Err(CallError::Other(format!("mcp {method}: {e}")));
-        }
-        Ok(reply["result"].clone())
-    }
-
-    /// One JSON-RPC call, re-initializing once if the session expired.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, String> {
-        let mut guard = self.session.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.open_session().await?.unwrap_or_default());
-        }
-        let s = guard.clone().filter(|s| !s.is_empty());
-        match self.call_once(s.as_deref(), method, &params).await {
-            Ok(v) => Ok(v),
-            Err(CallError::SessionExpired) => {
-                let fresh = self.open_session().await?.unwrap_or_default();
-                *guard = Some(fresh.clone());
-                let s = Some(fresh).filter(|s| !s.is_empty());
-                match self.call_once(s.as_deref(), method, &params).await {
-                    Ok(v) => Ok(v),
-                    Err(CallError::SessionExpired) => Err(format!("mcp {method}: session refused")),
-                    Err(CallError::Other(e)) => Err(e),
-                }
-            }
-            Err(CallError::Other(e)) => Err(e),
+    fn timed_out(&self, step: &'static str) -> McpError {
+        McpError::TimedOut {
+            step,
+            after: self.timeout,
         }
     }
 
     /// `query_prometheus` (instant, now); returns the tool's text content.
-    pub async fn query_prometheus(&self, expr: &str) -> Result<String, String> {
-        let r = self
-            .call(
-                "tools/call",
-                json!({"name":"query_prometheus","arguments":{
-                    "datasourceUid": self.prometheus_uid, "expr": expr,
-                    "queryType": "instant", "endTime": "now"}}),
-            )
-            .await?;
-        let text = r["content"]
-            .as_array()
-            .and_then(|c| c.iter().find_map(|x| x["text"].as_str()))
-            .unwrap_or_default()
-            .to_owned();
-        if r["isError"].as_bool() == Some(true) {
-            return Err(format!("query_prometheus: {text}"));
+    pub async fn query_prometheus(&self, expr: &str) -> Result<String, McpError> {
+        let arguments = serde_json::json!({
+            "datasourceUid": self.prometheus_uid, "expr": expr,
+            "queryType": "instant", "endTime": "now"});
+        let params = CallToolRequestParams::new("query_prometheus")
+            .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut session = self.session.lock().await;
+        if session.as_ref().is_none_or(RunningService::is_closed) {
+            *session = Some(self.open_session().await?);
+        }
+        let Some(peer) = session.as_ref().map(|s| s.peer().clone()) else {
+            return Err(self.timed_out("initialize"));
+        };
+        // Dropping the call on timeout cancels the request (the SDK sends the cancellation).
+        let result = match tokio::time::timeout_at(deadline, peer.call_tool(params)).await {
+            Err(_) => return Err(self.timed_out("tools/call")),
+            Ok(Err(e)) if caused_by_timeout(&e) => return Err(self.timed_out("tools/call")),
+            Ok(Err(e)) => {
+                if matches!(e, rmcp::ServiceError::TransportClosed) {
+                    *session = None;
+                }
+                return Err(McpError::Call(e));
+            }
+            Ok(Ok(result)) => result,
+        };
+        let text = result
+            .content
+            .iter()
+            .find_map(|c| c.as_text().map(|t| t.text.clone()))
+            .unwrap_or_default();
+        if result.is_error == Some(true) {
+            return Err(McpError::Tool {
+                tool: "query_prometheus",
+                text,
+            });
         }
         Ok(text)
     }
 }
 
-/// The JSON-RPC response with `id`, from a JSON body or an SSE stream.
-async fn read_reply(resp: reqwest::Response, id: u64) -> Result<Value, String> {
-    let is_sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_event_stream);
-    let body = read_body(resp, MAX_REPLY_BYTES)
-        .await
-        .map_err(|e| format!("mcp: {e}"))?;
-    if !is_sse {
-        return serde_json::from_slice(&body).map_err(|e| format!("mcp: invalid JSON: {e}"));
+/// True when a reqwest timeout is somewhere in `e`'s source chain.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        next = e.source();
     }
-    let mut events = Vec::new();
-    SseParser::with_limits(MAX_REPLY_BYTES, MAX_REPLY_BYTES).feed(&body, &mut events);
-    events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
-        .find(|v| v["id"].as_u64() == Some(id))
-        .ok_or_else(|| "mcp: no response in the event stream".into())
+    false
+}
+
+/// The SDK's streamable-HTTP client side over the workspace's reqwest client.
+#[derive(Clone)]
+struct HttpTransport {
+    http: reqwest::Client,
+    /// Bound on each POST and DELETE (not on the long-lived GET event stream).
+    request_timeout: Duration,
+}
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const SESSION_ID: &str = "mcp-session-id";
+
+type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+impl HttpTransport {
+    fn request(
+        &self,
+        builder: reqwest::RequestBuilder,
+        session_id: Option<&str>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = builder.headers(custom_headers.into_iter().collect());
+        if let Some(token) = auth_token {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(id) = session_id {
+            builder = builder.header(SESSION_ID, id);
+        }
+        builder
+    }
+}
+
+/// A non-success status with the start of the body, for the error message.
+async fn unexpected_status<T>(response: reqwest::Response) -> HttpResult<T> {
+    let status = response.status();
+    let body = read_body(response, 512).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    Err(StreamableHttpError::UnexpectedServerResponse(
+        format!("HTTP {status}: {}", text.trim()).into(),
+    ))
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+impl StreamableHttpClient for HttpTransport {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_token,
+            custom_headers,
+            StreamableHttpResponseLimits::default(),
+        )
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = max_sse_event_size;
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_token,
+            custom_headers,
+            limits,
+        )
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        let builder = self
+            .http
+            .post(uri.as_ref())
+            .timeout(self.request_timeout)
+            .header(http::header::ACCEPT, ACCEPT_BOTH)
+            .json(&message);
+        let response = self
+            .request(builder, session_id.as_deref(), auth_token, custom_headers)
+            .send()
+            .await
+            .map_err(StreamableHttpError::Client)?;
+        let status = response.status();
+        if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+            return Ok(StreamableHttpPostResponse::Accepted);
+        }
+        if status == StatusCode::NOT_FOUND && session_id.is_some() {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        if !status.is_success() {
+            return unexpected_status(response).await;
+        }
+        let new_session = response
+            .headers()
+            .get(SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_type = content_type(&response);
+        if content_type.as_deref().is_some_and(is_event_stream) {
+            let events = sse_events(response.bytes_stream(), limits.max_sse_event_size);
+            return Ok(StreamableHttpPostResponse::Sse(events, new_session));
+        }
+        let body = read_body(response, limits.max_json_response_size)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => {
+                    StreamableHttpError::ResponseBodyTooLarge { max_size: limit }
+                }
+                BodyError::Read(e) => StreamableHttpError::Io(std::io::Error::other(e)),
+            })?;
+        // Some servers answer a notification with an empty 200 instead of 202.
+        if body.is_empty() && !matches!(message, ClientJsonRpcMessage::Request(_)) {
+            return Ok(StreamableHttpPostResponse::Accepted);
+        }
+        if !content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json"))
+        {
+            return Err(StreamableHttpError::UnexpectedContentType(content_type));
+        }
+        let reply: ServerJsonRpcMessage = serde_json::from_slice(&body)?;
+        Ok(StreamableHttpPostResponse::Json(reply, new_session))
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<()> {
+        let builder = self.http.delete(uri.as_ref()).timeout(self.request_timeout);
+        let response = self
+            .request(builder, Some(&session_id), auth_token, custom_headers)
+            .send()
+            .await
+            .map_err(StreamableHttpError::Client)?;
+        match response.status() {
+            StatusCode::METHOD_NOT_ALLOWED => Ok(()),
+            s if s.is_success() => Ok(()),
+            _ => unexpected_status(response).await,
+        }
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
+        self.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            auth_token,
+            custom_headers,
+            sluice_http_client::sse::DEFAULT_MAX_EVENT_BYTES,
+        )
+        .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_token: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
+        let mut builder = self
+            .http
+            .get(uri.as_ref())
+            .header(http::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            builder = builder.header("last-event-id", id);
+        }
+        let response = self
+            .request(builder, session_id.as_deref(), auth_token, custom_headers)
+            .send()
+            .await
+            .map_err(StreamableHttpError::Client)?;
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
+        if !response.status().is_success() {
+            return unexpected_status(response).await;
+        }
+        let content_type = content_type(&response);
+        if !content_type.as_deref().is_some_and(is_event_stream) {
+            return Err(StreamableHttpError::UnexpectedContentType(content_type));
+        }
+        Ok(sse_events(response.bytes_stream(), max_sse_event_size))
+    }
+}
+
+/// An SSE body as the SDK's events, parsed by the shared parser. An event larger than
+/// `max_event_bytes` ends the stream with an error instead of being skipped silently.
+fn sse_events(
+    body: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    max_event_bytes: usize,
+) -> BoxStream<'static, Result<Sse, SseError>> {
+    struct State {
+        body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+        parser: SseParser,
+        ready: VecDeque<SseEvent>,
+        /// Returned once the events before it are out; then the stream ends.
+        failure: Option<SseError>,
+        done: bool,
+    }
+    let state = State {
+        body: body.boxed(),
+        parser: SseParser::with_limits(max_event_bytes, max_event_bytes),
+        ready: VecDeque::new(),
+        failure: None,
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(event) = st.ready.pop_front() {
+                let sse = Sse {
+                    event: Some(event.event_type),
+                    data: Some(event.data),
+                    id: (!event.last_event_id.is_empty()).then_some(event.last_event_id),
+                    retry: st.parser.retry_ms(),
+                };
+                return Some((Ok(sse), st));
+            }
+            if let Some(e) = st.failure.take() {
+                return Some((Err(e), st));
+            }
+            if st.done {
+                return None;
+            }
+            match st.body.next().await {
+                Some(Ok(chunk)) => {
+                    let mut out = Vec::new();
+                    st.parser.feed(&chunk, &mut out);
+                    st.ready.extend(out);
+                    if st.parser.oversized() > 0 {
+                        st.done = true;
+                        let e = format!("an event is larger than {max_event_bytes} bytes");
+                        st.failure = Some(SseError::Body(e.into()));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    st.failure = Some(SseError::Body(Box::new(e)));
+                }
+                None => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(chunks: Vec<&'static [u8]>, max: usize) -> Vec<Result<Sse, String>> {
+        let body = futures::stream::iter(chunks.into_iter().map(|c| Ok(bytes::Bytes::from(c))));
+        sse_events(body, max)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn sse_events_follow_the_shared_parser_across_chunks() {
+        let got = collect(
+            vec![
+                b"event: message\r\nid: 7\r\ndata: {\"a\"",
+                b":1}\r\n\r\n: keep-alive\n",
+                b"data: x\ndata: y\n\ndata: unterminated",
+            ],
+            1024,
+        )
+        .await;
+        let sse = |event: &str, data: &str| {
+            Ok(Sse {
+                event: Some(event.into()),
+                data: Some(data.into()),
+                id: Some("7".into()),
+                retry: None,
+            })
+        };
+        assert_eq!(
+            got,
+            vec![sse("message", "{\"a\":1}"), sse("message", "x\ny")]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_sse_event_ends_the_stream_with_an_error() {
+        let got = collect(vec![b"data: small\n\n", b"data: far too long\n\n"], 12).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].is_ok());
+        assert!(
+            got[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("larger than 12 bytes")),
+            "{got:?}"
+        );
+    }
 }

@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_awf_sim::world::World;
-use sluice_receiver_awf::convert::{ConvertConfig, Converter};
 use sluice_http_client::sse::SseParser;
+use sluice_receiver_awf::convert::{ConvertConfig, Converter};
 use sluice_receiver_awf::stream::decode_sse_event;
 use std::hint::black_box;
 

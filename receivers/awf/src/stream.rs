@@ -15,13 +15,13 @@ use crate::deliver::{
     STREAMS_ACTIVE, Shared,
 };
 use crate::event::{EventParseError, WorkflowEvent, parse_event_values};
-use sluice_http_client::sse::{SseEvent, SseParser, is_event_stream};
 use futures::StreamExt;
 use http::HeaderMap;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sluice_core::DurationStr;
 use sluice_core::retry::{Backoff, RetryConfig};
+use sluice_http_client::sse::{SseEvent, SseParser, is_event_stream};
 use std::collections::HashSet;
 use std::time::Duration;
 

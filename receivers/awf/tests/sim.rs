@@ -7,8 +7,8 @@ use common::{counter_total, duplicated_span_ids, histogram_count, start, wait_un
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice_awf_sim::{SimConfig, SimHandle, start_simulator};
-use sluice_receiver_awf::event::{EventKind, WorkflowEvent};
 use sluice_http_client::sse::SseParser;
+use sluice_receiver_awf::event::{EventKind, WorkflowEvent};
 use sluice_receiver_awf::{Config, build};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

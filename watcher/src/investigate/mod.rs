@@ -231,7 +231,7 @@ impl Investigator {
                     ..Default::default()
                 });
             }
-            Ok(Err(e)) => part.fail(e),
+            Ok(Err(e)) => part.fail(e.to_string()),
             Err(_) => part.fail(format!("timeout after {timeout:?}")),
         }
         part
