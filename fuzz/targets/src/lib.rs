@@ -83,12 +83,12 @@ pub fn body_decompress(data: &[u8]) {
     }
 }
 
-/// The AWF stream's Server-Sent Events parser: fed in two chunks (split where the first byte
+/// The Server-Sent Events parser (AWF stream, MCP replies): fed in two chunks (split where the first byte
 /// says) or a byte at a time, it dispatches exactly what one whole feed dispatches; with tiny
 /// limits it still never panics.
 #[cfg(feature = "sse")]
 pub fn sse(data: &[u8]) {
-    use sluice_receiver_awf::sse::{SseParser, parse_all};
+    use sluice_http_client::sse::{SseParser, parse_all};
     let Some((&split, stream)) = data.split_first() else {
         return;
     };
