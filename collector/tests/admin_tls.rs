@@ -6,54 +6,24 @@
 
 mod support;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use std::path::Path;
+use sluice_testkit::tls::Pki;
 use std::time::Duration;
 use support::{Sluice, free_port, write_config};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
-fn pki(dir: &Path) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sluice test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &*ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["grafana".to_owned()]).unwrap();
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &*ca).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-    std::fs::write(
-        dir.join("client.pem"),
-        client.pem() + &client_key.serialize_pem(),
-    )
-    .unwrap();
+fn pki() -> Pki {
+    Pki::new(&["localhost", "127.0.0.1"])
 }
 
-fn client(dir: &Path, with_certificate: bool) -> reqwest::Client {
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+fn client(certs: &Pki, with_certificate: bool) -> reqwest::Client {
+    let ca = std::fs::read(certs.path("ca.pem")).unwrap();
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .timeout(Duration::from_secs(10));
     if with_certificate {
-        let pem = std::fs::read(dir.join("client.pem")).unwrap();
+        let mut pem = std::fs::read(certs.path("client.pem")).unwrap();
+        pem.extend(std::fs::read(certs.path("client.key")).unwrap());
         builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
     }
     builder.build().unwrap()
@@ -105,10 +75,10 @@ async fn wait_ready(http: &reqwest::Client, url: &str, sluice: &Sluice) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    let certs = pki();
     let path = write_config(dir.path(), "w.toml", &config(free_port()));
     let webhooks_port = free_port();
-    let file = |name: &str| dir.path().join(name).display().to_string();
+    let file = |name: &str| certs.path(name).display().to_string();
     let args = [
         format!("--server.http.tls.cert-file={}", file("server.pem")),
         format!("--server.http.tls.key-file={}", file("server.key")),
@@ -120,7 +90,7 @@ async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sluice = Sluice::spawn(&path, &dir.path().join("data"), &args);
     let admin = sluice.admin.replace("http://", "https://");
-    let https = client(dir.path(), false);
+    let https = client(&certs, false);
     wait_ready(&https, &format!("{admin}/-/ready"), &sluice).await;
     assert_eq!(
         https
@@ -154,7 +124,7 @@ async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client
         "served without a client certificate: {refused:?}"
     );
     // With one, the webhook's own auth still applies on top.
-    let mtls = client(dir.path(), true);
+    let mtls = client(&certs, true);
     let status = |r: reqwest::Response| r.status().as_u16();
     assert_eq!(
         status(mtls.post(&hook).body("{}").send().await.unwrap()),
@@ -190,7 +160,7 @@ async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client
 #[test]
 fn a_missing_key_file_stops_the_start_naming_the_flag_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    let certs = pki();
     let path = write_config(dir.path(), "w.toml", &config(free_port()));
     let missing = dir.path().join("nope.key");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -206,7 +176,7 @@ fn a_missing_key_file_stops_the_start_naming_the_flag_and_the_file() {
         ))
         .arg(format!(
             "--server.http.tls.cert-file={}",
-            dir.path().join("server.pem").display()
+            certs.path("server.pem").display()
         ))
         .arg(format!("--server.http.tls.key-file={}", missing.display()))
         .output()
@@ -232,7 +202,7 @@ fn a_missing_key_file_stops_the_start_naming_the_flag_and_the_file() {
         ))
         .arg(format!(
             "--server.webhooks.tls.cert-file={}",
-            dir.path().join("server.pem").display()
+            certs.path("server.pem").display()
         ))
         .output()
         .unwrap();

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A CA, a server certificate for `names` (host names or IP addresses) and a client
-/// certificate, written to a temp dir as `ca.pem`, `client.pem` and `client.key`.
+/// certificate, written to a temp dir as `ca.pem`, `server.pem`, `server.key`, `client.pem`
+/// and `client.key`.
 pub struct Pki {
     dir: tempfile::TempDir,
     ca_der: CertificateDer<'static>,
@@ -54,6 +55,9 @@ impl Pki {
 
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).expect("write server.pem");
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem())
+            .expect("write server.key");
         std::fs::write(dir.path().join("client.pem"), client_cert.pem()).expect("write client.pem");
         std::fs::write(dir.path().join("client.key"), client_key.serialize_pem())
             .expect("write client.key");
@@ -65,7 +69,7 @@ impl Pki {
         }
     }
 
-    /// `ca.pem`, `client.pem` or `client.key`.
+    /// `ca.pem`, `server.pem`, `server.key`, `client.pem` or `client.key`.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
