@@ -8,7 +8,9 @@ Counts what ARRIVES at the sink, not what the load generator got acknowledged. P
 * drain: how long after the load stopped until everything acknowledged had arrived, and how
   much acknowledged data had still not arrived `--drain-limit` seconds after the stop;
 * CPU seconds of the collector per 100k delivered spans, over the whole run including the drain;
-* peak RSS of the collector (VmHWM).
+* peak RSS of the collector (VmHWM);
+* the load generator's and the sink's CPU per 100k delivered (`harness_cpu_per_100k` in the
+  JSON lines): they share the box, so they bound what any collector can reach on it.
 
 Usage (from the repository root, after `cargo build --release -p sluice`):
 
@@ -16,6 +18,8 @@ Usage (from the repository root, after `cargo build --release -p sluice`):
         [--rate 0] [--spans-per-request 100] [--concurrency 16] [--sink sluice|grpcio|grpc-js]
     python3 benches/delivered.py --signal metrics --cases interval   # remote-write to the sink
     python3 benches/delivered.py --signal logs --cases interval      # Loki push to the sink
+    python3 benches/delivered.py --cases interval,interval+attributes # with a processor of
+                                                                      # benches/processors/
 
 "Spans" below means items of the signal sent: spans, data points (samples) or log records.
 
@@ -27,6 +31,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "sluice"))
@@ -41,6 +47,8 @@ SINK_GRPC = "127.0.0.1:5317"
 SINK_PUSH = "127.0.0.1:5319"
 
 # The exporter each signal goes to: OTLP passthrough (Tempo), remote-write (Mimir), Loki.
+ADMIN = "127.0.0.1:12399"
+
 EXPORTERS = {
     "traces": f'type = "otlp"\nendpoint = "http://{SINK_GRPC}"\ncompression = "none"',
     "metrics": f'type = "prometheus_remote_write"\nurl = "http://{SINK_PUSH}/api/v1/write"',
@@ -147,9 +155,16 @@ class Sink:
 
 
 def sluice_config(path, case, signal):
-    """`case` is an fsync level, optionally with `:novalidate` (intake validation off)."""
+    """`case` is an fsync level, optionally with `:novalidate` (intake validation off) and
+    `+PROCESSOR` (the processor of `benches/processors/PROCESSOR.toml` in the pipeline)."""
+    case, _, processor = case.partition("+")
     fsync, _, option = case.partition(":")
     validation = "[receivers.otlp.validation]\nenabled = false" if option == "novalidate" else ""
+    processors, processor_config = "", ""
+    if processor:
+        processors = 'processors = ["under_test"]'
+        with open(os.path.join(ROOT, "benches", "processors", f"{processor}.toml")) as f:
+            processor_config = f.read()
     with open(path, "w") as f:
         f.write(f"""
 [receivers.otlp]
@@ -164,9 +179,25 @@ name = "{signal}"
 signals = ["{signal}"]
 receivers = ["otlp"]
 exporters = ["sink"]
+{processors}
 [pipelines.spool]
 fsync = "{fsync}"
+{processor_config}
 """)
+
+
+def processor_dropped(case):
+    """Items Sluice's processors dropped on purpose (filter, tail sampling): they never
+    reach the sink, so they count as delivered for the arrival check."""
+    if "+" not in case:
+        return 0
+    try:
+        with urllib.request.urlopen(f"http://{ADMIN}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("sluice_processor_dropped_items_total")))
 
 
 # `--binary NAME=PATH`: cases written `interval@NAME` run that Sluice binary (A/B of two builds).
@@ -186,7 +217,7 @@ def collector_command(case, workdir, signal):
     data = os.path.join(workdir, f"data-{case.replace(':', '-')}")
     shutil.rmtree(data, ignore_errors=True)
     return [binary, "run", config, "--storage.path", data,
-            "--server.http.listen-addr", "127.0.0.1:12399", "--shutdown.timeout", "2s",
+            "--server.http.listen-addr", ADMIN, "--shutdown.timeout", "2s",
             "--log.level", "warn"]
 
 
@@ -198,6 +229,8 @@ def run_case(case, args, sink, workdir):
         time.sleep(1.0)
         base = sink.count()
         cpu0 = cpu_seconds(proc.pid)
+        sink_cpu0 = cpu_seconds(sink.proc.pid)
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.time()
         load = subprocess.run(
             [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317", "--signal", args.signal,
@@ -211,12 +244,16 @@ def run_case(case, args, sink, workdir):
         # Drain: wait until everything acknowledged has arrived, or the limit.
         drained_at = None
         while time.time() < stop + args.drain_limit:
-            if sink.count() - base >= acked:
+            if sink.count() - base + processor_dropped(case) >= acked:
                 drained_at = time.time()
                 break
             time.sleep(0.1)
+        dropped = processor_dropped(case)
         arrived = sink.count() - base
         cpu1 = cpu_seconds(proc.pid)
+        sink_cpu = cpu_seconds(sink.proc.pid) - sink_cpu0
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        loadgen_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
         rss = peak_rss_mib(proc.pid)
         w0 = sink.count_at(start + args.warmup)
         w1 = sink.count_at(stop)
@@ -229,9 +266,12 @@ def run_case(case, args, sink, workdir):
             "p50_ms": report["p50_ms"],
             "p99_ms": report["p99_ms"],
             "acked": acked,
-            "not_arrived": max(acked - arrived, 0),
+            "not_arrived": max(acked - dropped - arrived, 0),
+            "processor_dropped": dropped,
             "drain_s": (drained_at - stop) if drained_at else None,
             "cpu_per_100k": (cpu1 - cpu0) / max(arrived, 1) * 100_000,
+            # The load generator's and the sink's CPU: on a 2-core box they bound the ratio too.
+            "harness_cpu_per_100k": (sink_cpu + loadgen_cpu) / max(arrived, 1) * 100_000,
             "rss_mib": rss,
             "errors": sum(report["errors"].values()),
         }
@@ -305,7 +345,7 @@ def main():
             rs = [a["delivered_per_s"] / b["delivered_per_s"] for a, b in zip(mine, rot) if b["delivered_per_s"] > 0]
             if rs:
                 ratio = f"{statistics.median(rs):.2f} ({', '.join(f'{v:.2f}' for v in rs)})"
-        label = case if case == "rotel" else f"sluice fsync={case}"
+        label = case if case == "rotel" else f"sluice fsync={case.replace('+', ', processor ')}"
         print(f"| {label} | {med(case, 'delivered_per_s'):.0f} | {ratio} | {med(case, 'acked_per_s'):.0f} | "
               f"{max(x['not_arrived'] for x in mine)} | {med(case, 'drain_s'):.1f} | {med(case, 'cpu_per_100k'):.2f} | "
               f"{med(case, 'rss_mib'):.0f} | {med(case, 'p50_ms'):.2f} | {med(case, 'p99_ms'):.2f} | {sum(x['errors'] for x in mine)} |")

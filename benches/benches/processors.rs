@@ -13,93 +13,40 @@ use std::hint::black_box;
 const SPANS: usize = 512;
 const RECORDS: usize = 1000;
 
-fn stage(kind: &str, toml_text: &str) -> Stage {
+/// A processor config of `benches/processors/` (shared with `delivered.py --processor`): its
+/// `type` and the rest of its `[processors.under_test]` table.
+fn config(file: &str) -> (String, toml::Value) {
+    let path = format!("{}/processors/{file}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("bench processor config");
+    let mut doc: toml::Table = toml::from_str(&text).expect("bench processor config parses");
+    let mut body = doc
+        .remove("processors")
+        .and_then(|p| p.as_table().and_then(|t| t.get("under_test")).cloned())
+        .and_then(|t| t.as_table().cloned())
+        .expect("[processors.under_test]");
+    let kind = body
+        .remove("type")
+        .and_then(|t| t.as_str().map(str::to_owned))
+        .expect("type");
+    (kind, toml::Value::Table(body))
+}
+
+fn chain(file: &str) -> Chain {
+    let (kind, body) = config(file);
     let ctx = Context::new(&format!("processors.{kind}"), "bench");
-    let parsed = |t: &str| -> toml::Value { toml::from_str(t).expect("bench config") };
-    let body = parsed(toml_text);
     use sluice_processors::*;
-    let built = match kind {
-        "attributes" => attributes::build(&body.try_into().expect("config"), ctx),
-        "resource" => resource::build(&body.try_into().expect("config"), ctx),
-        "filter" => filter::build(&body.try_into().expect("config"), ctx),
-        "redaction" => redaction::build(&body.try_into().expect("config"), ctx),
-        "transform" => transform::build(&body.try_into().expect("config"), ctx),
-        "tail_sampling" => tail_sampling::build(&body.try_into().expect("config"), ctx),
-        "memory_limiter" => memory_limiter::build(&body.try_into().expect("config"), ctx),
+    let built = match kind.as_str() {
+        "attributes" => attributes::build(&body.try_into().expect("config"), ctx.clone()),
+        "resource" => resource::build(&body.try_into().expect("config"), ctx.clone()),
+        "filter" => filter::build(&body.try_into().expect("config"), ctx.clone()),
+        "redaction" => redaction::build(&body.try_into().expect("config"), ctx.clone()),
+        "transform" => transform::build(&body.try_into().expect("config"), ctx.clone()),
+        "tail_sampling" => tail_sampling::build(&body.try_into().expect("config"), ctx.clone()),
+        "memory_limiter" => memory_limiter::build(&body.try_into().expect("config"), ctx.clone()),
         other => panic!("unknown processor {other}"),
     };
-    built.expect("bench processor builds")
+    Chain::new(vec![(built.expect("bench processor builds"), ctx)])
 }
-
-fn chain(kind: &str, toml_text: &str) -> Chain {
-    let ctx = Context::new(&format!("processors.{kind}"), "bench");
-    Chain::new(vec![(stage(kind, toml_text), ctx)])
-}
-
-const ATTRIBUTES: &str = r#"
-[[actions]]
-key = "deployment.environment"
-value = "prod"
-action = "upsert"
-[[actions]]
-key = "attr.key1"
-action = "hash"
-[[actions]]
-key = "attr.key7"
-action = "delete"
-"#;
-
-const RESOURCE: &str = r#"
-[[attributes]]
-key = "cloud.region"
-value = "eu-west-1"
-action = "upsert"
-"#;
-
-const FILTER_TRACES: &str = r#"
-traces.span = ['name == "awf.step 3"', 'status.code == STATUS_CODE_ERROR and end_time_unix_nano - start_time_unix_nano < 1000']
-"#;
-
-const FILTER_LOGS: &str = r#"
-logs.log_record = ['severity_number < SEVERITY_NUMBER_INFO', 'IsMatch(body, "^healthcheck")']
-"#;
-
-const REDACTION: &str = r#"
-allow_all_keys = true
-blocked_values = [
-  '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}',
-  '\b(?:\d[ -]?){12,18}\d\b',
-  '\b(?:sk|pk|ghp|xox[bap])[-_][A-Za-z0-9_-]{16,}\b',
-]
-"#;
-
-const TRANSFORM: &str = r#"
-[[trace_statements]]
-context = "span"
-statements = ['set(attributes["slow"], true) where end_time_unix_nano - start_time_unix_nano > 1000000', 'delete_key(attributes, "attr.key6")']
-[[log_statements]]
-context = "log"
-statements = ['set(attributes["level"], severity_text)']
-"#;
-
-const TAIL_SAMPLING: &str = r#"
-decision_wait = "100ms"
-num_traces = 20000
-[[policies]]
-name = "errors"
-type = "status_code"
-status_code = { status_codes = ["ERROR"] }
-[[policies]]
-name = "rest"
-type = "probabilistic"
-probabilistic = { sampling_percentage = 10 }
-"#;
-
-const MEMORY_LIMITER: &str = r#"
-check_interval = "1s"
-limit_percentage = 100
-spike_limit_percentage = 1
-"#;
 
 fn bench(c: &mut Criterion) {
     // Tail sampling decides on the runtime's timer.
@@ -113,23 +60,18 @@ fn bench(c: &mut Criterion) {
     let traces = Bytes::from(sluice_benches::traces_request(SPANS, 8, 3).encode_to_vec());
     let mut g = c.benchmark_group("processors_traces");
     g.throughput(Throughput::Elements(SPANS as u64));
-    let cases: Vec<(&str, &str, &str)> = vec![
-        (
-            "decode_encode_only",
-            "resource",
-            "[[attributes]]\nkey = \"none\"\naction = \"delete\"",
-        ),
-        ("attributes", "attributes", ATTRIBUTES),
-        ("resource", "resource", RESOURCE),
-        ("filter", "filter", FILTER_TRACES),
-        ("redaction", "redaction", REDACTION),
-        ("transform", "transform", TRANSFORM),
-        ("tail_sampling_intake", "tail_sampling", TAIL_SAMPLING),
-        ("memory_limiter", "memory_limiter", MEMORY_LIMITER),
-    ];
-    for (name, kind, cfg) in &cases {
-        let chain = chain(kind, cfg);
-        g.bench_function(*name, |b| {
+    for (name, file) in [
+        ("decode_encode_only", "decode_encode_only"),
+        ("attributes", "attributes"),
+        ("resource", "resource"),
+        ("filter", "filter"),
+        ("redaction", "redaction"),
+        ("transform", "transform"),
+        ("tail_sampling_intake", "tail_sampling"),
+        ("memory_limiter", "memory_limiter"),
+    ] {
+        let chain = chain(file);
+        g.bench_function(name, |b| {
             b.iter(|| {
                 let item = Item::new(Signal::Traces, traces.clone(), SPANS as u32);
                 black_box(chain.process(item).expect("processed"))
@@ -141,12 +83,8 @@ fn bench(c: &mut Criterion) {
     let logs = Bytes::from(sluice_benches::logs_request(RECORDS).encode_to_vec());
     let mut g = c.benchmark_group("processors_logs");
     g.throughput(Throughput::Elements(RECORDS as u64));
-    for (name, kind, cfg) in [
-        ("filter", "filter", FILTER_LOGS),
-        ("redaction", "redaction", REDACTION),
-        ("transform", "transform", TRANSFORM),
-    ] {
-        let chain = chain(kind, cfg);
+    for name in ["filter", "redaction", "transform"] {
+        let chain = chain(name);
         g.bench_function(name, |b| {
             b.iter(|| {
                 let item = Item::new(Signal::Logs, logs.clone(), RECORDS as u32);
