@@ -537,3 +537,68 @@ fn external_labels_are_added_under_the_streams_own_labels() {
     sorted.sort();
     assert_eq!(names, sorted);
 }
+
+/// Records of one resource share computed stream labels where their own attributes cannot
+/// change them; every record must still map exactly as it does alone, with the same counters.
+#[test]
+fn records_of_one_resource_map_as_each_would_alone() {
+    let o = opts(|c| {
+        c.max_label_value_length = 8;
+        c.external_labels.insert("cluster".into(), "eu".into());
+    });
+    let res = vec![
+        ks("service.name", "checkout"),
+        ks("service.instance.id", "a-very-long-instance-id"),
+        ks("loki.resource.labels", "host.name"),
+        ks("host.name", "node-1"),
+    ];
+    let mut with_level = record(5, 9, "own level", vec![ks("level", "warn")]);
+    with_level.severity_text = "INFO".into();
+    let records = vec![
+        record(1, 9, "info a", vec![ks("user", "ann")]),
+        record(2, 17, "error", vec![]),
+        record(3, 9, "info b", vec![kv("n", i(1))]),
+        record(4, 0, "no severity", vec![]),
+        with_level,
+        record(
+            6,
+            9,
+            "hinted",
+            vec![ks("loki.attribute.labels", "user"), ks("user", "bob")],
+        ),
+        record(7, 17, "error again", vec![ks("user", "cy")]),
+        record(8, 0, "no severity again", vec![]),
+    ];
+    let (together, together_report) = map_one(&o, res.clone(), records.clone());
+
+    let mut alone: std::collections::BTreeMap<String, Stream> = Default::default();
+    let mut alone_report = MappingReport::default();
+    for r in records {
+        let (out, report) = map_one(&o, res.clone(), vec![r]);
+        for tenant in out {
+            for stream in tenant.streams {
+                alone
+                    .entry(stream.label_string.clone())
+                    .and_modify(|s| s.entries.extend(stream.entries.clone()))
+                    .or_insert(stream);
+            }
+        }
+        alone_report.mapped += report.mapped;
+        for (k, n) in report.adjusted {
+            *alone_report.adjusted.entry(k).or_default() += n;
+        }
+        for (k, n) in report.dropped {
+            *alone_report.dropped.entry(k).or_default() += n;
+        }
+    }
+    let together: Vec<Stream> = together.into_iter().flat_map(|t| t.streams).collect();
+    let alone: Vec<Stream> = alone.into_values().collect();
+    assert_eq!(together, alone);
+    assert_eq!(together_report, alone_report);
+    // The case is not trivial: several streams, and the long instance id truncated every time.
+    assert!(together.len() >= 4, "{together:#?}");
+    assert_eq!(
+        together_report.adjusted.get(ADJ_LABEL_VALUE_TRUNCATED),
+        Some(&8)
+    );
+}
