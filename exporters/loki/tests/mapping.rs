@@ -542,10 +542,22 @@ fn external_labels_are_added_under_the_streams_own_labels() {
 /// change them; every record must still map exactly as it does alone, with the same counters.
 #[test]
 fn records_of_one_resource_map_as_each_would_alone() {
-    let o = opts(|c| {
+    maps_as_alone(opts(|c| {
         c.max_label_value_length = 8;
         c.external_labels.insert("cluster".into(), "eu".into());
-    });
+    }));
+    // A resource attribute moved to structured metadata leaves the line per record.
+    maps_as_alone(opts(|c| {
+        c.max_label_value_length = 8;
+        c.structured_metadata = vec!["service.instance.id".into()];
+    }));
+    maps_as_alone(opts(|c| {
+        c.max_label_value_length = 8;
+        c.line_format = LineFormat::Logfmt;
+    }));
+}
+
+fn maps_as_alone(o: MappingOptions) {
     let res = vec![
         ks("service.name", "checkout"),
         ks("service.instance.id", "a-very-long-instance-id"),

@@ -18,6 +18,13 @@ pub(super) struct Metadata<'k> {
     span_moved: bool,
 }
 
+impl Metadata<'_> {
+    /// No resource attribute moved to metadata: the line's `resources` depend on the labels only.
+    pub(super) fn moved_res_is_empty(&self) -> bool {
+        self.moved_res.is_empty()
+    }
+}
+
 /// `structured_metadata` keys found on the record (trace and span ids, attributes, else
 /// resource attributes), skipping keys that already left the line as labels or hints.
 pub(super) fn structured_metadata<'k>(
@@ -69,7 +76,27 @@ pub(super) fn structured_metadata<'k>(
     m
 }
 
+/// The `resources` object of a JSON line, or `None` when no resource attribute is left in it.
+/// The same for every record of a resource whose labels and metadata take the same keys out.
+pub(super) fn json_resources(
+    res_attrs: &[KeyValue],
+    removed_everywhere: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, value::UnsupportedValue> {
+    let mut left = res_attrs
+        .iter()
+        .filter(|kv| !removed_everywhere(&kv.key))
+        .peekable();
+    if left.peek().is_none() {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(64);
+    write_json_map(&mut out, left)?;
+    Ok(Some(out))
+}
+
 /// The line in `format`, from what is left of the record after labels and metadata.
+/// `resources_json` is the record's [`json_resources`] when the caller already has it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn render_line(
     format: LineFormat,
     record: &LogRecord,
@@ -78,6 +105,7 @@ pub(super) fn render_line(
     res_attrs: &[KeyValue],
     metadata: &Metadata,
     removed_everywhere: &dyn Fn(&str) -> bool,
+    resources_json: Option<Result<Option<&str>, value::UnsupportedValue>>,
 ) -> Result<String, value::UnsupportedValue> {
     let line_rec = rec.all().filter(|kv| {
         !removed_everywhere(&kv.key) && !metadata.moved_rec.contains(&kv.key.as_str())
@@ -92,7 +120,23 @@ pub(super) fn render_line(
         .then(|| non_zero_hex(&record.span_id))
         .flatten();
     Ok(match format {
-        LineFormat::Json => json_line(record, scope, trace_id, span_id, line_rec, line_res)?,
+        LineFormat::Json => {
+            let resources = match resources_json {
+                Some(cached) => cached?.map(std::borrow::Cow::Borrowed),
+                None => json_resources(res_attrs, &|key| {
+                    removed_everywhere(key) || metadata.moved_res.contains(&key)
+                })?
+                .map(std::borrow::Cow::Owned),
+            };
+            json_line(
+                record,
+                scope,
+                trace_id,
+                span_id,
+                line_rec,
+                resources.as_deref(),
+            )?
+        }
         LineFormat::Logfmt => logfmt_line(record, scope, trace_id, span_id, line_rec, line_res),
         LineFormat::Raw => as_string(record.body.as_ref()).into_owned(),
     })
@@ -107,7 +151,7 @@ fn json_line<'a>(
     trace_id: Option<String>,
     span_id: Option<String>,
     attrs: impl Iterator<Item = &'a KeyValue> + Clone,
-    resources: impl Iterator<Item = &'a KeyValue> + Clone,
+    resources: Option<&str>,
 ) -> Result<String, value::UnsupportedValue> {
     let mut out = String::with_capacity(128);
     out.push('{');
@@ -145,9 +189,9 @@ fn json_line<'a>(
         field(&mut out, "attributes");
         write_json_map(&mut out, attrs)?;
     }
-    if resources.clone().next().is_some() {
+    if let Some(resources) = resources {
         field(&mut out, "resources");
-        write_json_map(&mut out, resources)?;
+        out.push_str(resources);
     }
     if let Some(scope) = scope.filter(|s| !s.name.is_empty()) {
         field(&mut out, "instrumentation_scope");

@@ -20,17 +20,18 @@ mod line;
 mod stream_labels;
 
 use attributes::{RecordAttrs, hint_names, tenant_from_hint};
-use line::{render_line, structured_metadata};
+use line::{json_resources, render_line, structured_metadata};
 use stream_labels::{add_external_labels, candidate_labels, fit_labels};
 
 use crate::config::{Config, DefaultLabels, LineFormat, LineTooLong};
 use crate::labels::{label_string, normalize_label, truncate_at_char};
-use crate::value::{as_string, get, kind};
+use crate::value::{UnsupportedValue, as_string, get, kind};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, InstrumentationScope, KeyValue, any_value::Value,
 };
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -286,6 +287,9 @@ struct StreamLabels {
     kept_sources: Vec<String>,
     /// The limit adjustments computing them made, counted again for every record that uses them.
     adjusted: Vec<&'static str>,
+    /// The JSON line's `resources` object for records that share these labels and move no
+    /// resource attribute to structured metadata (rendered once, on first use).
+    resources_json: OnceCell<Result<Option<String>, UnsupportedValue>>,
 }
 
 /// Stream labels already computed for the records of one resource.
@@ -405,6 +409,18 @@ fn map_record(
     let removed_everywhere =
         |key: &str| HINTS.contains(&key) || kept_sources.iter().any(|s| s == key);
     let metadata = structured_metadata(opts, res_attrs, &rec, record, &removed_everywhere);
+    // Shared only through the cache: uncached labels are used once.
+    let resources_json = (format == LineFormat::Json
+        && metadata.moved_res_is_empty()
+        && Rc::strong_count(&labels) > 1)
+        .then(|| {
+            labels
+                .resources_json
+                .get_or_init(|| json_resources(res_attrs, &removed_everywhere))
+                .as_ref()
+                .map(|r| r.as_deref())
+                .map_err(|e| *e)
+        });
     let mut line = render_line(
         format,
         record,
@@ -413,6 +429,7 @@ fn map_record(
         res_attrs,
         &metadata,
         &removed_everywhere,
+        resources_json,
     )
     .map_err(|_| DROP_UNSUPPORTED_VALUE)?;
     fit_line(opts, &mut line, report)?;
@@ -461,6 +478,7 @@ fn stream_labels(
         labels,
         kept_sources,
         adjusted,
+        resources_json: OnceCell::new(),
     }
 }
 
