@@ -628,6 +628,189 @@ receivers = ["node", "defaults"]
 exporters = ["mimir"]
 "#,
         ),
+        (
+            "local.file_match + loki.source.file",
+            r#"
+local.file_match "app" {
+  path_targets = [
+    {"__path__" = "/var/log/app/*.log", "job" = "app", "env" = "prod"},
+    {"__path__" = "/var/log/app/extra/*.log", "env" = "prod", "job" = "app"},
+    {"__path__" = "/var/log/db/*.log", "__path_exclude__" = "/var/log/db/debug-*.log", "job" = "db", "__meta_x" = "internal"},
+  ]
+  sync_period = "5s"
+}
+loki.source.file "files" {
+  targets       = local.file_match.app.targets
+  forward_to    = [loki.write.default.receiver]
+  tail_from_end = true
+  encoding      = "UTF-8"
+}
+loki.write "default" {
+  endpoint { url = "http://loki:3100/loki/api/v1/push" }
+}
+"#,
+            r#"
+[receivers.files]
+type = "file_log"
+include = ["/var/log/app/*.log", "/var/log/app/extra/*.log"]
+start_at = "end"
+scan_interval = "5s"
+include_file_name = false
+include_file_path = true
+resource = { env = "prod", job = "app", "loki.resource.labels" = "env,job" }
+attributes = { "loki.attribute.labels" = "filename" }
+[receivers.files_2]
+type = "file_log"
+include = ["/var/log/db/*.log"]
+exclude = ["/var/log/db/debug-*.log"]
+start_at = "end"
+scan_interval = "5s"
+include_file_name = false
+include_file_path = true
+resource = { job = "db", "loki.resource.labels" = "job" }
+attributes = { "loki.attribute.labels" = "filename" }
+[processors.loki_source_file_filename]
+type = "attributes"
+actions = [
+  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
+  { key = "log.file.path", action = "delete" },
+]
+[exporters.default]
+type = "loki"
+url = "http://loki:3100/loki/api/v1/push"
+line_format = "raw"
+default_labels_enabled = { exporter = false, job = false, instance = false, level = false, service_name = false }
+[[pipelines]]
+name = "logs"
+signals = ["logs"]
+receivers = ["files", "files_2"]
+processors = ["loki_source_file_filename"]
+exporters = ["default"]
+"#,
+        ),
+        (
+            "loki.source.file + loki.process, and otelcol.exporter.loki to the same loki.write",
+            r#"
+otelcol.receiver.otlp "in" {
+  http { endpoint = "127.0.0.1:24318" }
+  output { logs = [otelcol.exporter.loki.l.input] }
+}
+otelcol.exporter.loki "l" {
+  forward_to = [loki.write.default.receiver]
+}
+loki.source.file "json" {
+  targets    = [{"__path__" = "/var/log/json.log"}]
+  forward_to = [loki.process.parse.receiver]
+}
+loki.process "parse" {
+  stage.multiline {
+    firstline     = "^\\{"
+    max_wait_time = "3s"
+    max_lines     = 50
+  }
+  stage.json {
+    expressions = { level = "", msg = "msg" }
+  }
+  stage.labels {
+    values = { level = "" }
+  }
+  stage.static_labels {
+    values = { team = "core" }
+  }
+  forward_to = [loki.write.default.receiver]
+}
+loki.write "default" {
+  endpoint {
+    url       = "http://loki:3100/loki/api/v1/push"
+    tenant_id = "t1"
+  }
+}
+"#,
+            r#"
+[receivers.in]
+type = "otlp"
+http = { endpoint = "127.0.0.1:24318" }
+[receivers.json]
+type = "file_log"
+include = ["/var/log/json.log"]
+start_at = "beginning"
+include_file_name = false
+include_file_path = true
+format = "json"
+multiline = { line_start_pattern = '^\{', flush_timeout = "3s", max_lines = 50 }
+resource = { team = "core", "loki.resource.labels" = "team" }
+attributes = { "loki.attribute.labels" = "filename,level" }
+[processors.loki_source_file_filename]
+type = "attributes"
+actions = [
+  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
+  { key = "log.file.path", action = "delete" },
+]
+[exporters.default]
+type = "loki"
+url = "http://loki:3100/loki/api/v1/push"
+tenant_id = "t1"
+[exporters.default_files]
+type = "loki"
+url = "http://loki:3100/loki/api/v1/push"
+tenant_id = "t1"
+line_format = "raw"
+default_labels_enabled = { exporter = false, job = false, instance = false, level = false, service_name = false }
+[[pipelines]]
+name = "logs"
+signals = ["logs"]
+receivers = ["in"]
+exporters = ["default"]
+[[pipelines]]
+name = "logs_2"
+signals = ["logs"]
+receivers = ["json"]
+processors = ["loki_source_file_filename"]
+exporters = ["default_files"]
+"#,
+        ),
+        (
+            "otelcol.processor.redaction",
+            r#"
+otelcol.receiver.otlp "in" {
+  grpc { endpoint = "127.0.0.1:24317" }
+  output { traces = [otelcol.processor.redaction.pii.input] }
+}
+otelcol.processor.redaction "pii" {
+  allow_all_keys       = false
+  allowed_keys         = ["http.method", "user.email"]
+  ignored_keys         = ["trace.note"]
+  blocked_key_patterns = ["(?i)token|secret"]
+  blocked_values       = ["[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+"]
+  allowed_values       = ["@example\\.com$"]
+  summary              = "debug"
+  output { traces = [otelcol.exporter.debug.out.input] }
+}
+otelcol.exporter.debug "out" {}
+"#,
+            r#"
+[receivers.in]
+type = "otlp"
+grpc = { endpoint = "127.0.0.1:24317" }
+[processors.pii]
+type = "redaction"
+allow_all_keys = false
+allowed_keys = ["http.method", "user.email"]
+ignored_keys = ["trace.note"]
+blocked_key_patterns = ["(?i)token|secret"]
+blocked_values = ['[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+']
+allowed_values = ['@example\.com$']
+summary = "debug"
+[exporters.out]
+type = "debug"
+[[pipelines]]
+name = "traces"
+signals = ["traces"]
+receivers = ["in"]
+processors = ["pii"]
+exporters = ["out"]
+"#,
+        ),
     ];
     for (name, alloy, toml) in examples {
         eprintln!("example: {name}");
@@ -854,8 +1037,8 @@ fn mapping_errors_name_the_alloy_key_and_what_is_supported() {
     let cases: &[(&str, &str, &str)] = &[
         (
             "loki.write \"l\" {",
-            "loki.source.file \"f\" {}\nloki.write \"l\" {",
-            "test.alloy:40:1: loki.source.file: component `loki.source.file` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.processor.attributes, otelcol.processor.filter, otelcol.processor.transform, otelcol.processor.tail_sampling, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, prometheus.scrape, logging (docs/alloy.md)",
+            "loki.source.journal \"f\" {}\nloki.write \"l\" {",
+            "test.alloy:40:1: loki.source.journal: component `loki.source.journal` is not supported by Sluice; supported: otelcol.receiver.otlp, otelcol.processor.batch, otelcol.processor.memory_limiter, otelcol.processor.attributes, otelcol.processor.filter, otelcol.processor.transform, otelcol.processor.tail_sampling, otelcol.processor.redaction, otelcol.exporter.otlp, otelcol.exporter.otlphttp, otelcol.exporter.debug, otelcol.exporter.prometheus, prometheus.remote_write, otelcol.exporter.loki, loki.write, otelcol.auth.basic, otelcol.auth.bearer, prometheus.scrape, local.file_match, loki.source.file, loki.process, logging (docs/alloy.md)",
         ),
         (
             "timeout = \"1s\"",
@@ -990,5 +1173,98 @@ otelcol.processor.memory_limiter "b" {
     assert_eq!(
         err(no_output),
         "test.alloy:1:1: otelcol.processor.batch.b.output: otelcol.processor.batch \"b\" needs an `output { }` block saying where its data goes (traces/metrics/logs = [...])"
+    );
+}
+
+/// Alloy file-log settings Sluice cannot honour are refused at their key and line.
+#[test]
+fn file_log_settings_sluice_cannot_honour_are_refused() {
+    let base = r#"local.file_match "m" {
+  path_targets = [{"__path__" = "/var/log/*.log"}]
+}
+loki.source.file "f" {
+  targets    = local.file_match.m.targets
+  forward_to = [loki.write.w.receiver]
+}
+loki.process "p" {
+  stage.json {
+    expressions = { level = "" }
+  }
+  forward_to = [loki.write.w.receiver]
+}
+loki.write "w" {
+  endpoint { url = "http://loki:3100/loki/api/v1/push" }
+}
+"#;
+    load(base, &env_none);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  path_targets",
+            "  ignore_older_than = \"1h\"\n  path_targets",
+            "test.alloy:2:23: local.file_match.m.ignore_older_than: ignore_older_than is not supported by Sluice: its file_log receiver reads every matching file, whatever its age (use __path_exclude__ to leave files out)",
+        ),
+        (
+            "  forward_to = [loki.write.w.receiver]\n}\nloki.process",
+            "  forward_to = [loki.write.w.receiver]\n  legacy_positions_file = \"/tmp/positions.yaml\"\n}\nloki.process",
+            "test.alloy:7:3: loki.source.file.f.legacy_positions_file: attribute `legacy_positions_file` of loki.source.file \"f\" is not supported by Sluice; supported: targets, forward_to, tail_from_end, encoding (docs/alloy.md)",
+        ),
+        (
+            "  forward_to = [loki.write.w.receiver]\n}\nloki.process",
+            "  forward_to = [loki.write.w.receiver]\n  encoding = \"UTF-16\"\n}\nloki.process",
+            "test.alloy:7:14: loki.source.file.f.encoding: encoding \"UTF-16\": Sluice's file_log receiver reads UTF-8 only",
+        ),
+        (
+            "  stage.json {",
+            "  stage.drop {\n    expression = \".*debug.*\"\n  }\n  stage.json {",
+            "test.alloy:9:3: loki.process.p.stage.drop: block `stage.drop` of loki.process \"p\" is not supported by Sluice; supported: forward_to, stage.multiline { }, stage.json { }, stage.regex { }, stage.labels { }, stage.static_labels { } (docs/alloy.md)",
+        ),
+        (
+            "expressions = { level = \"\" }",
+            "expressions = { level = \"log.level\" }",
+            "test.alloy:10:19: loki.process.p.stage.json.expressions.level: JMESPath expression \"log.level\": Sluice's file_log receiver takes a JSON object's top-level fields as they are (use \"\" or \"level\")",
+        ),
+        (
+            "expressions = { level = \"\" }",
+            "expressions = { level = \"\" }\n    source = \"msg\"",
+            "test.alloy:11:5: loki.process.p.stage.json.source: attribute `source` of loki.process \"p\" > stage.json is not supported by Sluice; supported: expressions (docs/alloy.md)",
+        ),
+        (
+            "targets    = local.file_match.m.targets",
+            "targets    = [{\"job\" = \"x\"}]",
+            "test.alloy:5:16: loki.source.file.f.targets: every target needs `__path__` (a file path or glob pattern)",
+        ),
+        (
+            "forward_to = [loki.write.w.receiver]\n}\nloki.process",
+            "forward_to = [loki.process.p.receiver, loki.write.w.receiver]\n}\nloki.process",
+            "test.alloy:6:16: loki.source.file.f.forward_to: loki.source.file.f forwards to loki.process.p and to other components: Sluice applies loki.process stages in the file_log receiver, so a loki.source.file that uses loki.process must forward to it alone",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        assert_eq!(err(&text), *expected, "for:\n{text}");
+    }
+    let redaction = r#"otelcol.receiver.otlp "in" {
+  grpc {}
+  output { traces = [otelcol.processor.redaction.r.input] }
+}
+otelcol.processor.redaction "r" {
+  allow_all_keys = true
+  hash_function  = "md5"
+  output { traces = [otelcol.exporter.debug.d.input] }
+}
+otelcol.exporter.debug "d" {}
+"#;
+    assert_eq!(
+        err(redaction),
+        "test.alloy:7:20: otelcol.processor.redaction.r.hash_function: hash_function \"md5\" is not supported by Sluice: its redaction processor masks with **** or hashes with SHA-256 (hash_function = \"sha256\" in Sluice TOML)"
+    );
+    let sanitizer = redaction.replace(
+        "  hash_function  = \"md5\"\n",
+        "  url_sanitizer {\n    enabled = true\n  }\n",
+    );
+    assert_eq!(
+        err(&sanitizer),
+        "test.alloy:7:3: otelcol.processor.redaction.r.url_sanitizer: block `url_sanitizer` of otelcol.processor.redaction \"r\" is not supported by Sluice; supported: allow_all_keys, allowed_keys, ignored_keys, blocked_key_patterns, blocked_values, allowed_values, summary, hash_function, output { } (docs/alloy.md)"
     );
 }

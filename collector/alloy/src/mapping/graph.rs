@@ -1,8 +1,9 @@
 //! The component graph: where each component's data goes (`Target`s), what each component is
 //! (`Node`), and the routes from a receiver through processors to exporters.
 
+use super::file_logs::{PathTarget, Stages};
 use super::reader::Reader;
-use super::{Mapper, SIGNALS};
+use super::{Mapper, Origin, SIGNALS};
 use crate::Error;
 use crate::eval::Str;
 
@@ -13,7 +14,7 @@ pub(super) struct Target {
     pub(super) pos: usize,
 }
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub(super) struct Outputs {
     pub(super) by_signal: [Vec<Target>; 3],
     /// Position of each signal's attribute, for pipeline origins.
@@ -60,6 +61,26 @@ pub(super) enum Node {
     Auth {
         header: Str,
     },
+    /// `local.file_match`: file targets for `loki.source.file`, no data of its own.
+    FileMatch {
+        targets: Vec<PathTarget>,
+        /// `sync_period` as TOML, for the receivers' `scan_interval`.
+        sync_period: Option<(String, Origin)>,
+    },
+    /// `loki.source.file`: its `file_log` receivers, forwarding to `loki.write` (or one
+    /// `loki.process`) through the processor adding the `filename` label.
+    FileSource {
+        receivers: Vec<String>,
+        filename: String,
+        forward: Vec<Target>,
+        pos: usize,
+        key: String,
+    },
+    /// `loki.process`: its stages are folded into the file sources that feed it.
+    LokiProcess {
+        forward: Vec<Target>,
+        stages: Stages,
+    },
 }
 
 impl Node {
@@ -75,6 +96,9 @@ impl Node {
             Node::RemoteWrite { .. } => ("receiver", "a Prometheus component"),
             Node::LokiWrite { .. } => ("receiver", "a Loki component"),
             Node::Auth { .. } => ("handler", "an authentication extension"),
+            Node::FileMatch { .. } => ("targets", "a file discovery component"),
+            Node::FileSource { .. } => ("", "a log file source (it has no input)"),
+            Node::LokiProcess { .. } => ("receiver", "a Loki processing component"),
         }
     }
 }
@@ -223,7 +247,7 @@ impl Mapper<'_> {
                     }
                 }
             }
-            Node::RemoteWrite { .. } | Node::LokiWrite { .. } => {
+            Node::RemoteWrite { .. } | Node::LokiWrite { .. } | Node::LokiProcess { .. } => {
                 let via = if matches!(node, Node::RemoteWrite { .. }) {
                     "otelcol.exporter.prometheus"
                 } else {
@@ -238,7 +262,11 @@ impl Mapper<'_> {
                     ),
                 ));
             }
-            Node::Receiver { .. } | Node::PromReceiver { .. } | Node::Auth { .. } => {
+            Node::Receiver { .. }
+            | Node::PromReceiver { .. }
+            | Node::Auth { .. }
+            | Node::FileMatch { .. }
+            | Node::FileSource { .. } => {
                 // `node()` already refused these: their exports are not `input`.
                 return Err(Error::at(t.pos, t.component.clone(), "not a data consumer"));
             }

@@ -9,6 +9,7 @@
 //! `prometheus`, `loki`.
 
 mod exporters;
+mod file_logs;
 mod graph;
 mod loki;
 mod pipelines;
@@ -59,6 +60,7 @@ pub const SUPPORTED_COMPONENTS: &[&str] = &[
     "otelcol.processor.filter",
     "otelcol.processor.transform",
     "otelcol.processor.tail_sampling",
+    "otelcol.processor.redaction",
     "otelcol.exporter.otlp",
     "otelcol.exporter.otlphttp",
     "otelcol.exporter.debug",
@@ -69,11 +71,15 @@ pub const SUPPORTED_COMPONENTS: &[&str] = &[
     "otelcol.auth.basic",
     "otelcol.auth.bearer",
     "prometheus.scrape",
+    "local.file_match",
+    "loki.source.file",
+    "loki.process",
     "logging",
 ];
 
 const SIGNALS: [&str; 3] = ["traces", "metrics", "logs"];
 
+#[derive(Clone)]
 struct Comp {
     section: &'static str,
     name: String,
@@ -96,6 +102,10 @@ struct Mapper<'e> {
     order: Vec<String>,
     blocks: HashMap<String, EBlock>,
     logging: Option<Logging>,
+    /// Loki exporter → the exporter file sources use for its endpoint (itself or a copy).
+    file_exporters: HashMap<usize, usize>,
+    /// The processor adding `loki.source.file`'s `filename` label, once created.
+    filename_processor: Option<String>,
 }
 
 fn quoted_id(b: &EBlock) -> String {
@@ -181,15 +191,22 @@ pub fn map<'e>(
         order: Vec::new(),
         blocks: HashMap::new(),
         logging: None,
+        file_exporters: HashMap::new(),
+        filename_processor: None,
     };
     let mut evaluated = Vec::new();
     for b in blocks {
         evaluated.push(m.ev.block(b)?);
     }
-    // Authentication first: exporters read their header values.
+    // First what others read while they are mapped: authentication (exporters read their
+    // header values), file targets and `loki.process` stages (file sources read them).
+    let read_by_others = |b: &EBlock| {
+        b.name.starts_with("otelcol.auth.")
+            || matches!(b.name.as_str(), "local.file_match" | "loki.process")
+    };
     for pass in [true, false] {
         for b in &evaluated {
-            if b.name.starts_with("otelcol.auth.") == pass {
+            if read_by_others(b) == pass {
                 m.component(b)?;
             }
         }
@@ -220,16 +237,31 @@ impl Mapper<'_> {
         ty: &'static str,
         body: Table,
     ) -> usize {
-        let name = self.alloc_name(section, b.label.as_deref().unwrap_or("default"));
+        let origin = Origin {
+            pos: b.pos,
+            key: block_id(b),
+        };
+        let wanted = b.label.as_deref().unwrap_or("default");
+        self.add_named_comp(section, wanted, ty, quoted_id(b), origin, body)
+    }
+
+    /// A component named `wanted` (with a suffix on a clash).
+    fn add_named_comp(
+        &mut self,
+        section: &'static str,
+        wanted: &str,
+        ty: &'static str,
+        source: String,
+        origin: Origin,
+        body: Table,
+    ) -> usize {
+        let name = self.alloc_name(section, wanted);
         self.comps.push(Comp {
             section,
             name,
             ty,
-            source: quoted_id(b),
-            origin: Origin {
-                pos: b.pos,
-                key: block_id(b),
-            },
+            source,
+            origin,
             body,
             notes: Vec::new(),
             applied: Vec::new(),
@@ -292,6 +324,10 @@ impl Mapper<'_> {
             "prometheus.remote_write" => Some(self.remote_write(b, &id)?),
             "prometheus.scrape" => Some(self.scrape(b, &id)?),
             "loki.write" => Some(self.loki_write(b, &id)?),
+            "otelcol.processor.redaction" => Some(self.redaction(b, &id)?),
+            "local.file_match" => Some(self.file_match(b, &id)?),
+            "loki.source.file" => Some(self.file_source(b, &id)?),
+            "loki.process" => Some(self.loki_process(b, &id)?),
             _ => {
                 // Unreachable: `map` refuses unsupported components first.
                 return Err(Error::at(b.pos, id, "unsupported component"));

@@ -1,7 +1,7 @@
 //! The routes found in the graph become `[[pipelines]]`, and everything is written out as
 //! Sluice TOML with its Alloy origins.
 
-use super::graph::{Node, Outputs};
+use super::graph::{Node, Outputs, Target};
 use super::toml_out::{Out, toml_key, toml_string};
 use super::{Converted, Mapper, Origin, SIGNALS};
 use crate::Error;
@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 impl Mapper<'_> {
     pub(super) fn finish(mut self) -> Result<Converted, Error> {
         self.apply_converter_options()?;
+        self.prepare_file_exporters()?;
         // (signal, processors) → receiver → exporters, with the origin of the first route.
         struct Group {
             signal: usize,
@@ -18,70 +19,108 @@ impl Mapper<'_> {
         }
         let mut groups: Vec<Group> = Vec::new();
         let mut descriptions: HashMap<(usize, String), Vec<String>> = HashMap::new();
+        /// How a receiver's targets are followed.
+        #[derive(Clone, Copy)]
+        enum Kind<'a> {
+            Otlp,
+            Prometheus,
+            /// Through the processor adding the `filename` label.
+            Files(&'a str),
+        }
+        // Prometheus and Loki sources send one signal to their `forward_to`.
+        let one_signal = |signal: &str, forward: &[Target], pos: usize, key: &str| {
+            let mut o = Outputs {
+                pos: [pos; 3],
+                key: key.to_string(),
+                ..Default::default()
+            };
+            if let Some(i) = SIGNALS.iter().position(|s| *s == signal) {
+                o.by_signal[i] = forward.to_vec();
+            }
+            o
+        };
         for id in &self.order {
-            let prom_outputs;
-            let (name, outputs, prometheus) = match self.nodes.get(id) {
-                Some(Node::Receiver { name, outputs }) => (name, outputs, false),
+            let sources: Vec<(&String, Outputs, Kind)> = match self.nodes.get(id) {
+                Some(Node::Receiver { name, outputs }) => vec![(name, outputs.clone(), Kind::Otlp)],
                 Some(Node::PromReceiver {
                     name,
                     forward,
                     pos,
                     key,
-                }) => {
-                    let metrics = SIGNALS.iter().position(|s| *s == "metrics").unwrap_or(1);
-                    let mut o = Outputs {
-                        pos: [*pos; 3],
-                        key: key.clone(),
-                        ..Default::default()
-                    };
-                    o.by_signal[metrics] = forward.clone();
-                    prom_outputs = o;
-                    (name, &prom_outputs, true)
-                }
+                }) => vec![(
+                    name,
+                    one_signal("metrics", forward, *pos, key),
+                    Kind::Prometheus,
+                )],
+                Some(Node::FileSource {
+                    receivers,
+                    filename,
+                    forward,
+                    pos,
+                    key,
+                }) => receivers
+                    .iter()
+                    .map(|name| {
+                        (
+                            name,
+                            one_signal("logs", forward, *pos, key),
+                            Kind::Files(filename),
+                        )
+                    })
+                    .collect(),
                 _ => continue,
             };
-            for (signal, targets) in outputs.by_signal.iter().enumerate() {
-                let origin = Origin {
-                    pos: outputs.pos[signal],
-                    key: format!("{}.{}", outputs.key, SIGNALS[signal]),
-                };
-                for t in targets {
-                    let mut stack = vec![id.clone()];
-                    let routes = if prometheus {
-                        self.prometheus_routes(t)?
-                    } else {
-                        self.routes(t, signal, Vec::new(), &mut stack)?
+            for (name, outputs, kind) in sources {
+                for (signal, targets) in outputs.by_signal.iter().enumerate() {
+                    let origin = Origin {
+                        pos: outputs.pos[signal],
+                        key: format!("{}.{}", outputs.key, SIGNALS[signal]),
                     };
-                    for (procs, exporter) in routes {
-                        let g = match groups
-                            .iter_mut()
-                            .position(|g| g.signal == signal && g.procs == procs)
-                        {
-                            Some(i) => &mut groups[i],
-                            None => {
-                                groups.push(Group {
-                                    signal,
-                                    procs: procs.clone(),
-                                    receivers: Vec::new(),
-                                });
-                                let last = groups.len() - 1;
-                                &mut groups[last]
-                            }
+                    for t in targets {
+                        let mut stack = vec![id.clone()];
+                        let routes = match kind {
+                            Kind::Prometheus => self.prometheus_routes(t)?,
+                            Kind::Otlp => self.routes(t, signal, Vec::new(), &mut stack)?,
+                            Kind::Files(filename) => self
+                                .file_source_exporters(id, t)?
+                                .into_iter()
+                                .map(|e| {
+                                    let e = self.file_exporters.get(&e).copied().unwrap_or(e);
+                                    (vec![filename.to_string()], self.comps[e].name.clone())
+                                })
+                                .collect(),
                         };
-                        match g.receivers.iter_mut().find(|(r, _, _)| r == name) {
-                            Some((_, set, _)) => {
-                                set.insert(exporter.clone());
+                        for (procs, exporter) in routes {
+                            let g = match groups
+                                .iter_mut()
+                                .position(|g| g.signal == signal && g.procs == procs)
+                            {
+                                Some(i) => &mut groups[i],
+                                None => {
+                                    groups.push(Group {
+                                        signal,
+                                        procs: procs.clone(),
+                                        receivers: Vec::new(),
+                                    });
+                                    let last = groups.len() - 1;
+                                    &mut groups[last]
+                                }
+                            };
+                            match g.receivers.iter_mut().find(|(r, _, _)| r == name) {
+                                Some((_, set, _)) => {
+                                    set.insert(exporter.clone());
+                                }
+                                None => g.receivers.push((
+                                    name.clone(),
+                                    BTreeSet::from([exporter.clone()]),
+                                    origin.clone(),
+                                )),
                             }
-                            None => g.receivers.push((
-                                name.clone(),
-                                BTreeSet::from([exporter.clone()]),
-                                origin.clone(),
-                            )),
+                            descriptions
+                                .entry((signal, name.clone()))
+                                .or_default()
+                                .push(format!("{} → exporters.{}", t.component, exporter));
                         }
-                        descriptions
-                            .entry((signal, name.clone()))
-                            .or_default()
-                            .push(format!("{} → exporters.{}", t.component, exporter));
                     }
                 }
             }

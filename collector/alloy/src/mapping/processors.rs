@@ -149,6 +149,18 @@ const POLICY: Spec = Spec {
         },
     ],
 };
+const REDACTION: Spec = Spec {
+    attrs: &[
+        "allow_all_keys",
+        "allowed_keys",
+        "ignored_keys",
+        "blocked_key_patterns",
+        "blocked_values",
+        "allowed_values",
+        "summary",
+    ],
+    blocks: &[],
+};
 const TAIL_SAMPLING: Spec = Spec {
     attrs: &["decision_wait", "num_traces", "expected_new_traces_per_sec"],
     blocks: &[Nested {
@@ -345,5 +357,28 @@ impl Mapper<'_> {
         let mut body = Table::default();
         self.spec_table(&r, spec, &mut body)?;
         self.processor(b, &r, ty, body)
+    }
+
+    /// `otelcol.processor.redaction` → the `redaction` processor (same names), except
+    /// `hash_function`: Alloy's functions are not Sluice's.
+    pub(super) fn redaction(&mut self, b: &EBlock, id: &str) -> Result<Node, Error> {
+        let mut attrs = REDACTION.attrs.to_vec();
+        attrs.push("hash_function");
+        let r = Reader::component(b, id, &attrs, &["output"])?;
+        if let Some(a) = r.attr("hash_function") {
+            let v = self.ev.resolve(&r.str_of(a)?, a.value_pos);
+            if !v.is_empty() {
+                return Err(Error::at(
+                    a.value_pos,
+                    r.origin(a).key,
+                    format!(
+                        "hash_function {v:?} is not supported by Sluice: its redaction processor masks with **** or hashes with SHA-256 (hash_function = \"sha256\" in Sluice TOML)"
+                    ),
+                ));
+            }
+        }
+        let mut body = Table::default();
+        self.spec_table(&r, &REDACTION, &mut body)?;
+        self.processor(b, &r, "redaction", body)
     }
 }

@@ -4,7 +4,7 @@
 use super::Origin;
 
 /// A TOML table being built: values first, then sub-tables, each with its Alloy origin.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Table {
     pub(super) vals: Vec<(String, String, Origin)>,
     pub(super) tables: Vec<(String, Table, Origin)>,
