@@ -34,6 +34,12 @@ pub const TARGETS: &[Target] = &[
     ("loki_push", loki_push),
     #[cfg(feature = "sink_push")]
     ("sink_push", sink_push),
+    #[cfg(feature = "prometheus_text")]
+    ("prometheus_text", prometheus_text),
+    #[cfg(feature = "file_sd")]
+    ("file_sd", file_sd),
+    #[cfg(feature = "file_log")]
+    ("file_log", file_log),
 ];
 
 /// The OTLP protobuf walker and the intake rules: `check` accepts exactly what `validate`
@@ -281,4 +287,211 @@ pub fn sink_push(data: &[u8]) {
         data,
     );
     let _ = loki_entries(data);
+}
+
+/// A scraped Prometheus text / OpenMetrics body (the first byte picks the format and
+/// `honor_labels`), parsed and turned into the series of a scrape, then into the OTLP item the
+/// receiver hands on: that item is valid OTLP with the count the encoder reports, and so is the
+/// item of stale markers when the target goes away.
+#[cfg(feature = "prometheus_text")]
+pub fn prometheus_text(data: &[u8]) {
+    use sluice_receiver_prometheus::parse::{Format, parse};
+    use sluice_receiver_prometheus::scrape::{Outcome, SampleRules, SeriesCache};
+    use sluice_receiver_prometheus::{otlp, target::Target};
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let format = if selector & 1 == 0 {
+        Format::Text
+    } else {
+        Format::OpenMetrics
+    };
+    let Ok(exposition) = parse(text, format) else {
+        return;
+    };
+    let target = Target {
+        url: "http://127.0.0.1:9100/metrics".into(),
+        labels: vec![
+            ("instance".into(), "127.0.0.1:9100".into()),
+            ("job".into(), "fuzz".into()),
+        ],
+    };
+    let rules = SampleRules {
+        honor_labels: selector & 2 != 0,
+        honor_timestamps: selector & 4 != 0,
+        metric_relabel: &[],
+    };
+    let check = |points: &[sluice_receiver_prometheus::scrape::Point]| {
+        let (payload, count) = otlp::encode(points, "fuzz", "127.0.0.1:9100");
+        let counted = sluice_otlp::validate(sluice_otlp::Signal::Metrics, &payload);
+        assert_eq!(counted.ok(), Some(count), "{} points", points.len());
+    };
+    let mut cache = SeriesCache::default();
+    let report = cache.process(
+        &target,
+        Outcome::Scraped(exposition),
+        1_700_000_000_000,
+        0.01,
+        &rules,
+    );
+    assert!(report.post_relabel <= report.scraped);
+    check(&report.points);
+    check(&cache.end(&target, 1_700_000_015_000));
+}
+
+/// A `file_sd` target file, read as JSON and as YAML; every address of every group it
+/// accepts becomes a target (or is skipped with a reason) without panicking.
+#[cfg(feature = "file_sd")]
+pub fn file_sd(data: &[u8]) {
+    use sluice_receiver_prometheus::{Config, file_sd, target};
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let Ok(config) = toml::from_str::<Config>("") else {
+        return;
+    };
+    for name in ["targets.json", "targets.yml"] {
+        let path = dir.path().join(name);
+        if std::fs::write(&path, data).is_err() {
+            return;
+        }
+        let Ok(groups) = file_sd::read_file(&path) else {
+            continue;
+        };
+        for group in &groups {
+            for address in &group.targets {
+                if let Ok(t) = target::populate(&config, "fuzz", &[], group, address) {
+                    assert!(
+                        t.url.starts_with("http://") || t.url.starts_with("https://"),
+                        "{t:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The `file_log` receiver over a log file and across a restart: the file is read to its end
+/// (lines, `multiline` joining, entry cuts at `max_entry_size`, `format` json / regex with time
+/// and severity), the positions are saved and read back, then the file is appended to or
+/// replaced and a new tailer resumes from those positions (or from fuzzed offsets). Every
+/// batch becomes a valid OTLP logs item with one record per entry, and no recorded offset
+/// passes the file's end.
+///
+/// Bytes: flags (bits 0-1 format, 2 multiline, 3 append rather than replace, 4 fuzzed
+/// offsets, 5 commit the first run rather than abandon it, 6-7 time layout), where the
+/// content splits into the first and second writes, two little-endian `u16` offsets, then
+/// the content.
+#[cfg(feature = "file_log")]
+pub fn file_log(data: &[u8]) {
+    use prost::Message;
+    use sluice_receiver_file_log::{Config, Position, PositionsFile, Tailer};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let [flags, split, o1, o2, p1, p2, content @ ..] = data else {
+        return;
+    };
+    let flags = *flags;
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let (first, second) = content.split_at(content.len() * usize::from(*split) / 255);
+    let format = match flags & 3 {
+        0 => "",
+        1 | 3 => {
+            "format = \"json\"\ntimestamp = { field = \"ts\", layout = \"LAYOUT\" }\nseverity = { field = \"level\" }\n"
+        }
+        _ => {
+            "format = \"regex\"\nregex = '^(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)$'\ntimestamp = { field = \"ts\", layout = \"LAYOUT\" }\nseverity = { field = \"level\" }\n"
+        }
+    };
+    let layout = ["rfc3339", "unix", "unix_ms", "unix_ns"][usize::from(flags >> 6)];
+    let multiline = if flags & 4 != 0 {
+        "multiline = { line_start_pattern = '^\\S', max_lines = 3 }\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        "include = [\"{}/*.log\"]\nstart_at = \"beginning\"\nmax_entry_size = 64\nmax_batch_entries = 4\ninclude_file_path = true\n{}{multiline}",
+        dir.path().display(),
+        format.replace("LAYOUT", layout),
+    );
+    let Ok(config) = toml::from_str::<Config>(&text) else {
+        return;
+    };
+    assert!(config.validate().is_ok(), "{text}");
+    let parser = sluice_receiver_file_log::Parser::new(&config, Arc::from("fuzz"));
+    let log = dir.path().join("app.log");
+    if std::fs::write(&log, first).is_err() {
+        return;
+    }
+    let now = Instant::now();
+    let later = now + Duration::from_secs(3600);
+
+    // Reads to the end (at `now`, then once more at `later` so joined entries are flushed).
+    let drain = |tailer: &mut Tailer, commit: bool| {
+        tailer.scan();
+        for at in [now, later] {
+            for _ in 0..10_000 {
+                let batch = tailer.read(at);
+                if batch.entries.is_empty() && batch.marks.is_empty() {
+                    break;
+                }
+                let request = parser.request(&batch.entries, 1);
+                let payload = request.encode_to_vec();
+                let counted = sluice_otlp::validate(sluice_otlp::Signal::Logs, &payload);
+                assert_eq!(counted.ok(), Some(batch.entries.len() as u32));
+                tailer.begin(&batch.marks);
+                if commit {
+                    tailer.commit(&batch.marks);
+                } else {
+                    tailer.abandon(&batch.marks);
+                    break;
+                }
+            }
+        }
+        let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        for p in tailer.positions() {
+            assert!(p.offset <= size, "{p:?} past the end ({size} bytes)");
+        }
+    };
+
+    let mut tailer = Tailer::new(&config, Arc::from("fuzz"), Vec::new());
+    drain(&mut tailer, flags & 32 != 0);
+    let Ok((positions_file, _)) = PositionsFile::open(&dir.path().join("positions")) else {
+        return;
+    };
+    if positions_file.save(&tailer.positions()).is_err() {
+        return;
+    }
+    drop(tailer);
+    let Ok((_, mut recorded)) = PositionsFile::open(&dir.path().join("positions")) else {
+        return;
+    };
+    if flags & 16 != 0 {
+        for p in &mut recorded {
+            *p = Position {
+                offset: u64::from(u16::from_le_bytes([*o1, *o2])),
+                pending_end: u64::from(u16::from_le_bytes([*p1, *p2])),
+                ..p.clone()
+            };
+        }
+    }
+    let written = if flags & 8 != 0 {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, second))
+    } else {
+        // Replaced in place (same inode), as copytruncate and a rewrite leave it.
+        std::fs::write(&log, second)
+    };
+    if written.is_err() {
+        return;
+    }
+    let mut tailer = Tailer::new(&config, Arc::from("fuzz"), recorded);
+    drain(&mut tailer, true);
 }

@@ -138,6 +138,24 @@ fn sink_push() {
     replay("sink_push", sluice_fuzz_targets::sink_push);
 }
 
+#[cfg(feature = "prometheus_text")]
+#[test]
+fn prometheus_text() {
+    replay("prometheus_text", sluice_fuzz_targets::prometheus_text);
+}
+
+#[cfg(feature = "file_sd")]
+#[test]
+fn file_sd() {
+    replay("file_sd", sluice_fuzz_targets::file_sd);
+}
+
+#[cfg(feature = "file_log")]
+#[test]
+fn file_log() {
+    replay("file_log", sluice_fuzz_targets::file_log);
+}
+
 /// A target added to the library without a test above would be fuzzed but never replayed.
 #[test]
 fn every_target_is_replayed() {
@@ -153,6 +171,9 @@ fn every_target_is_replayed() {
         "alloy",
         "loki_push",
         "sink_push",
+        "prometheus_text",
+        "file_sd",
+        "file_log",
     ];
     for (name, _) in sluice_fuzz_targets::TARGETS {
         assert!(tested.contains(name), "no replay test for {name}");
