@@ -1229,6 +1229,11 @@ loki.write "w" {
             "test.alloy:11:5: loki.process.p.stage.json.source: attribute `source` of loki.process \"p\" > stage.json is not supported by Sluice; supported: expressions (docs/alloy.md)",
         ),
         (
+            "\"/var/log/*.log\"",
+            "\"/var/log/{app,db}/*.log\"",
+            "test.alloy:2:18: local.file_match.m.path_targets.__path__: __path__ \"/var/log/{app,db}/*.log\": brace alternation ({a,b}) is not supported by Sluice's file_log patterns; write one target per pattern",
+        ),
+        (
             "targets    = local.file_match.m.targets",
             "targets    = [{\"job\" = \"x\"}]",
             "test.alloy:5:16: loki.source.file.f.targets: every target needs `__path__` (a file path or glob pattern)",

@@ -132,6 +132,18 @@ impl Mapper<'_> {
                         ),
                     ));
                 };
+                let is_pattern = matches!(k.as_str(), "__path__" | "__path_exclude__");
+                if is_pattern && text.literal().is_some_and(|p| p.contains('{')) {
+                    // doublestar's `{a,b}`: the `glob` patterns of file_log have no alternation.
+                    return Err(Error::at(
+                        a.value_pos,
+                        format!("{key}.{k}"),
+                        format!(
+                            "{k} {:?}: brace alternation ({{a,b}}) is not supported by Sluice's file_log patterns; write one target per pattern",
+                            text.literal().unwrap_or_default()
+                        ),
+                    ));
+                }
                 let rendered = self.render(text, a.value_pos);
                 match k.as_str() {
                     "__path__" => path = Some(rendered),
