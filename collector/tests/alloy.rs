@@ -689,6 +689,50 @@ exporters = ["default"]
 "#,
         ),
         (
+            "loki.source.file with its file_match block",
+            r#"
+loki.source.file "tmp" {
+  targets    = [{"__path__" = "/tmp/logs/**/*.log", "job" = "tmp"}]
+  forward_to = [loki.write.default.receiver]
+  file_match {
+    enabled     = true
+    sync_period = "2s"
+  }
+}
+loki.write "default" {
+  endpoint { url = "http://loki:3100/loki/api/v1/push" }
+}
+"#,
+            r#"
+[receivers.tmp]
+type = "file_log"
+include = ["/tmp/logs/**/*.log"]
+start_at = "beginning"
+scan_interval = "2s"
+include_file_name = false
+include_file_path = true
+resource = { job = "tmp", "loki.resource.labels" = "job" }
+attributes = { "loki.attribute.labels" = "filename" }
+[processors.loki_source_file_filename]
+type = "attributes"
+actions = [
+  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
+  { key = "log.file.path", action = "delete" },
+]
+[exporters.default]
+type = "loki"
+url = "http://loki:3100/loki/api/v1/push"
+line_format = "raw"
+default_labels_enabled = { exporter = false, job = false, instance = false, level = false, service_name = false }
+[[pipelines]]
+name = "logs"
+signals = ["logs"]
+receivers = ["tmp"]
+processors = ["loki_source_file_filename"]
+exporters = ["default"]
+"#,
+        ),
+        (
             "loki.source.file + loki.process, and otelcol.exporter.loki to the same loki.write",
             r#"
 otelcol.receiver.otlp "in" {
@@ -1206,7 +1250,7 @@ loki.write "w" {
         (
             "  forward_to = [loki.write.w.receiver]\n}\nloki.process",
             "  forward_to = [loki.write.w.receiver]\n  legacy_positions_file = \"/tmp/positions.yaml\"\n}\nloki.process",
-            "test.alloy:7:3: loki.source.file.f.legacy_positions_file: attribute `legacy_positions_file` of loki.source.file \"f\" is not supported by Sluice; supported: targets, forward_to, tail_from_end, encoding (docs/alloy.md)",
+            "test.alloy:7:3: loki.source.file.f.legacy_positions_file: attribute `legacy_positions_file` of loki.source.file \"f\" is not supported by Sluice; supported: targets, forward_to, tail_from_end, encoding, file_match { } (docs/alloy.md)",
         ),
         (
             "  forward_to = [loki.write.w.receiver]\n}\nloki.process",

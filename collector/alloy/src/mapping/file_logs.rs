@@ -81,13 +81,16 @@ impl Mapper<'_> {
         )?;
         let a = r.required("path_targets")?;
         let targets = self.path_targets(&r, a)?;
-        let sync_period = match r.attr("sync_period") {
-            Some(a) => {
-                let s = r.str_of(a)?;
-                Some((self.render(&s, a.value_pos), r.origin(a)))
-            }
-            None => None,
-        };
+        let sync_period = self.discovery_settings(&r)?;
+        Ok(Node::FileMatch {
+            targets,
+            sync_period,
+        })
+    }
+
+    /// `sync_period` (as TOML, for `scan_interval`) and `ignore_older_than` of file discovery
+    /// (`local.file_match`, or `loki.source.file`'s `file_match` block).
+    fn discovery_settings(&mut self, r: &Reader) -> Result<Option<(String, Origin)>, Error> {
         if let Some(a) = r.attr("ignore_older_than") {
             let s = r.str_of(a)?;
             if !matches!(s.literal().as_deref(), Some("0" | "0s")) {
@@ -98,10 +101,13 @@ impl Mapper<'_> {
                 ));
             }
         }
-        Ok(Node::FileMatch {
-            targets,
-            sync_period,
-        })
+        match r.attr("sync_period") {
+            Some(a) => {
+                let s = r.str_of(a)?;
+                Ok(Some((self.render(&s, a.value_pos), r.origin(a))))
+            }
+            None => Ok(None),
+        }
     }
 
     /// A list of objects with `__path__`, optional `__path_exclude__` and labels. Other
@@ -184,10 +190,10 @@ impl Mapper<'_> {
             b,
             id,
             &["targets", "forward_to", "tail_from_end", "encoding"],
-            &[],
+            &["file_match"],
         )?;
         let targets_attr = r.required("targets")?;
-        let (targets, sync_period) = match &targets_attr.value {
+        let (targets, mut sync_period) = match &targets_attr.value {
             Value::Export { component, export } => match self.nodes.get(component) {
                 Some(Node::FileMatch {
                     targets,
@@ -205,6 +211,19 @@ impl Mapper<'_> {
             },
             _ => (self.path_targets(&r, targets_attr)?, None),
         };
+        // The built-in discovery: Sluice's targets are glob patterns either way.
+        if let Some(fm) = r.block(
+            "file_match",
+            &["enabled", "sync_period", "ignore_older_than"],
+            &[],
+        )? {
+            if let Some(a) = fm.attr("enabled") {
+                fm.bool_of(a)?;
+            }
+            if let Some(period) = self.discovery_settings(&fm)? {
+                sync_period = Some(period);
+            }
+        }
         let targets_origin = r.origin(targets_attr);
         if targets.is_empty() {
             return Err(Error::at(
