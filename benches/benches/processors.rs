@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use sluice_core::{Item, Processor, Signal};
-use sluice_processors::{Chain, Context, Stage};
+use sluice_processors::Chain;
 use std::hint::black_box;
 
 const SPANS: usize = 512;
