@@ -178,6 +178,20 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    /// Found by the `webhook` fuzz target (fuzz/regressions/webhook/float-roundtrip-values):
+    /// an alert's `values` must read back from the store exactly as the webhook sent them.
+    #[test]
+    fn alert_values_read_back_exactly() {
+        let body = br#"{"alerts": [{"values": {"A": 18858.888888e+300, "B": -0.0}}]}"#;
+        let payload = WebhookPayload::from_json(body).unwrap();
+        let alert = &payload.alerts[0];
+        let stored = serde_json::to_vec(alert).unwrap();
+        let back: Alert = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(&back, alert);
+        let a = alert.values.as_ref().and_then(|v| v["A"].as_f64()).unwrap();
+        assert_eq!(a, 1.8858888888e304);
+    }
+
     #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
