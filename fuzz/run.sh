@@ -4,9 +4,9 @@
 #   ./fuzz/run.sh TARGET [SECONDS] [libFuzzer args]     one target
 #   ./fuzz/run.sh all [SECONDS] [libFuzzer args]        every target, SECONDS each
 #   ./fuzz/run.sh sse,config [SECONDS] [libFuzzer args] these targets, SECONDS each
-# A list (or `all`) is built once with all of its features, then each target runs in turn;
-# its log goes to fuzz/logs/TARGET.log and a line per target (executions, coverage at start
-# and end, corpus, crashes) to the summary printed at the end.
+# One instrumented build holds every target. With a list (or `all`) each target runs in turn,
+# its log goes to fuzz/logs/TARGET.log and a line per target (executions, coverage at start and
+# end, corpus, crashes) to the summary printed at the end (fuzz/logs/summary-*.txt).
 # A crash is written to fuzz/artifacts/TARGET/; the corpus grows in fuzz/corpus/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,28 +19,23 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 -Cllvm-args=-sanitizer-coverage-trace-compares"
 
 # spool_files and file_log write (and fsync) files for every input: keep them in memory.
-use_shm() { if [[ -z ${TMPDIR:-} && -w /dev/shm ]]; then export TMPDIR=/dev/shm; fi; }
+if [[ -z ${TMPDIR:-} && -w /dev/shm ]]; then export TMPDIR=/dev/shm; fi
+
+# Every [[bin]] of Cargo.toml, in its order.
+every=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -vx sluice-fuzz | paste -sd,)
+# One build of every target, whichever are run: every crate is compiled once, with one set of
+# features, so running another target (or several at once) never rebuilds anything.
+cargo build --release --quiet --target "$triple" --features "$every" --bins
 
 if [[ $targets != all && $targets != *,* ]]; then
-  cargo build --release --quiet --target "$triple" --features "$targets" --bin "$targets"
-  use_shm
   mkdir -p "corpus/$targets" "artifacts/$targets"
   exec "target/$triple/release/$targets" -max_total_time="$seconds" \
     -artifact_prefix="artifacts/$targets/" "$@" "corpus/$targets" "seeds/$targets"
 fi
 
-if [[ $targets == all ]]; then
-  # Every [[bin]] of Cargo.toml, in its order.
-  targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -vx sluice-fuzz | paste -sd,)
-fi
-bins=()
-for t in ${targets//,/ }; do bins+=(--bin "$t"); done
-# One build for the whole list: every crate is compiled once, with one set of features.
-cargo build --release --quiet --target "$triple" --features "$targets" "${bins[@]}"
-use_shm
-
+[[ $targets == all ]] && targets=$every
 mkdir -p logs
-summary=logs/summary.txt
+summary=logs/summary-$(date -u +%Y%m%dT%H%M%S)-$$.txt
 printf '%-16s %8s %12s %12s %8s %7s\n' target seconds executions coverage corpus crashes > "$summary"
 for t in ${targets//,/ }; do
   mkdir -p "corpus/$t" "artifacts/$t"
