@@ -87,7 +87,7 @@ async fn at(prom: &PrometheusServer, promql: &str, time: f64) -> Series {
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -169,7 +169,7 @@ exporters = ["sink"]
         if ours.len() == 3 && ours == theirs {
             Ok(())
         } else {
-            Err(format!("sink: {ours:?}\nreference: {theirs:?}"))
+            Err(format!("sink: {ours:?}\nreference: {theirs:?}").into())
         }
     })
     .await;
@@ -194,7 +194,8 @@ exporters = ["sink"]
                 ours.len(),
                 theirs.len(),
                 diff(&ours, &theirs)
-            ))
+            )
+            .into())
         }
     })
     .await;
@@ -212,7 +213,7 @@ exporters = ["sink"]
         {
             Ok(())
         } else {
-            Err(format!("sink: {ours:?}\nreference: {theirs:?}"))
+            Err(format!("sink: {ours:?}\nreference: {theirs:?}").into())
         }
     })
     .await;
@@ -229,7 +230,7 @@ exporters = ["sink"]
         if ours.len() > 100 && ours == theirs {
             Ok(())
         } else {
-            Err(diff(&ours, &theirs))
+            Err(diff(&ours, &theirs).into())
         }
     })
     .await;
@@ -391,7 +392,7 @@ exporters = ["sink"]
         } else {
             let a: BTreeSet<_> = ours.iter().collect();
             let b: BTreeSet<_> = theirs.iter().collect();
-            Err(diff(&a, &b))
+            Err(diff(&a, &b).into())
         }
     })
     .await;

@@ -1,11 +1,11 @@
 //! Direct HTTP clients of the query APIs: Prometheus/Mimir, Loki, Tempo.
 //!
-//! Every call has its own deadline; errors are strings for the finding (a backend that is down
-//! degrades the investigation, it never fails it). Time units follow each API: Prometheus
+//! Every call has its own deadline; a [`BackendError`] becomes a line of the finding (a backend
+//! that is down degrades the investigation, it never fails it). Time units follow each API: Prometheus
 //! seconds, Loki nanoseconds, Tempo seconds in parameters.
 
 use serde_json::Value;
-use sluice_http_client::body::read_body;
+use sluice_http_client::body::{BodyError, read_body};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -46,6 +46,41 @@ pub struct LokiLine {
     pub line: String,
 }
 
+/// Why a query to a backend gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend's URL setting (e.g. `prometheus_url`) is not set.
+    #[error("{0} not set")]
+    NotConfigured(&'static str),
+    #[error("timeout after {0:?}")]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Request(#[source] reqwest::Error),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// A non-2xx answer, with the start of its body.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("prometheus error {error_type}: {error}")]
+    Prometheus { error_type: String, error: String },
+    #[error("unexpected resultType {0:?}")]
+    ResultType(Option<String>),
+    #[error("loki error: {0}")]
+    Loki(Value),
+}
+
+fn prometheus_error(v: &Value) -> BackendError {
+    BackendError::Prometheus {
+        error_type: v["errorType"].as_str().unwrap_or("?").to_owned(),
+        error: v["error"].as_str().unwrap_or("?").to_owned(),
+    }
+}
+
 fn trim_base(base: &str) -> &str {
     base.trim_end_matches('/')
 }
@@ -56,30 +91,28 @@ impl Backends {
         url: String,
         params: &[(&str, String)],
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, BackendError> {
         let mut req = self.http.get(&url).query(params).timeout(timeout);
         if let Some(t) = &self.tenant {
             req = req.header("X-Scope-OrgID", t);
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("timeout after {timeout:?}")
+                BackendError::Timeout(timeout)
             } else {
-                format!("request failed: {e}")
+                BackendError::Request(e)
             }
         })?;
         let status = resp.status();
-        let body = read_body(resp, MAX_RESPONSE)
-            .await
-            .map_err(|e| e.to_string())?;
+        let body = read_body(resp, MAX_RESPONSE).await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            return Err(format!(
-                "HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ));
+            return Err(BackendError::Status {
+                status,
+                body: text.chars().take(200).collect(),
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))
+        Ok(serde_json::from_slice(&body)?)
     }
 
     /// Instant query at `time_s` (Unix seconds).
@@ -88,8 +121,11 @@ impl Backends {
         promql: &str,
         time_s: f64,
         timeout: Duration,
-    ) -> Result<Vec<PromSample>, String> {
-        let base = self.prometheus.as_deref().ok_or("prometheus_url not set")?;
+    ) -> Result<Vec<PromSample>, BackendError> {
+        let base = self
+            .prometheus
+            .as_deref()
+            .ok_or(BackendError::NotConfigured("prometheus_url"))?;
         let v = self
             .get_json(
                 format!("{}/api/v1/query", trim_base(base)),
@@ -113,8 +149,11 @@ impl Backends {
         end_s: f64,
         step_s: f64,
         timeout: Duration,
-    ) -> Result<Vec<(PromSample, f64, f64)>, String> {
-        let base = self.prometheus.as_deref().ok_or("prometheus_url not set")?;
+    ) -> Result<Vec<(PromSample, f64, f64)>, BackendError> {
+        let base = self
+            .prometheus
+            .as_deref()
+            .ok_or(BackendError::NotConfigured("prometheus_url"))?;
         let v = self
             .get_json(
                 format!("{}/api/v1/query_range", trim_base(base)),
@@ -129,10 +168,7 @@ impl Backends {
             )
             .await?;
         if v["status"] != "success" {
-            return Err(format!(
-                "prometheus error: {}",
-                v["error"].as_str().unwrap_or("?")
-            ));
+            return Err(prometheus_error(&v));
         }
         let mut out = Vec::new();
         for s in v["data"]["result"].as_array().into_iter().flatten() {
@@ -169,8 +205,11 @@ impl Backends {
         end_ns: i64,
         limit: u32,
         timeout: Duration,
-    ) -> Result<Vec<LokiLine>, String> {
-        let base = self.loki.as_deref().ok_or("loki_url not set")?;
+    ) -> Result<Vec<LokiLine>, BackendError> {
+        let base = self
+            .loki
+            .as_deref()
+            .ok_or(BackendError::NotConfigured("loki_url"))?;
         let v = self
             .get_json(
                 format!("{}/loki/api/v1/query_range", trim_base(base)),
@@ -194,8 +233,11 @@ impl Backends {
         start_s: i64,
         end_s: i64,
         timeout: Duration,
-    ) -> Result<TraceSummary, String> {
-        let base = self.tempo.as_deref().ok_or("tempo_url not set")?;
+    ) -> Result<TraceSummary, BackendError> {
+        let base = self
+            .tempo
+            .as_deref()
+            .ok_or(BackendError::NotConfigured("tempo_url"))?;
         let v = self
             .get_json(
                 format!("{}/api/traces/{trace_id}", trim_base(base)),
@@ -214,8 +256,11 @@ impl Backends {
         end_s: i64,
         limit: u32,
         timeout: Duration,
-    ) -> Result<Vec<String>, String> {
-        let base = self.tempo.as_deref().ok_or("tempo_url not set")?;
+    ) -> Result<Vec<String>, BackendError> {
+        let base = self
+            .tempo
+            .as_deref()
+            .ok_or(BackendError::NotConfigured("tempo_url"))?;
         let v = self
             .get_json(
                 format!("{}/api/search", trim_base(base)),
@@ -254,13 +299,9 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-pub fn parse_prom(v: &Value) -> Result<Vec<PromSample>, String> {
+pub fn parse_prom(v: &Value) -> Result<Vec<PromSample>, BackendError> {
     if v["status"] != "success" {
-        return Err(format!(
-            "prometheus error {}: {}",
-            v["errorType"].as_str().unwrap_or("?"),
-            v["error"].as_str().unwrap_or("?")
-        ));
+        return Err(prometheus_error(v));
     }
     let data = &v["data"];
     let result = &data["result"];
@@ -298,13 +339,13 @@ pub fn parse_prom(v: &Value) -> Result<Vec<PromSample>, String> {
             })
             .into_iter()
             .collect()),
-        other => Err(format!("unexpected resultType {other:?}")),
+        other => Err(BackendError::ResultType(other.map(str::to_owned))),
     }
 }
 
-pub fn parse_loki(v: &Value) -> Result<Vec<LokiLine>, String> {
+pub fn parse_loki(v: &Value) -> Result<Vec<LokiLine>, BackendError> {
     if v["status"] != "success" {
-        return Err(format!("loki error: {}", v));
+        return Err(BackendError::Loki(v.clone()));
     }
     let mut out = Vec::new();
     if v["data"]["resultType"] != "streams" {
@@ -417,7 +458,7 @@ mod tests {
         let v = json!({"status":"success","data":{"resultType":"scalar","result":[1.5,"+Inf"]}});
         assert_eq!(parse_prom(&v).unwrap()[0].value, f64::INFINITY);
         let v = json!({"status":"error","errorType":"bad_data","error":"parse error"});
-        assert!(parse_prom(&v).unwrap_err().contains("bad_data"));
+        assert!(parse_prom(&v).unwrap_err().to_string().contains("bad_data"));
         assert!(parse_prom(&json!({})).is_err());
     }
 

@@ -434,8 +434,9 @@ fn sse_events(
                     st.ready.extend(out);
                     if st.parser.oversized() > 0 {
                         st.done = true;
-                        let e = format!("an event is larger than {max_event_bytes} bytes");
-                        st.failure = Some(SseError::Body(e.into()));
+                        st.failure = Some(SseError::Body(Box::new(EventTooLarge {
+                            limit: max_event_bytes,
+                        })));
                     }
                 }
                 Some(Err(e)) => {
@@ -449,16 +450,20 @@ fn sse_events(
     .boxed()
 }
 
+/// An SSE event over `max_event_bytes`; it ends the stream.
+#[derive(Debug, thiserror::Error)]
+#[error("an event is larger than {limit} bytes")]
+struct EventTooLarge {
+    limit: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn collect(chunks: Vec<&'static [u8]>, max: usize) -> Vec<Result<Sse, String>> {
+    async fn collect(chunks: Vec<&'static [u8]>, max: usize) -> Vec<Result<Sse, SseError>> {
         let body = futures::stream::iter(chunks.into_iter().map(|c| Ok(bytes::Bytes::from(c))));
-        sse_events(body, max)
-            .map(|r| r.map_err(|e| e.to_string()))
-            .collect()
-            .await
+        sse_events(body, max).collect().await
     }
 
     #[tokio::test]
@@ -472,14 +477,13 @@ mod tests {
             1024,
         )
         .await;
-        let sse = |event: &str, data: &str| {
-            Ok(Sse {
-                event: Some(event.into()),
-                data: Some(data.into()),
-                id: Some("7".into()),
-                retry: None,
-            })
+        let sse = |event: &str, data: &str| Sse {
+            event: Some(event.into()),
+            data: Some(data.into()),
+            id: Some("7".into()),
+            retry: None,
         };
+        let got: Vec<Sse> = got.into_iter().collect::<Result<_, _>>().expect("no error");
         assert_eq!(
             got,
             vec![sse("message", "{\"a\":1}"), sse("message", "x\ny")]
@@ -492,9 +496,8 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].is_ok());
         assert!(
-            got[1]
-                .as_ref()
-                .is_err_and(|e| e.contains("larger than 12 bytes")),
+            matches!(&got[1], Err(SseError::Body(e))
+                if e.downcast_ref::<EventTooLarge>().is_some_and(|e| e.limit == 12)),
             "{got:?}"
         );
     }

@@ -134,7 +134,7 @@ pub trait Receiver: Send + 'static {
 
     /// Gives a receiver that keeps state across restarts (`file_log`'s read positions) its own
     /// directory under `--storage.path`, before `run`. Most receivers keep none.
-    fn use_storage(&mut self, _dir: &std::path::Path) -> Result<(), String> {
+    fn use_storage(&mut self, _dir: &std::path::Path) -> Result<(), ReceiverError> {
         Ok(())
     }
 

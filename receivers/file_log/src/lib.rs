@@ -21,7 +21,7 @@ pub use config::{
     Config, Format, MultilineConfig, SeverityConfig, StartAt, TimeLayout, TimestampConfig,
 };
 pub use parse::{FILE_NAME_ATTR, FILE_PATH_ATTR, Parser, parse_time, severity_number};
-pub use positions::{FileId, Head, Position, PositionsFile};
+pub use positions::{FileId, Head, Position, PositionsError, PositionsFile};
 pub use tail::{Batch, Entry, Mark, Tailer};
 
 use bytes::Bytes;
@@ -35,6 +35,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const TYPE_NAME: &str = "file_log";
+
+/// Why the receiver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FileLogError {
+    #[error("no pipeline takes logs from this receiver")]
+    NoLogsPipeline,
+    #[error("no storage directory for the positions file")]
+    NoStorage,
+    #[error(transparent)]
+    Positions(#[from] PositionsError),
+    #[error("file reader task failed: {0}")]
+    ReaderTask(#[from] tokio::task::JoinError),
+}
 
 pub struct FileLogReceiver {
     config: Config,
@@ -58,9 +71,9 @@ impl Receiver for FileLogReceiver {
         Vec::new()
     }
 
-    fn use_storage(&mut self, dir: &Path) -> Result<(), String> {
+    fn use_storage(&mut self, dir: &Path) -> Result<(), ReceiverError> {
         // Read now, so an unreadable positions file fails the start, not the run.
-        PositionsFile::open(dir)?;
+        PositionsFile::open(dir).map_err(|e| ReceiverError::new("positions", e))?;
         self.storage = Some(dir.to_owned());
         Ok(())
     }
@@ -83,26 +96,23 @@ enum Fate {
 async fn blocking<T: Send + 'static>(
     tailer: Tailer,
     f: impl FnOnce(&mut Tailer) -> T + Send + 'static,
-) -> Result<(Tailer, T), String> {
+) -> Result<(Tailer, T), FileLogError> {
     tokio::task::spawn_blocking(move || {
         let mut tailer = tailer;
         let out = f(&mut tailer);
         (tailer, out)
     })
     .await
-    .map_err(|e| format!("file reader task failed: {e}"))
+    .map_err(FileLogError::ReaderTask)
 }
 
 impl FileLogReceiver {
-    async fn serve(self, ctx: ReceiverContext) -> Result<(), String> {
+    async fn serve(self, ctx: ReceiverContext) -> Result<(), FileLogError> {
         let id = self.component_id.clone();
         if !ctx.consumer.accepts(Signal::Logs) {
-            return Err("no pipeline takes logs from this receiver".into());
+            return Err(FileLogError::NoLogsPipeline);
         }
-        let dir = self
-            .storage
-            .clone()
-            .ok_or_else(|| "no storage directory for the positions file".to_string())?;
+        let dir = self.storage.clone().ok_or(FileLogError::NoStorage)?;
         let (positions, recorded) = PositionsFile::open(&dir)?;
         let positions = Arc::new(positions);
         let parser = Arc::new(Parser::new(&self.config, id.clone()));
@@ -225,7 +235,7 @@ async fn save(
     tailer: Tailer,
     positions: &Arc<PositionsFile>,
     id: &Arc<str>,
-) -> Result<Tailer, String> {
+) -> Result<Tailer, FileLogError> {
     let (tailer, result) = write(tailer, positions).await?;
     if let Err(error) = result {
         tracing::warn!(component_id = %id, %error, "cannot write the positions file");
@@ -241,7 +251,7 @@ async fn save_until_ok(
     positions: &Arc<PositionsFile>,
     id: &Arc<str>,
     ctx: &ReceiverContext,
-) -> Result<(Tailer, bool), String> {
+) -> Result<(Tailer, bool), FileLogError> {
     let mut tailer = tailer;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -265,7 +275,7 @@ async fn save_until_ok(
 async fn write(
     tailer: Tailer,
     positions: &Arc<PositionsFile>,
-) -> Result<(Tailer, std::io::Result<()>), String> {
+) -> Result<(Tailer, std::io::Result<()>), FileLogError> {
     let positions = positions.clone();
     blocking(tailer, move |t| {
         let result = positions.save(&t.positions());

@@ -50,32 +50,54 @@ pub struct PositionsFile {
     path: PathBuf,
 }
 
+/// Why the positions file cannot be used; each names the file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum PositionsError {
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a positions file ({source}); move it away to start over", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} has version {found}, this Sluice reads version {}", path.display(), VERSION)]
+    Version { path: PathBuf, found: u32 },
+}
+
 impl PositionsFile {
     /// Opens (creating the directory) and reads the recorded positions. A file that cannot be
     /// read or parsed is an error: starting over would read files twice or skip them.
-    pub fn open(dir: &Path) -> Result<(PositionsFile, Vec<Position>), String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<(PositionsFile, Vec<Position>), PositionsError> {
+        std::fs::create_dir_all(dir).map_err(|source| PositionsError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(FILE_NAME);
         let positions = match std::fs::read(&path) {
             Ok(bytes) => {
-                let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| {
-                    format!(
-                        "{} is not a positions file ({e}); move it away to start over",
-                        path.display()
-                    )
-                })?;
+                let stored: Stored =
+                    serde_json::from_slice(&bytes).map_err(|source| PositionsError::Malformed {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if stored.version != VERSION {
-                    return Err(format!(
-                        "{} has version {}, this Sluice reads version {VERSION}",
-                        path.display(),
-                        stored.version
-                    ));
+                    return Err(PositionsError::Version {
+                        path,
+                        found: stored.version,
+                    });
                 }
                 stored.files
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(PositionsError::Read { path, source }),
         };
         let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
         Ok((
@@ -125,6 +147,7 @@ mod tests {
         assert_eq!(back, vec![p]);
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
         let err = PositionsFile::open(dir.path()).err().unwrap();
-        assert!(err.contains("is not a positions file"), "{err}");
+        assert!(matches!(err, PositionsError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("is not a positions file"), "{err}");
     }
 }

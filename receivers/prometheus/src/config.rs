@@ -179,7 +179,10 @@ impl Config {
             }
             for (j, path) in f.files.iter().enumerate() {
                 if let Err(reason) = crate::file_sd::check_pattern(path) {
-                    return Err(InvalidConfig::new(format!("{key}.files[{j}]"), reason));
+                    return Err(InvalidConfig::new(
+                        format!("{key}.files[{j}]"),
+                        reason.to_string(),
+                    ));
                 }
             }
             if f.refresh_interval.get().as_secs() < 1 {

@@ -5,6 +5,7 @@
 //! read or parsed keeps the targets it last gave, as in Prometheus, and is counted.
 
 use crate::config::{FileSdConfig, TargetGroup};
+use sluice_core::InvalidConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,26 +13,52 @@ use std::time::{Duration, Instant, SystemTime};
 /// File-SD files that could not be read or parsed.
 pub const READ_ERRORS: &str = "sluice_prometheus_scrape_sd_file_read_errors_total";
 
+/// Why a `files` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("must name a file")]
+    NoFileName,
+    #[error("{0:?} must end in .json, .yml or .yaml")]
+    Extension(String),
+    #[error("only '*' and '?' wildcards are supported")]
+    BracketWildcard,
+    #[error("wildcards are allowed only in the file name")]
+    WildcardInDirectory,
+}
+
+/// Why a file-SD file gave no targets this time.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSdError {
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("not a JSON list of target groups: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a YAML list of target groups: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("group {index}: {source}")]
+    Group { index: usize, source: InvalidConfig },
+}
+
 /// Checks one `files` entry: a `.json`, `.yml` or `.yaml` path, wildcards only in its last
 /// segment.
-pub fn check_pattern(path: &Path) -> Result<(), String> {
+pub fn check_pattern(path: &Path) -> Result<(), PatternError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or("must name a file")?;
+        .ok_or(PatternError::NoFileName)?;
     if ![".json", ".yml", ".yaml"]
         .iter()
         .any(|ext| name.ends_with(ext))
     {
-        return Err(format!("{name:?} must end in .json, .yml or .yaml"));
+        return Err(PatternError::Extension(name.to_owned()));
     }
     if name.contains('[') {
-        return Err("only '*' and '?' wildcards are supported".into());
+        return Err(PatternError::BracketWildcard);
     }
     if let Some(dir) = path.parent()
         && dir.to_string_lossy().contains(['*', '?', '['])
     {
-        return Err("wildcards are allowed only in the file name".into());
+        return Err(PatternError::WildcardInDirectory);
     }
     Ok(())
 }
@@ -93,19 +120,19 @@ fn expand(pattern: &Path) -> Vec<PathBuf> {
 }
 
 /// Reads one file's target groups.
-pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, FileSdError> {
+    let text = std::fs::read_to_string(path)?;
     let is_json = path.extension().is_some_and(|e| e == "json");
     let groups: Vec<TargetGroup> = if is_json {
-        serde_json::from_str(&text).map_err(|e| format!("not a JSON list of target groups: {e}"))?
+        serde_json::from_str(&text)?
     } else if text.trim().is_empty() {
         Vec::new()
     } else {
-        serde_norway::from_str(&text)
-            .map_err(|e| format!("not a YAML list of target groups: {e}"))?
+        serde_norway::from_str(&text)?
     };
-    for (i, g) in groups.iter().enumerate() {
-        g.validate().map_err(|e| format!("group {i}: {e}"))?;
+    for (index, g) in groups.iter().enumerate() {
+        g.validate()
+            .map_err(|source| FileSdError::Group { index, source })?;
     }
     Ok(groups)
 }
@@ -286,7 +313,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.json");
         std::fs::write(&path, r#"[{"targets": ["http://x:1/metrics"]}]"#).unwrap();
-        assert!(read_file(&path).unwrap_err().contains("targets[0]"));
+        assert!(
+            read_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("targets[0]")
+        );
         std::fs::write(
             &path,
             r#"[{"targets": ["x:1"], "labels": {"bad-name": "v"}}]"#,

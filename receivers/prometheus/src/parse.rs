@@ -116,16 +116,55 @@ impl Exposition {
 }
 
 /// A line the parser refused; the whole scrape fails on it, as in Prometheus.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
 pub struct ParseError {
+    /// 1-based line number in the scraped body.
     pub line: usize,
-    pub message: String,
+    pub reason: LineError,
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
+/// What is wrong with a refused line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("data after # EOF")]
+    DataAfterEof,
+    #[error("OpenMetrics data does not end with # EOF")]
+    MissingEof,
+    #[error("# TYPE without a metric name")]
+    TypeWithoutName,
+    #[error("# TYPE: {0:?} is not a valid metric name")]
+    TypeInvalidName(String),
+    #[error("# TYPE without a type")]
+    TypeWithoutKind,
+    #[error("# TYPE {name}: unknown metric type {kind:?}")]
+    UnknownType { name: String, kind: String },
+    #[error("expected a metric name at {0:?}")]
+    ExpectedMetricName(String),
+    #[error("{name}: label {label:?} appears twice")]
+    DuplicateLabel { name: String, label: String },
+    #[error("{0}: expected a space before the value")]
+    NoSpaceBeforeValue(String),
+    #[error("{0}: no value")]
+    NoValue(String),
+    #[error("{name}: invalid value {value:?}")]
+    InvalidValue { name: String, value: String },
+    #[error("{name}: invalid timestamp {value:?}")]
+    InvalidTimestamp { name: String, value: String },
+    #[error("{name}: unexpected {extra:?} after the timestamp")]
+    TrailingField { name: String, extra: String },
+    #[error("unterminated label set")]
+    UnterminatedLabelSet,
+    #[error("invalid label name at {0:?}")]
+    InvalidLabelName(String),
+    #[error("expected '=' after label {0}")]
+    ExpectedEquals(String),
+    #[error("expected '\"' to open the value of label {0}")]
+    ExpectedQuote(String),
+    #[error("unterminated value of label {0}")]
+    UnterminatedValue(String),
+    #[error("expected ',' or '}}' after label {0}")]
+    ExpectedCommaOrBrace(String),
 }
 
 pub fn parse(body: &str, format: Format) -> Result<Exposition, ParseError> {
@@ -133,16 +172,16 @@ pub fn parse(body: &str, format: Format) -> Result<Exposition, ParseError> {
     let mut seen_eof = false;
     for (i, raw) in body.split('\n').enumerate() {
         let line_no = i + 1;
-        let err = |message: String| ParseError {
+        let err = |reason: LineError| ParseError {
             line: line_no,
-            message,
+            reason,
         };
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if seen_eof {
             if line.is_empty() {
                 continue;
             }
-            return Err(err("data after # EOF".into()));
+            return Err(err(LineError::DataAfterEof));
         }
         let trimmed = line.trim_start_matches([' ', '\t']);
         if trimmed.trim_end().is_empty() {
@@ -162,36 +201,38 @@ pub fn parse(body: &str, format: Format) -> Result<Exposition, ParseError> {
     if format == Format::OpenMetrics && !seen_eof {
         return Err(ParseError {
             line: body.lines().count(),
-            message: "OpenMetrics data does not end with # EOF".into(),
+            reason: LineError::MissingEof,
         });
     }
     Ok(out)
 }
 
 /// `# TYPE name type`, `# HELP ...`, `# UNIT ...`; other comments are ignored.
-fn metadata(comment: &str, format: Format, out: &mut Exposition) -> Result<(), String> {
+fn metadata(comment: &str, format: Format, out: &mut Exposition) -> Result<(), LineError> {
     let mut words = comment.split_ascii_whitespace();
     if words.next() != Some("TYPE") {
         return Ok(());
     }
-    let name = words.next().ok_or("# TYPE without a metric name")?;
+    let name = words.next().ok_or(LineError::TypeWithoutName)?;
     if !is_metric_name(name) {
-        return Err(format!("# TYPE: {name:?} is not a valid metric name"));
+        return Err(LineError::TypeInvalidName(name.to_owned()));
     }
-    let word = words.next().ok_or("# TYPE without a type")?;
-    let kind = MetricKind::parse(word, format)
-        .ok_or_else(|| format!("# TYPE {name}: unknown metric type {word:?}"))?;
+    let word = words.next().ok_or(LineError::TypeWithoutKind)?;
+    let kind = MetricKind::parse(word, format).ok_or_else(|| LineError::UnknownType {
+        name: name.to_owned(),
+        kind: word.to_owned(),
+    })?;
     out.types.insert(name.to_owned(), kind);
     Ok(())
 }
 
-fn sample_line(line: &str, format: Format) -> Result<Sample, String> {
+fn sample_line(line: &str, format: Format) -> Result<Sample, LineError> {
     let name_end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .unwrap_or(line.len());
     let name = &line[..name_end];
     if !is_metric_name(name) {
-        return Err(format!("expected a metric name at {:?}", shorten(line)));
+        return Err(LineError::ExpectedMetricName(shorten(line)));
     }
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();
@@ -205,11 +246,14 @@ fn sample_line(line: &str, format: Format) -> Result<Sample, String> {
     }
     for (i, (n, _)) in labels.iter().enumerate() {
         if labels[..i].iter().any(|(m, _)| m == n) {
-            return Err(format!("{name}: label {n:?} appears twice"));
+            return Err(LineError::DuplicateLabel {
+                name: name.to_owned(),
+                label: n.clone(),
+            });
         }
     }
     if !rest.starts_with([' ', '\t']) {
-        return Err(format!("{name}: expected a space before the value"));
+        return Err(LineError::NoSpaceBeforeValue(name.to_owned()));
     }
     // An OpenMetrics exemplar follows " # "; Prometheus does not store it with the sample.
     let rest = match (format, rest.find(" # ")) {
@@ -217,17 +261,27 @@ fn sample_line(line: &str, format: Format) -> Result<Sample, String> {
         _ => rest,
     };
     let mut fields = rest.split_ascii_whitespace();
-    let value_text = fields.next().ok_or_else(|| format!("{name}: no value"))?;
-    let value =
-        parse_float(value_text).ok_or_else(|| format!("{name}: invalid value {value_text:?}"))?;
+    let value_text = fields
+        .next()
+        .ok_or_else(|| LineError::NoValue(name.to_owned()))?;
+    let value = parse_float(value_text).ok_or_else(|| LineError::InvalidValue {
+        name: name.to_owned(),
+        value: value_text.to_owned(),
+    })?;
     let timestamp_ms = match fields.next() {
         None => None,
         Some(t) => Some(
-            parse_timestamp(t, format).ok_or_else(|| format!("{name}: invalid timestamp {t:?}"))?,
+            parse_timestamp(t, format).ok_or_else(|| LineError::InvalidTimestamp {
+                name: name.to_owned(),
+                value: t.to_owned(),
+            })?,
         ),
     };
     if let Some(extra) = fields.next() {
-        return Err(format!("{name}: unexpected {extra:?} after the timestamp"));
+        return Err(LineError::TrailingField {
+            name: name.to_owned(),
+            extra: extra.to_owned(),
+        });
     }
     Ok(Sample {
         name: name.to_owned(),
@@ -242,7 +296,7 @@ fn label_pairs<'a>(
     mut rest: &'a str,
     format: Format,
     labels: &mut Vec<(String, String)>,
-) -> Result<&'a str, String> {
+) -> Result<&'a str, LineError> {
     let skip_ws = |s: &'a str| match format {
         Format::Text => s.trim_start_matches([' ', '\t']),
         Format::OpenMetrics => s,
@@ -254,27 +308,27 @@ fn label_pairs<'a>(
         }
         let end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .ok_or("unterminated label set")?;
+            .ok_or(LineError::UnterminatedLabelSet)?;
         let label = &rest[..end];
         if !is_label_name(label) {
-            return Err(format!("invalid label name at {:?}", shorten(rest)));
+            return Err(LineError::InvalidLabelName(shorten(rest)));
         }
         rest = skip_ws(&rest[end..]);
         rest = rest
             .strip_prefix('=')
-            .ok_or_else(|| format!("expected '=' after label {label}"))?;
+            .ok_or_else(|| LineError::ExpectedEquals(label.to_owned()))?;
         rest = skip_ws(rest);
         rest = rest
             .strip_prefix('"')
-            .ok_or_else(|| format!("expected '\"' to open the value of label {label}"))?;
+            .ok_or_else(|| LineError::ExpectedQuote(label.to_owned()))?;
         let (value, after) =
-            label_value(rest).ok_or_else(|| format!("unterminated value of label {label}"))?;
+            label_value(rest).ok_or_else(|| LineError::UnterminatedValue(label.to_owned()))?;
         labels.push((label.to_owned(), value));
         rest = skip_ws(after);
         if let Some(after) = rest.strip_prefix(',') {
             rest = after;
         } else if !rest.starts_with('}') {
-            return Err(format!("expected ',' or '}}' after label {label}"));
+            return Err(LineError::ExpectedCommaOrBrace(label.to_owned()));
         }
     }
 }
@@ -400,7 +454,7 @@ h_sum 1.5\n\
         assert_eq!(e.kind_of("h_bucket"), MetricKind::Histogram);
 
         let missing = parse("# TYPE foo gauge\nfoo 1\n", Format::OpenMetrics).unwrap_err();
-        assert!(missing.message.contains("# EOF"), "{missing}");
+        assert_eq!(missing.reason, LineError::MissingEof, "{missing}");
         let after = parse("foo 1\n# EOF\nbar 2\n", Format::OpenMetrics).unwrap_err();
         assert_eq!(after.line, 3);
     }

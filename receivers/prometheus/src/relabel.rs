@@ -66,7 +66,7 @@ fn default_replacement() -> String {
 
 impl RelabelConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
-        anchored(&self.regex).map_err(|e| InvalidConfig::new("regex", e))?;
+        anchored(&self.regex)?;
         for (i, name) in self.source_labels.iter().enumerate() {
             if !is_label_name(name) {
                 return Err(InvalidConfig::new(
@@ -115,8 +115,10 @@ impl RelabelConfig {
     }
 }
 
-fn anchored(regex: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{regex})$")).map_err(|e| format!("invalid regular expression: {e}"))
+/// Compiles `regex` anchored at both ends; a refusal names the rule's `regex` key.
+fn anchored(regex: &str) -> Result<Regex, InvalidConfig> {
+    Regex::new(&format!("^(?:{regex})$"))
+        .map_err(|e| InvalidConfig::new("regex", format!("invalid regular expression: {e}")))
 }
 
 /// A compiled rule.
@@ -133,8 +135,7 @@ pub fn compile(configs: &[RelabelConfig]) -> Result<Vec<Rule>, InvalidConfig> {
         .enumerate()
         .map(|(i, c)| {
             c.validate().map_err(|e| e.under(&format!("[{i}]")))?;
-            let regex =
-                anchored(&c.regex).map_err(|e| InvalidConfig::new(format!("[{i}].regex"), e))?;
+            let regex = anchored(&c.regex).map_err(|e| e.under(&format!("[{i}]")))?;
             Ok(Rule {
                 config: c.clone(),
                 regex,

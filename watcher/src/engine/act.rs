@@ -355,7 +355,7 @@ impl Shared {
         } else {
             v.detail = format!(
                 "could not query: {}",
-                last_err.unwrap_or_else(|| "no answer".into())
+                last_err.map_or_else(|| "no answer".to_owned(), |e| e.to_string())
             );
         }
         v

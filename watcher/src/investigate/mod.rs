@@ -231,7 +231,7 @@ impl Investigator {
                     ..Default::default()
                 });
             }
-            Ok(Err(e)) => part.fail(e.to_string()),
+            Ok(Err(e)) => part.fail(e),
             Err(_) => part.fail(format!("timeout after {timeout:?}")),
         }
         part
@@ -271,8 +271,8 @@ impl Part {
     fn skip(&mut self, why: &str) {
         self.skipped = Some(why.to_owned());
     }
-    fn fail(&mut self, e: String) {
-        self.errors.push(e);
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        self.errors.push(e.to_string());
     }
 }
 
