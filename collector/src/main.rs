@@ -42,50 +42,10 @@ struct RunArgs {
         env = "SLUICE_WEBHOOKS_LISTEN_ADDR"
     )]
     webhooks_addr: Option<SocketAddr>,
-    /// Serve the admin server over TLS with this PEM certificate chain (with
-    /// `--server.http.tls.key-file`).
-    #[arg(
-        long = "server.http.tls.cert-file",
-        alias = "server.http.tls.cert_file",
-        env = "SLUICE_HTTP_TLS_CERT_FILE"
-    )]
-    admin_tls_cert: Option<PathBuf>,
-    /// PEM private key of `--server.http.tls.cert-file`.
-    #[arg(
-        long = "server.http.tls.key-file",
-        alias = "server.http.tls.key_file",
-        env = "SLUICE_HTTP_TLS_KEY_FILE"
-    )]
-    admin_tls_key: Option<PathBuf>,
-    /// PEM CA certificates: admin clients must present a certificate one of them signed (mTLS).
-    #[arg(
-        long = "server.http.tls.client-ca-file",
-        alias = "server.http.tls.client_ca_file",
-        env = "SLUICE_HTTP_TLS_CLIENT_CA_FILE"
-    )]
-    admin_tls_client_ca: Option<PathBuf>,
-    /// Serve the webhooks listener over TLS with this PEM certificate chain (with
-    /// `--server.webhooks.tls.key-file`).
-    #[arg(
-        long = "server.webhooks.tls.cert-file",
-        alias = "server.webhooks.tls.cert_file",
-        env = "SLUICE_WEBHOOKS_TLS_CERT_FILE"
-    )]
-    webhooks_tls_cert: Option<PathBuf>,
-    /// PEM private key of `--server.webhooks.tls.cert-file`.
-    #[arg(
-        long = "server.webhooks.tls.key-file",
-        alias = "server.webhooks.tls.key_file",
-        env = "SLUICE_WEBHOOKS_TLS_KEY_FILE"
-    )]
-    webhooks_tls_key: Option<PathBuf>,
-    /// PEM CA certificates: webhook senders must present a certificate one of them signed.
-    #[arg(
-        long = "server.webhooks.tls.client-ca-file",
-        alias = "server.webhooks.tls.client_ca_file",
-        env = "SLUICE_WEBHOOKS_TLS_CLIENT_CA_FILE"
-    )]
-    webhooks_tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    admin_tls: ListenerTlsArgs<AdminListener>,
+    #[command(flatten)]
+    webhooks_tls: ListenerTlsArgs<WebhooksListener>,
     /// File holding the admin token: with one (or `SLUICE_ADMIN_TOKEN` set), `/-/reload` and
     /// the API's writes need `Authorization: Bearer <token>`.
     #[arg(long = "server.http.admin-token-file", env = "SLUICE_ADMIN_TOKEN_FILE")]
@@ -121,6 +81,59 @@ struct RunArgs {
     log: LogArgs,
 }
 
+/// The `--server.<listener>.tls.*` flags of one listener, named by `L`.
+#[derive(clap::Args)]
+struct ListenerTlsArgs<L: TlsListener> {
+    /// Serve over TLS with this PEM certificate chain (with the key-file flag).
+    #[arg(id = L::CERT, long = L::CERT, alias = L::CERT_ALIAS, env = L::CERT_ENV)]
+    cert_file: Option<PathBuf>,
+    /// PEM private key of the cert-file flag.
+    #[arg(id = L::KEY, long = L::KEY, alias = L::KEY_ALIAS, env = L::KEY_ENV)]
+    key_file: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate one of them signed (mTLS).
+    #[arg(id = L::CLIENT_CA, long = L::CLIENT_CA, alias = L::CLIENT_CA_ALIAS, env = L::CLIENT_CA_ENV)]
+    client_ca_file: Option<PathBuf>,
+    #[arg(skip)]
+    listener: std::marker::PhantomData<L>,
+}
+
+/// Names one listener's TLS flags (`server.<listener>.tls.*`, with the underscore spellings
+/// as aliases) and environment variables.
+trait TlsListener: Clone + Send + Sync + 'static {
+    /// `<listener>` in the flags.
+    const NAME: &'static str;
+    const CERT: &'static str;
+    const CERT_ALIAS: &'static str;
+    const CERT_ENV: &'static str;
+    const KEY: &'static str;
+    const KEY_ALIAS: &'static str;
+    const KEY_ENV: &'static str;
+    const CLIENT_CA: &'static str;
+    const CLIENT_CA_ALIAS: &'static str;
+    const CLIENT_CA_ENV: &'static str;
+}
+
+macro_rules! tls_listener {
+    ($type:ident, $name:literal, $env:literal) => {
+        #[derive(Clone)]
+        struct $type;
+        impl TlsListener for $type {
+            const NAME: &'static str = $name;
+            const CERT: &'static str = concat!("server.", $name, ".tls.cert-file");
+            const CERT_ALIAS: &'static str = concat!("server.", $name, ".tls.cert_file");
+            const CERT_ENV: &'static str = concat!("SLUICE_", $env, "_TLS_CERT_FILE");
+            const KEY: &'static str = concat!("server.", $name, ".tls.key-file");
+            const KEY_ALIAS: &'static str = concat!("server.", $name, ".tls.key_file");
+            const KEY_ENV: &'static str = concat!("SLUICE_", $env, "_TLS_KEY_FILE");
+            const CLIENT_CA: &'static str = concat!("server.", $name, ".tls.client-ca-file");
+            const CLIENT_CA_ALIAS: &'static str = concat!("server.", $name, ".tls.client_ca_file");
+            const CLIENT_CA_ENV: &'static str = concat!("SLUICE_", $env, "_TLS_CLIENT_CA_FILE");
+        }
+    };
+}
+tls_listener!(AdminListener, "http", "HTTP");
+tls_listener!(WebhooksListener, "webhooks", "WEBHOOKS");
+
 #[derive(clap::Args)]
 struct LogArgs {
     /// Log filter: error, warn, info (default), debug, trace, or per-module directives. An
@@ -133,11 +146,9 @@ struct LogArgs {
 }
 
 #[derive(Subcommand)]
-// Parsed once at start; boxing `run`'s flags would save nothing that matters.
-#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the pipelines of a config file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check config files without starting anything; exits non-zero with file:line: key: reason.
     /// A directory stands for its *.toml, *.alloy and *.river files. With several files, a
     /// live progress line on a terminal and a summary at the end.
@@ -289,7 +300,7 @@ fn main() -> ExitCode {
                 args.log.format = args.log.format.or(format);
             }
             init_logging(&args.log);
-            match runtime().and_then(|rt| rt.block_on(run(args))) {
+            match runtime().and_then(|rt| rt.block_on(run(*args))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -475,13 +486,16 @@ fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>>
 /// Server TLS for the admin or webhooks listener from its `--server.<listener>.tls.*` flags,
 /// with the receivers' machinery (PEM files, optional client certificates); `None` without
 /// flags. Errors name the flag and the file.
-fn listener_tls(
-    listener: &str,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    client_ca_file: Option<PathBuf>,
+fn listener_tls<L: TlsListener>(
+    flags: ListenerTlsArgs<L>,
 ) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
-    let prefix = format!("--server.{listener}.");
+    let prefix = format!("--server.{}.", L::NAME);
+    let ListenerTlsArgs {
+        cert_file,
+        key_file,
+        client_ca_file,
+        ..
+    } = flags;
     match (cert_file, key_file) {
         (Some(cert_file), Some(key_file)) => {
             let config = sluice_http_server::ServerTlsConfig {
@@ -554,18 +568,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_admin_token(admin_token),
     );
 
-    let admin_tls = listener_tls(
-        "http",
-        args.admin_tls_cert,
-        args.admin_tls_key,
-        args.admin_tls_client_ca,
-    )?;
-    let webhooks_tls = listener_tls(
-        "webhooks",
-        args.webhooks_tls_cert,
-        args.webhooks_tls_key,
-        args.webhooks_tls_client_ca,
-    )?;
+    let admin_tls = listener_tls(args.admin_tls)?;
+    let webhooks_tls = listener_tls(args.webhooks_tls)?;
     if webhooks_tls.is_some() && args.webhooks_addr.is_none() {
         anyhow::bail!("--server.webhooks.tls.* needs --server.webhooks.listen-addr");
     }

@@ -4,36 +4,7 @@
 
 mod support;
 
-use support::{Sluice, free_port, write_config};
-
-fn config(grpc: u16) -> String {
-    format!(
-        r#"
-[receivers.otlp]
-type = "otlp"
-[receivers.otlp.grpc]
-endpoint = "127.0.0.1:{grpc}"
-
-[processors.watcher]
-type = "watcher"
-bearer_token = "hook-secret"
-approvers = [{{ name = "alice", token = "alice-token" }}]
-prometheus_url = "http://127.0.0.1:{prometheus}"
-dry_run = true
-
-[exporters.debug]
-type = "debug"
-
-[[pipelines]]
-name = "all"
-signals = ["traces", "metrics", "logs"]
-receivers = ["otlp"]
-processors = ["watcher"]
-exporters = ["debug"]
-"#,
-        prometheus = free_port()
-    )
-}
+use support::{Sluice, free_port, watcher_config, write_config};
 
 async fn status(request: reqwest::RequestBuilder) -> u16 {
     request.send().await.unwrap().status().as_u16()
@@ -42,7 +13,11 @@ async fn status(request: reqwest::RequestBuilder) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_and_api_writes_need_the_admin_token_and_webhooks_move_to_their_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "w.toml", &config(free_port()));
+    let path = write_config(
+        dir.path(),
+        "w.toml",
+        &watcher_config(free_port(), free_port()),
+    );
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, "admin-s3cret\n").unwrap();
     let webhooks_port = free_port();

@@ -8,7 +8,7 @@ mod support;
 
 use sluice_testkit::tls::Pki;
 use std::time::Duration;
-use support::{Sluice, free_port, write_config};
+use support::{Sluice, free_port, watcher_config, write_config};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
 fn pki() -> Pki {
@@ -29,35 +29,6 @@ fn client(certs: &Pki, with_certificate: bool) -> reqwest::Client {
     builder.build().unwrap()
 }
 
-fn config(grpc: u16) -> String {
-    format!(
-        r#"
-[receivers.otlp]
-type = "otlp"
-[receivers.otlp.grpc]
-endpoint = "127.0.0.1:{grpc}"
-
-[processors.watcher]
-type = "watcher"
-bearer_token = "hook-secret"
-approvers = [{{ name = "alice", token = "alice-token" }}]
-prometheus_url = "http://127.0.0.1:{prometheus}"
-dry_run = true
-
-[exporters.debug]
-type = "debug"
-
-[[pipelines]]
-name = "all"
-signals = ["traces", "metrics", "logs"]
-receivers = ["otlp"]
-processors = ["watcher"]
-exporters = ["debug"]
-"#,
-        prometheus = free_port()
-    )
-}
-
 /// Polls `url` until it answers 200 (`Sluice::start` waits over plain HTTP, which a TLS admin
 /// server does not speak).
 async fn wait_ready(http: &reqwest::Client, url: &str, sluice: &Sluice) {
@@ -76,7 +47,11 @@ async fn wait_ready(http: &reqwest::Client, url: &str, sluice: &Sluice) {
 async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = pki();
-    let path = write_config(dir.path(), "w.toml", &config(free_port()));
+    let path = write_config(
+        dir.path(),
+        "w.toml",
+        &watcher_config(free_port(), free_port()),
+    );
     let webhooks_port = free_port();
     let file = |name: &str| certs.path(name).display().to_string();
     let args = [
@@ -161,7 +136,11 @@ async fn admin_and_webhook_listeners_serve_tls_and_the_webhooks_require_a_client
 fn a_missing_key_file_stops_the_start_naming_the_flag_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let certs = pki();
-    let path = write_config(dir.path(), "w.toml", &config(free_port()));
+    let path = write_config(
+        dir.path(),
+        "w.toml",
+        &watcher_config(free_port(), free_port()),
+    );
     let missing = dir.path().join("nope.key");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")

@@ -4,35 +4,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{Sluice, free_port, write_config};
-
-fn config(grpc: u16, prometheus: u16) -> String {
-    format!(
-        r#"
-[receivers.otlp]
-type = "otlp"
-[receivers.otlp.grpc]
-endpoint = "127.0.0.1:{grpc}"
-
-[processors.watcher]
-type = "watcher"
-bearer_token = "hook-secret"
-approvers = [{{ name = "alice", token = "alice-token" }}]
-prometheus_url = "http://127.0.0.1:{prometheus}"
-dry_run = true
-
-[exporters.debug]
-type = "debug"
-
-[[pipelines]]
-name = "all"
-signals = ["traces", "metrics", "logs"]
-receivers = ["otlp"]
-processors = ["watcher"]
-exporters = ["debug"]
-"#
-    )
-}
+use support::{Sluice, free_port, watcher_config, write_config};
 
 const ALERT: &str = r#"{
   "receiver": "sluice", "status": "firing", "orgId": 1, "version": "1",
@@ -49,7 +21,11 @@ const ALERT: &str = r#"{
 async fn watcher_serves_webhooks_and_approvals_on_the_admin_server_across_reloads() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on this port: the investigation is degraded, never blocked.
-    let path = write_config(dir.path(), "w.toml", &config(free_port(), free_port()));
+    let path = write_config(
+        dir.path(),
+        "w.toml",
+        &watcher_config(free_port(), free_port()),
+    );
     let sluice = Sluice::start(&path, &dir.path().join("data")).await;
     let http = reqwest::Client::new();
     let hook = format!("{}/webhooks/grafana-alerts", sluice.admin);
@@ -112,7 +88,7 @@ async fn watcher_serves_webhooks_and_approvals_on_the_admin_server_across_reload
     }
 
     // After a reload the routes are served by the new watcher (which resumes from its journal).
-    std::fs::write(&path, config(free_port(), free_port())).unwrap();
+    std::fs::write(&path, watcher_config(free_port(), free_port())).unwrap();
     assert_eq!(sluice.post("/-/reload").await.0, 200);
     let body = http
         .get(&incidents)
@@ -137,7 +113,7 @@ async fn watcher_serves_webhooks_and_approvals_on_the_admin_server_across_reload
 
 #[test]
 fn a_second_watcher_is_refused_at_validation() {
-    let text = config(1, 2).replace(
+    let text = watcher_config(1, 2).replace(
         "[exporters.debug]",
         "[processors.again]\ntype = \"watcher\"\nbearer_token = \"x\"\n\n[exporters.debug]",
     );

@@ -232,3 +232,34 @@ pub fn run_python_script(script: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
+
+/// A pipeline with the watcher as its processor: OTLP/gRPC in on `grpc`, the debug exporter
+/// out, webhooks with `hook-secret`, approver `alice` (`alice-token`), dry run, Prometheus
+/// queried on `prometheus`.
+pub fn watcher_config(grpc: u16, prometheus: u16) -> String {
+    format!(
+        r#"
+[receivers.otlp]
+type = "otlp"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:{grpc}"
+
+[processors.watcher]
+type = "watcher"
+bearer_token = "hook-secret"
+approvers = [{{ name = "alice", token = "alice-token" }}]
+prometheus_url = "http://127.0.0.1:{prometheus}"
+dry_run = true
+
+[exporters.debug]
+type = "debug"
+
+[[pipelines]]
+name = "all"
+signals = ["traces", "metrics", "logs"]
+receivers = ["otlp"]
+processors = ["watcher"]
+exporters = ["debug"]
+"#
+    )
+}

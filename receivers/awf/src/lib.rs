@@ -18,7 +18,9 @@ pub mod receiver;
 pub mod redact;
 pub mod seen_set;
 pub mod stream;
-pub mod time;
+// Not a calendar (that is `sluice_core::time`, on jiff): AWF's own timestamp forms, epoch
+// numbers of guessed unit and RFC 3339 strings as Unix nanoseconds.
+mod time;
 
 pub use receiver::{AwfReceiver, Config, SIGNALS, TYPE_NAME, build};
 

@@ -23,7 +23,7 @@ const T0: u64 = 1_735_732_800_000_000_000; // 2025-01-01T12:00:00Z
 const MS: u64 = 1_000_000;
 
 fn ts(offset_ms: u64) -> String {
-    sluice_receiver_awf::time::format_rfc3339(T0 + offset_ms * MS)
+    sluice_core::time::format_rfc3339(sluice_core::time::from_unix_nanos(T0 + offset_ms * MS), 6)
 }
 
 fn ev(v: Value) -> WorkflowEvent {

@@ -27,12 +27,13 @@ pub use tail::{Batch, Entry, Mark, Tailer};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message;
-use sluice_core::retry::Backoff;
+use sluice_core::config::DurationStr;
+use sluice_core::retry::{Backoff, RetryConfig};
 use sluice_core::telemetry::{receiver_accepted, receiver_refused, receiver_request};
 use sluice_core::{Item, Receiver, ReceiverContext, ReceiverError, Refusal, Signal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub const TYPE_NAME: &str = "file_log";
 
@@ -253,7 +254,14 @@ async fn save_until_ok(
     ctx: &ReceiverContext,
 ) -> Result<(Tailer, bool), FileLogError> {
     let mut tailer = tailer;
-    let mut delay = Duration::from_millis(100);
+    // A local disk: retry soon, then every 5s at most while it stays unwritable.
+    let mut backoff = Backoff::new(&RetryConfig {
+        initial_interval: DurationStr::from_millis(100),
+        max_interval: DurationStr::from_secs(5),
+        multiplier: 2.0,
+        randomization_factor: 0.0,
+        max_age: None,
+    });
     loop {
         let (t, result) = write(tailer, positions).await?;
         tailer = t;
@@ -263,10 +271,9 @@ async fn save_until_ok(
                 tracing::warn!(component_id = %id, %error, "cannot write the positions file; retrying");
                 counters::error(id, "positions");
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(backoff.next_delay(None)) => {}
                     _ = ctx.stopped() => return Ok((tailer, false)),
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -644,6 +644,18 @@ mod tests {
         batch.entries.into_iter().map(|e| e.text).collect()
     }
 
+    /// `app.log` in a fresh directory, holding "one" and "two", and a tailer that has read
+    /// and committed both.
+    fn past_two_lines() -> (tempfile::TempDir, PathBuf, Config, Tailer) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "one\ntwo\n");
+        let c = config(dir.path(), "");
+        let mut t = tailer(&c, Vec::new());
+        assert_eq!(step(&mut t, Instant::now()), ["one", "two"]);
+        (dir, log, c, t)
+    }
+
     fn drain(t: &mut Tailer) -> Vec<String> {
         let mut out = Vec::new();
         for _ in 0..(ROTATED_IDLE_POLLS + 2) {
@@ -654,12 +666,7 @@ mod tests {
 
     #[test]
     fn rename_rotation_reads_the_old_file_to_its_end_then_the_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "one\ntwo\n");
-        let c = config(dir.path(), "");
-        let mut t = tailer(&c, Vec::new());
-        assert_eq!(step(&mut t, Instant::now()), ["one", "two"]);
+        let (dir, log, _c, mut t) = past_two_lines();
         // The writer still holds the old file after the rename and writes a last line to it.
         let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
@@ -679,12 +686,7 @@ mod tests {
 
     #[test]
     fn copytruncate_restarts_at_zero() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "one\ntwo\n");
-        let c = config(dir.path(), "");
-        let mut t = tailer(&c, Vec::new());
-        assert_eq!(step(&mut t, Instant::now()), ["one", "two"]);
+        let (dir, log, _c, mut t) = past_two_lines();
         std::fs::copy(&log, dir.path().join("app.log.1")).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
@@ -762,12 +764,7 @@ mod tests {
 
     #[test]
     fn a_restart_goes_on_from_the_durable_offset_and_flags_the_possible_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "one\ntwo\n");
-        let c = config(dir.path(), "");
-        let mut t = tailer(&c, Vec::new());
-        assert_eq!(step(&mut t, Instant::now()), ["one", "two"]);
+        let (_dir, log, c, mut t) = past_two_lines();
         append(&log, "three\nfour\n");
         t.scan();
         let batch = t.read(Instant::now());

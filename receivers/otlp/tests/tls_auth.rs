@@ -7,47 +7,16 @@ use common::*;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use std::path::{Path, PathBuf};
+use sluice_testkit::tls::Pki;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A CA with a server certificate for localhost and a client certificate, as PEM files.
-fn pki(dir: &Path, prefix: &str) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{prefix} CA"));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &*ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["sluice-client".to_owned()]).unwrap();
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &*ca).unwrap();
-    let write = |name: &str, text: String| {
-        std::fs::write(dir.join(format!("{prefix}-{name}")), text).unwrap()
-    };
-    write("ca.pem", ca.pem());
-    write("server.pem", server.pem());
-    write("server.key", server_key.serialize_pem());
-    write("client.pem", client.pem());
-    write("client.key", client_key.serialize_pem());
+fn pki() -> Pki {
+    Pki::new(&["localhost", "127.0.0.1"])
 }
 
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap()
+fn read(pki: &Pki, name: &str) -> String {
+    std::fs::read_to_string(pki.path(name)).unwrap()
 }
 
 fn recorder() -> PrometheusHandle {
@@ -65,13 +34,12 @@ fn counted(handle: &PrometheusHandle, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-fn config(dir: &Path) -> String {
-    let path = |name: &str| -> PathBuf { dir.join(name) };
+fn config(server: &Pki) -> String {
     let tls = format!(
         "tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
-        path("good-server.pem"),
-        path("good-server.key"),
-        path("good-ca.pem")
+        server.path("server.pem"),
+        server.path("server.key"),
+        server.path("ca.pem")
     );
     format!(
         "tenant_header = \"X-Scope-OrgID\"\n\
@@ -82,29 +50,29 @@ fn config(dir: &Path) -> String {
     )
 }
 
-fn https_client(dir: &Path, prefix: Option<&str>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(read(dir, "good-ca.pem").as_bytes()).unwrap();
+/// A client trusting `server`'s CA, presenting `identity`'s client certificate if given.
+fn https_client(server: &Pki, identity: Option<&Pki>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(read(server, "ca.pem").as_bytes()).unwrap();
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(ca);
-    if let Some(prefix) = prefix {
-        let pem = read(dir, &format!("{prefix}-client.pem"))
-            + &read(dir, &format!("{prefix}-client.key"));
+    if let Some(identity) = identity {
+        let pem = read(identity, "client.pem") + &read(identity, "client.key");
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
     }
     builder.build().unwrap()
 }
 
 async fn grpc_client(
-    dir: &Path,
+    server: &Pki,
     port: u16,
-    prefix: &str,
+    identity: &Pki,
 ) -> Result<TraceServiceClient<Channel>, tonic::transport::Error> {
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(dir, "good-ca.pem")))
+        .ca_certificate(Certificate::from_pem(read(server, "ca.pem")))
         .identity(Identity::from_pem(
-            read(dir, &format!("{prefix}-client.pem")),
-            read(dir, &format!("{prefix}-client.key")),
+            read(identity, "client.pem"),
+            read(identity, "client.key"),
         ))
         .domain_name("localhost");
     let channel = Channel::from_shared(format!("https://localhost:{port}"))
@@ -118,11 +86,9 @@ async fn grpc_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_client_certificates_and_credentials_per_tenant() {
     let metrics = recorder();
-    let dir = tempfile::tempdir().unwrap();
-    pki(dir.path(), "good");
-    pki(dir.path(), "rogue");
+    let (good, rogue) = (pki(), pki());
     let component = "receivers.secure";
-    let rx = start_config(TestConsumer::new(), component, &config(dir.path())).await;
+    let rx = start_config(TestConsumer::new(), component, &config(&good)).await;
     let url = format!("https://localhost:{}/v1/traces", rx.http.port());
     let body = traces(2).encode_to_vec();
     let post = |client: &reqwest::Client| {
@@ -133,7 +99,7 @@ async fn tls_client_certificates_and_credentials_per_tenant() {
     };
 
     // HTTP: a trusted client certificate plus the all-tenants token.
-    let client = https_client(dir.path(), Some("good"));
+    let client = https_client(&good, Some(&good));
     let ok = post(&client)
         .bearer_auth("all-tenants-token")
         .send()
@@ -177,14 +143,14 @@ async fn tls_client_certificates_and_credentials_per_tenant() {
 
     // No client certificate, or one from another CA: the handshake is refused.
     assert!(
-        post(&https_client(dir.path(), None))
+        post(&https_client(&good, None))
             .bearer_auth("all-tenants-token")
             .send()
             .await
             .is_err()
     );
     assert!(
-        post(&https_client(dir.path(), Some("rogue")))
+        post(&https_client(&good, Some(&rogue)))
             .bearer_auth("all-tenants-token")
             .send()
             .await
@@ -200,9 +166,7 @@ async fn tls_client_certificates_and_credentials_per_tenant() {
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
 
     // gRPC: the same rules.
-    let mut grpc = grpc_client(dir.path(), rx.grpc.port(), "good")
-        .await
-        .unwrap();
+    let mut grpc = grpc_client(&good, rx.grpc.port(), &good).await.unwrap();
     let mut request = tonic::Request::new(traces(3));
     request
         .metadata_mut()
@@ -224,11 +188,11 @@ async fn tls_client_certificates_and_credentials_per_tenant() {
         grpc.export(wrong_tenant).await.unwrap_err().code(),
         tonic::Code::Unauthenticated
     );
-    let rogue = match grpc_client(dir.path(), rx.grpc.port(), "rogue").await {
+    let rogue_refused = match grpc_client(&good, rx.grpc.port(), &rogue).await {
         Ok(mut client) => client.export(traces(1)).await.is_err(),
         Err(_) => true,
     };
-    assert!(rogue, "a certificate from another CA was accepted");
+    assert!(rogue_refused, "a certificate from another CA was accepted");
     let counts: Vec<u32> = rx.consumer.take().iter().map(|i| i.count).collect();
     assert_eq!(counts, vec![3]);
 

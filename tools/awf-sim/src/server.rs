@@ -73,7 +73,7 @@ fn optional_body<T: for<'de> Deserialize<'de> + Default>(
 fn record(sim: &Sim, action: &str, detail: Value) {
     let mut a = sim.actions.lock();
     a.push_back(json!({
-        "at": sluice_receiver_awf::time::format_rfc3339(sim.now_unix_ns()),
+        "at": sluice_core::time::format_rfc3339(sluice_core::time::from_unix_nanos(sim.now_unix_ns()), 6),
         "action": action,
         "detail": detail,
     }));

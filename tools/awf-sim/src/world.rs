@@ -1065,7 +1065,10 @@ impl World {
             "id": e.id,
             "workflow_id": wf,
             "status": e.status.as_str(),
-            "created_at": sluice_receiver_awf::time::format_rfc3339(e.created_unix_ns),
+            "created_at": sluice_core::time::format_rfc3339(
+                sluice_core::time::from_unix_nanos(e.created_unix_ns),
+                6,
+            ),
             "events_url": format!("/executions/{}/events", e.id),
             "event_count": events,
         })
