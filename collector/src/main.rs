@@ -83,15 +83,17 @@ struct RunArgs {
 
 /// The `--server.<listener>.tls.*` flags of one listener, named by `L`.
 #[derive(clap::Args)]
+// Flattened once per listener: clap's default group, named after the struct, would clash.
+#[group(skip)]
 struct ListenerTlsArgs<L: TlsListener> {
     /// Serve over TLS with this PEM certificate chain (with the key-file flag).
-    #[arg(id = L::CERT, long = L::CERT, alias = L::CERT_ALIAS, env = L::CERT_ENV)]
+    #[arg(id = L::CERT, long = L::CERT, value_name = "FILE", alias = L::CERT_ALIAS, env = L::CERT_ENV)]
     cert_file: Option<PathBuf>,
     /// PEM private key of the cert-file flag.
-    #[arg(id = L::KEY, long = L::KEY, alias = L::KEY_ALIAS, env = L::KEY_ENV)]
+    #[arg(id = L::KEY, long = L::KEY, value_name = "FILE", alias = L::KEY_ALIAS, env = L::KEY_ENV)]
     key_file: Option<PathBuf>,
     /// PEM CA certificates: clients must present a certificate one of them signed (mTLS).
-    #[arg(id = L::CLIENT_CA, long = L::CLIENT_CA, alias = L::CLIENT_CA_ALIAS, env = L::CLIENT_CA_ENV)]
+    #[arg(id = L::CLIENT_CA, long = L::CLIENT_CA, value_name = "FILE", alias = L::CLIENT_CA_ALIAS, env = L::CLIENT_CA_ENV)]
     client_ca_file: Option<PathBuf>,
     #[arg(skip)]
     listener: std::marker::PhantomData<L>,
@@ -620,4 +622,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(deadline = ?app.shutdown_timeout, "stopping: intake closed, draining spooled data");
     app.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap's own checks (unique ids and groups, e.g. of the TLS flags flattened per
+    /// listener), which otherwise fire only when the binary parses its arguments.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_listener_reads_its_own_tls_flags() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "--server.http.tls.cert-file=/a.pem",
+            "--server.webhooks.tls.key_file=/b.key",
+        ])
+        .expect("valid flags");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.admin_tls.cert_file, Some(PathBuf::from("/a.pem")));
+        assert_eq!(args.admin_tls.key_file, None);
+        assert_eq!(args.webhooks_tls.key_file, Some(PathBuf::from("/b.key")));
+        assert_eq!(args.webhooks_tls.cert_file, None);
+    }
 }

@@ -81,8 +81,10 @@ fn prometheus_error(v: &Value) -> BackendError {
     }
 }
 
-fn trim_base(base: &str) -> &str {
-    base.trim_end_matches('/')
+/// `path` under a backend's base URL; without one, the error names its `setting`.
+fn endpoint(base: Option<&str>, setting: &'static str, path: &str) -> Result<String, BackendError> {
+    let base = base.ok_or(BackendError::NotConfigured(setting))?;
+    Ok(format!("{}{path}", base.trim_end_matches('/')))
 }
 
 impl Backends {
@@ -122,13 +124,14 @@ impl Backends {
         time_s: f64,
         timeout: Duration,
     ) -> Result<Vec<PromSample>, BackendError> {
-        let base = self
-            .prometheus
-            .as_deref()
-            .ok_or(BackendError::NotConfigured("prometheus_url"))?;
+        let url = endpoint(
+            self.prometheus.as_deref(),
+            "prometheus_url",
+            "/api/v1/query",
+        )?;
         let v = self
             .get_json(
-                format!("{}/api/v1/query", trim_base(base)),
+                url,
                 &[
                     ("query", promql.to_owned()),
                     ("time", format!("{time_s:.3}")),
@@ -150,13 +153,14 @@ impl Backends {
         step_s: f64,
         timeout: Duration,
     ) -> Result<Vec<(PromSample, f64, f64)>, BackendError> {
-        let base = self
-            .prometheus
-            .as_deref()
-            .ok_or(BackendError::NotConfigured("prometheus_url"))?;
+        let url = endpoint(
+            self.prometheus.as_deref(),
+            "prometheus_url",
+            "/api/v1/query_range",
+        )?;
         let v = self
             .get_json(
-                format!("{}/api/v1/query_range", trim_base(base)),
+                url,
                 &[
                     ("query", promql.to_owned()),
                     ("start", format!("{start_s:.3}")),
@@ -206,13 +210,10 @@ impl Backends {
         limit: u32,
         timeout: Duration,
     ) -> Result<Vec<LokiLine>, BackendError> {
-        let base = self
-            .loki
-            .as_deref()
-            .ok_or(BackendError::NotConfigured("loki_url"))?;
+        let url = endpoint(self.loki.as_deref(), "loki_url", "/loki/api/v1/query_range")?;
         let v = self
             .get_json(
-                format!("{}/loki/api/v1/query_range", trim_base(base)),
+                url,
                 &[
                     ("query", logql.to_owned()),
                     ("start", start_ns.to_string()),
@@ -234,13 +235,14 @@ impl Backends {
         end_s: i64,
         timeout: Duration,
     ) -> Result<TraceSummary, BackendError> {
-        let base = self
-            .tempo
-            .as_deref()
-            .ok_or(BackendError::NotConfigured("tempo_url"))?;
+        let url = endpoint(
+            self.tempo.as_deref(),
+            "tempo_url",
+            &format!("/api/traces/{trace_id}"),
+        )?;
         let v = self
             .get_json(
-                format!("{}/api/traces/{trace_id}", trim_base(base)),
+                url,
                 &[("start", start_s.to_string()), ("end", end_s.to_string())],
                 timeout,
             )
@@ -257,13 +259,10 @@ impl Backends {
         limit: u32,
         timeout: Duration,
     ) -> Result<Vec<String>, BackendError> {
-        let base = self
-            .tempo
-            .as_deref()
-            .ok_or(BackendError::NotConfigured("tempo_url"))?;
+        let url = endpoint(self.tempo.as_deref(), "tempo_url", "/api/search")?;
         let v = self
             .get_json(
-                format!("{}/api/search", trim_base(base)),
+                url,
                 &[
                     ("tags", tags.to_owned()),
                     ("start", start_s.to_string()),
