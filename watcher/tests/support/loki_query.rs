@@ -41,7 +41,9 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
-fn parse(q: &str) -> Result<(Vec<Matcher>, Vec<Stage>), String> {
+/// The query's matchers and pipeline stages; what this server does not support, or Loki
+/// would refuse, is an error (answered 400 with its text, as Loki answers).
+fn parse(q: &str) -> Result<(Vec<Matcher>, Vec<Stage>), Box<dyn std::error::Error + Send + Sync>> {
     let q = q.trim();
     let inner_end = q.find('}').ok_or("missing }")?;
     let sel = q.strip_prefix('{').ok_or("missing {")?;
@@ -62,10 +64,7 @@ fn parse(q: &str) -> Result<(Vec<Matcher>, Vec<Stage>), String> {
         matchers.push(match op {
             "=" => Matcher::Eq(name, value),
             "!=" => Matcher::Ne(name, value),
-            _ => Matcher::Re(
-                name,
-                regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| e.to_string())?,
-            ),
+            _ => Matcher::Re(name, regex::Regex::new(&format!("^(?:{value})$"))?),
         });
         rest = after;
     }
@@ -98,7 +97,7 @@ fn parse(q: &str) -> Result<(Vec<Matcher>, Vec<Stage>), String> {
             stages.push(Stage::Label(name, v));
             rest = after;
         } else {
-            return Err(format!("unsupported LogQL near {r:?}"));
+            return Err(format!("unsupported LogQL near {r:?}").into());
         }
     }
     Ok((matchers, stages))
