@@ -244,10 +244,7 @@ impl App {
 fn record_load(ok: bool) {
     metrics::gauge!("sluice_config_last_load_successful").set(if ok { 1.0 } else { 0.0 });
     if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let now = sluice_core::time::now().as_duration().as_secs_f64();
         metrics::gauge!("sluice_config_last_load_success_timestamp_seconds").set(now);
     } else {
         metrics::counter!("sluice_config_load_failures_total").increment(1);

@@ -4,7 +4,7 @@
 
 use crate::{Signal, root};
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The intake rules' settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +24,9 @@ impl Default for Rules {
 
 impl Rules {
     pub(crate) fn limits(&self) -> crate::walk::Limits {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let latest = now.saturating_add(self.max_future);
+        let max_future = u64::try_from(self.max_future.as_nanos()).unwrap_or(u64::MAX);
         crate::walk::Limits {
-            latest_ns: u64::try_from(latest.as_nanos()).unwrap_or(u64::MAX),
+            latest_ns: sluice_core::time::now_unix_nanos().saturating_add(max_future),
         }
     }
 }

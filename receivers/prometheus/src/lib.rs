@@ -33,7 +33,7 @@ use sluice_core::{Item, Receiver, ReceiverContext, ReceiverError, Refusal, Signa
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use target::{Skipped, Target};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -138,10 +138,7 @@ struct RunningLoop {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    sluice_core::time::now().as_millisecond()
 }
 
 /// Keeps one scrape loop per discovered target until shutdown.
