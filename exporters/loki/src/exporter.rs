@@ -170,12 +170,9 @@ impl LokiExporter {
             return None;
         }
         let encoded = match self.encoding {
-            Encoding::Json => push::encode_json(&group.streams)
-                .map(|b| (b, CONTENT_JSON))
-                .map_err(|e| e.to_string()),
+            Encoding::Json => push::encode_json(&group.streams).map(|b| (b, CONTENT_JSON)),
             _ => push::encode_protobuf(&push::into_push_request(group.streams))
-                .map(|b| (b, CONTENT_PROTOBUF))
-                .map_err(|e| e.to_string()),
+                .map(|b| (b, CONTENT_PROTOBUF)),
         };
         match encoded {
             Ok((body, content_type)) => Some(LokiRequest {

@@ -76,15 +76,24 @@ pub fn into_push_request(streams: Vec<Stream>) -> PushRequest {
 }
 
 /// Protobuf-encodes and snappy-compresses (block format, as Loki requires) a push request.
-pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, snap::Error> {
+/// Why a push body could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, EncodeError> {
     let raw = prost::Message::encode_to_vec(req);
-    snap::raw::Encoder::new().compress_vec(&raw)
+    Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
 }
 
 /// The JSON push body: `{"streams":[{"stream":{…},"values":[["<ns>","line",{…}]]}]}`, with
 /// the timestamp as a string (Loki refuses a number) and metadata only when present.
-pub fn encode_json(streams: &[Stream]) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&JsonPush { streams })
+pub fn encode_json(streams: &[Stream]) -> Result<Vec<u8>, EncodeError> {
+    Ok(serde_json::to_vec(&JsonPush { streams })?)
 }
 
 struct JsonPush<'a> {
