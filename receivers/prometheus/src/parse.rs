@@ -226,6 +226,23 @@ fn metadata(comment: &str, format: Format, out: &mut Exposition) -> Result<(), L
     Ok(())
 }
 
+/// A label name that occurs twice. Pairwise for the usual handful of labels; sorted for long
+/// lists, so that a target sending one line with thousands of labels cannot make the check
+/// quadratic.
+fn duplicate_label(labels: &[(String, String)]) -> Option<&str> {
+    if labels.len() <= 16 {
+        return labels.iter().enumerate().find_map(|(i, (n, _))| {
+            labels[..i]
+                .iter()
+                .any(|(m, _)| m == n)
+                .then_some(n.as_str())
+        });
+    }
+    let mut names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
 fn sample_line(line: &str, format: Format) -> Result<Sample, LineError> {
     let name_end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
@@ -244,13 +261,11 @@ fn sample_line(line: &str, format: Format) -> Result<Sample, LineError> {
     if let Some(inner) = brace.strip_prefix('{') {
         rest = label_pairs(inner, format, &mut labels)?;
     }
-    for (i, (n, _)) in labels.iter().enumerate() {
-        if labels[..i].iter().any(|(m, _)| m == n) {
-            return Err(LineError::DuplicateLabel {
-                name: name.to_owned(),
-                label: n.clone(),
-            });
-        }
+    if let Some(label) = duplicate_label(&labels) {
+        return Err(LineError::DuplicateLabel {
+            name: name.to_owned(),
+            label: label.to_owned(),
+        });
     }
     if !rest.starts_with([' ', '\t']) {
         return Err(LineError::NoSpaceBeforeValue(name.to_owned()));
@@ -380,6 +395,28 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_twice_is_refused_in_short_and_long_label_lists() {
+        let short = "m{a=\"1\",b=\"2\",a=\"3\"} 1\n";
+        let many: Vec<String> = (0..5000).map(|i| format!("l{i}=\"v\"")).collect();
+        let long = format!("m{{{},l4321=\"again\"}} 1\n", many.join(","));
+        for (body, twice) in [(short, "a"), (long.as_str(), "l4321")] {
+            match sample_line(body.trim_end(), Format::Text) {
+                Err(LineError::DuplicateLabel { name, label }) => {
+                    assert_eq!((name.as_str(), label.as_str()), ("m", twice));
+                }
+                other => panic!("expected a duplicate label, got {other:?}"),
+            }
+        }
+        let distinct = format!("m{{{}}} 1", many.join(","));
+        assert_eq!(
+            sample_line(&distinct, Format::Text)
+                .map(|s| s.labels.len())
+                .ok(),
+            Some(5000)
+        );
+    }
 
     fn labels(s: &Sample) -> Vec<(&str, &str)> {
         s.labels
