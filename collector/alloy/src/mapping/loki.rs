@@ -16,21 +16,7 @@ impl Mapper<'_> {
     }
 
     pub(super) fn loki_write(&mut self, b: &EBlock, id: &str) -> Result<Node, Error> {
-        let r = Reader::new(
-            b,
-            id.to_string(),
-            quoted_id(b),
-            &["external_labels"],
-            &["endpoint"],
-        )?;
-        let endpoints = r.blocks("endpoint");
-        if endpoints.is_empty() {
-            return Err(Error::at(
-                b.pos,
-                format!("{id}.endpoint"),
-                "loki.write needs an `endpoint { url = ... }` block",
-            ));
-        }
+        let (r, endpoints) = Reader::writer(b, id, "loki.write")?;
         let mut exporters = Vec::new();
         for e in endpoints {
             let ep = r.child(

@@ -26,6 +26,25 @@ impl<'b> Reader<'b> {
         Reader::new(b, id.to_string(), super::quoted_id(b), attrs, blocks)
     }
 
+    /// A writer component (`loki.write`, `prometheus.remote_write`): its `external_labels`
+    /// and its `endpoint { url = ... }` blocks, of which it needs at least one.
+    pub(super) fn writer(
+        b: &'b EBlock,
+        id: &str,
+        component: &str,
+    ) -> Result<(Reader<'b>, Vec<&'b EBlock>), Error> {
+        let r = Reader::component(b, id, &["external_labels"], &["endpoint"])?;
+        let endpoints = r.blocks("endpoint");
+        if endpoints.is_empty() {
+            return Err(Error::at(
+                b.pos,
+                format!("{id}.endpoint"),
+                format!("{component} needs an `endpoint {{ url = ... }}` block"),
+            ));
+        }
+        Ok((r, endpoints))
+    }
+
     pub(super) fn new(
         b: &'b EBlock,
         key: String,
