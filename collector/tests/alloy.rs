@@ -657,6 +657,7 @@ start_at = "end"
 scan_interval = "5s"
 include_file_name = false
 include_file_path = true
+file_path_attribute = "filename"
 resource = { env = "prod", job = "app", "loki.resource.labels" = "env,job" }
 attributes = { "loki.attribute.labels" = "filename" }
 [receivers.files_2]
@@ -667,14 +668,9 @@ start_at = "end"
 scan_interval = "5s"
 include_file_name = false
 include_file_path = true
+file_path_attribute = "filename"
 resource = { job = "db", "loki.resource.labels" = "job" }
 attributes = { "loki.attribute.labels" = "filename" }
-[processors.loki_source_file_filename]
-type = "attributes"
-actions = [
-  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
-  { key = "log.file.path", action = "delete" },
-]
 [exporters.default]
 type = "loki"
 url = "http://loki:3100/loki/api/v1/push"
@@ -684,7 +680,6 @@ default_labels_enabled = { exporter = false, job = false, instance = false, leve
 name = "logs"
 signals = ["logs"]
 receivers = ["files", "files_2"]
-processors = ["loki_source_file_filename"]
 exporters = ["default"]
 "#,
         ),
@@ -711,14 +706,9 @@ start_at = "beginning"
 scan_interval = "2s"
 include_file_name = false
 include_file_path = true
+file_path_attribute = "filename"
 resource = { job = "tmp", "loki.resource.labels" = "job" }
 attributes = { "loki.attribute.labels" = "filename" }
-[processors.loki_source_file_filename]
-type = "attributes"
-actions = [
-  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
-  { key = "log.file.path", action = "delete" },
-]
 [exporters.default]
 type = "loki"
 url = "http://loki:3100/loki/api/v1/push"
@@ -728,7 +718,6 @@ default_labels_enabled = { exporter = false, job = false, instance = false, leve
 name = "logs"
 signals = ["logs"]
 receivers = ["tmp"]
-processors = ["loki_source_file_filename"]
 exporters = ["default"]
 "#,
         ),
@@ -780,16 +769,11 @@ include = ["/var/log/json.log"]
 start_at = "beginning"
 include_file_name = false
 include_file_path = true
+file_path_attribute = "filename"
 format = "json"
 multiline = { line_start_pattern = '^\{', flush_timeout = "3s", max_lines = 50 }
 resource = { team = "core", "loki.resource.labels" = "team" }
 attributes = { "loki.attribute.labels" = "filename,level" }
-[processors.loki_source_file_filename]
-type = "attributes"
-actions = [
-  { key = "filename", from_attribute = "log.file.path", action = "upsert" },
-  { key = "log.file.path", action = "delete" },
-]
 [exporters.default]
 type = "loki"
 url = "http://loki:3100/loki/api/v1/push"
@@ -809,7 +793,6 @@ exporters = ["default"]
 name = "logs_2"
 signals = ["logs"]
 receivers = ["json"]
-processors = ["loki_source_file_filename"]
 exporters = ["default_files"]
 "#,
         ),

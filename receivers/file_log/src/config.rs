@@ -111,6 +111,9 @@ pub struct Config {
     /// Adds the `log.file.path` attribute (the path it was found under). Default false.
     #[serde(default)]
     pub include_file_path: bool,
+    /// The attribute `include_file_path` writes the path to (`filename` for Alloy's label).
+    #[serde(default = "file_path_attribute")]
+    pub file_path_attribute: String,
     /// Attributes set on every record.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
@@ -126,6 +129,10 @@ pub struct Config {
     /// Keys this component does not know; refused by `validate`.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
+}
+
+fn file_path_attribute() -> String {
+    crate::parse::FILE_PATH_ATTR.to_owned()
 }
 
 fn yes() -> bool {
@@ -170,6 +177,12 @@ impl Config {
                     InvalidConfig::new(format!("{key}[{i}]"), format!("{p:?}: {e}"))
                 })?;
             }
+        }
+        if self.file_path_attribute.trim().is_empty() {
+            return Err(InvalidConfig::new(
+                "file_path_attribute",
+                "must not be empty",
+            ));
         }
         if self.scan_interval.get().as_millis() < 10 {
             return Err(InvalidConfig::new("scan_interval", "must be at least 10ms"));

@@ -24,7 +24,8 @@ pub struct Parser {
     timestamp: Option<(String, TimeLayout)>,
     severity: Option<String>,
     include_file_name: bool,
-    include_file_path: bool,
+    /// The attribute the path goes to, when `include_file_path` is on.
+    file_path_attribute: Option<String>,
     attributes: Vec<KeyValue>,
     resource: Vec<KeyValue>,
 }
@@ -128,7 +129,9 @@ impl Parser {
                 .map(|t| (t.field.clone(), t.layout)),
             severity: config.severity.as_ref().map(|s| s.field.clone()),
             include_file_name: config.include_file_name,
-            include_file_path: config.include_file_path,
+            file_path_attribute: config
+                .include_file_path
+                .then(|| config.file_path_attribute.clone()),
             attributes: config
                 .attributes
                 .iter()
@@ -190,8 +193,8 @@ impl Parser {
             let name = entry.path.rsplit('/').next().unwrap_or(&entry.path);
             attributes.push(string_kv(FILE_NAME_ATTR, name));
         }
-        if self.include_file_path {
-            attributes.push(string_kv(FILE_PATH_ATTR, &entry.path));
+        if let Some(key) = &self.file_path_attribute {
+            attributes.push(string_kv(key, &entry.path));
         }
         attributes.extend(self.attributes.iter().cloned());
         let fields = self.fields(&entry.text);

@@ -5,8 +5,8 @@
 //!
 //! How the labels travel: each receiver's resource carries the target labels and the
 //! `loki.resource.labels` hint naming them, its records the `loki.attribute.labels` hint
-//! (`filename` and the `stage.labels`), and a shared `attributes` processor renames
-//! `file_log`'s `log.file.path` attribute to `filename`. The Loki exporters fed by file
+//! (`filename`, which `file_log` writes the path to, and the `stage.labels`). The Loki
+//! exporters fed by file
 //! sources have the OTLP default labels off and write the body as the line; when a
 //! `loki.write` is also fed OpenTelemetry data, the file sources get a second exporter for the
 //! same endpoint.
@@ -27,9 +27,6 @@ const STAGES: &[&str] = &[
     "stage.labels",
     "stage.static_labels",
 ];
-
-/// The shared processor that turns `log.file.path` into the `filename` label.
-const FILENAME_PROCESSOR: &str = "loki_source_file_filename";
 
 /// One entry of `path_targets` (or of a literal `targets` list).
 #[derive(Debug, Clone, PartialEq)]
@@ -270,7 +267,6 @@ impl Mapper<'_> {
                 }),
             }
         }
-        let filename = self.filename_processor_for(b, id);
         let mut receivers = Vec::new();
         for ReceiverGroup {
             labels,
@@ -293,6 +289,7 @@ impl Mapper<'_> {
             }
             body.set("include_file_name", "false".into(), r.here());
             body.set("include_file_path", "true".into(), r.here());
+            body.set("file_path_attribute", toml_string("filename"), r.here());
             if let Some(s) = &stages {
                 for (k, v, o) in &s.body.vals {
                     body.set(k, v.clone(), o.clone());
@@ -336,40 +333,10 @@ impl Mapper<'_> {
         }
         Ok(Node::FileSource {
             receivers,
-            filename,
             forward,
             pos: b.pos,
             key: id.to_string(),
         })
-    }
-
-    /// The `attributes` processor renaming `log.file.path` to `filename`, shared by every
-    /// file source (created with the first).
-    fn filename_processor_for(&mut self, b: &EBlock, id: &str) -> String {
-        if let Some(name) = &self.filename_processor {
-            return name.clone();
-        }
-        let origin = Origin {
-            pos: b.pos,
-            key: id.to_string(),
-        };
-        let mut body = Table::default();
-        body.set(
-            "actions",
-            "[{ key = \"filename\", from_attribute = \"log.file.path\", action = \"upsert\" }, { key = \"log.file.path\", action = \"delete\" }]".into(),
-            origin.clone(),
-        );
-        let c = self.add_named_comp(
-            "processors",
-            FILENAME_PROCESSOR,
-            "attributes",
-            "loki.source.file's `filename` label (added by Sluice)".into(),
-            origin,
-            body,
-        );
-        let name = self.comps[c].name.clone();
-        self.filename_processor = Some(name.clone());
-        name
     }
 
     /// The stages of the `loki.process` a file source forwards to, if it does. A source that

@@ -68,10 +68,9 @@ pub(super) enum Node {
         sync_period: Option<(String, Origin)>,
     },
     /// `loki.source.file`: its `file_log` receivers, forwarding to `loki.write` (or one
-    /// `loki.process`) through the processor adding the `filename` label.
+    /// `loki.process`).
     FileSource {
         receivers: Vec<String>,
-        filename: String,
         forward: Vec<Target>,
         pos: usize,
         key: String,

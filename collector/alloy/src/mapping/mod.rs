@@ -104,8 +104,6 @@ struct Mapper<'e> {
     logging: Option<Logging>,
     /// Loki exporter → the exporter file sources use for its endpoint (itself or a copy).
     file_exporters: HashMap<usize, usize>,
-    /// The processor adding `loki.source.file`'s `filename` label, once created.
-    filename_processor: Option<String>,
 }
 
 fn quoted_id(b: &EBlock) -> String {
@@ -192,7 +190,6 @@ pub fn map<'e>(
         blocks: HashMap::new(),
         logging: None,
         file_exporters: HashMap::new(),
-        filename_processor: None,
     };
     let mut evaluated = Vec::new();
     for b in blocks {

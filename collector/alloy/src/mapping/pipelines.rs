@@ -21,11 +21,10 @@ impl Mapper<'_> {
         let mut descriptions: HashMap<(usize, String), Vec<String>> = HashMap::new();
         /// How a receiver's targets are followed.
         #[derive(Clone, Copy)]
-        enum Kind<'a> {
+        enum Kind {
             Otlp,
             Prometheus,
-            /// Through the processor adding the `filename` label.
-            Files(&'a str),
+            Files,
         }
         // Prometheus and Loki sources send one signal to their `forward_to`.
         let one_signal = |signal: &str, forward: &[Target], pos: usize, key: &str| {
@@ -54,19 +53,12 @@ impl Mapper<'_> {
                 )],
                 Some(Node::FileSource {
                     receivers,
-                    filename,
                     forward,
                     pos,
                     key,
                 }) => receivers
                     .iter()
-                    .map(|name| {
-                        (
-                            name,
-                            one_signal("logs", forward, *pos, key),
-                            Kind::Files(filename),
-                        )
-                    })
+                    .map(|name| (name, one_signal("logs", forward, *pos, key), Kind::Files))
                     .collect(),
                 _ => continue,
             };
@@ -81,12 +73,12 @@ impl Mapper<'_> {
                         let routes = match kind {
                             Kind::Prometheus => self.prometheus_routes(t)?,
                             Kind::Otlp => self.routes(t, signal, Vec::new(), &mut stack)?,
-                            Kind::Files(filename) => self
+                            Kind::Files => self
                                 .file_source_exporters(id, t)?
                                 .into_iter()
                                 .map(|e| {
                                     let e = self.file_exporters.get(&e).copied().unwrap_or(e);
-                                    (vec![filename.to_string()], self.comps[e].name.clone())
+                                    (Vec::new(), self.comps[e].name.clone())
                                 })
                                 .collect(),
                         };
