@@ -49,9 +49,11 @@ impl RemoteWriteRequest {
         match (self.protocol, protocol, &self.v2_fallback) {
             (Protocol::V2, Protocol::V1, Some((series, families))) => {
                 let body = self.v1_body.get_or_init(|| {
-                    let request =
-                        remote_write::write_request_v1(series.clone(), families, with_metadata);
-                    remote_write::encode_snappy(&request)
+                    remote_write::compress(&remote_write::encode_v1(
+                        series,
+                        families,
+                        with_metadata,
+                    ))
                 });
                 (Protocol::V1, body.clone())
             }
@@ -224,8 +226,8 @@ impl RemoteWriteExporter {
         let protocol = self.protocol();
         let (body, v2_fallback) = match protocol {
             Protocol::V1 => {
-                let request = remote_write::write_request_v1(series, families, self.send_metadata);
-                (remote_write::encode_snappy(&request), None)
+                let raw = remote_write::encode_v1(&series, families, self.send_metadata);
+                (remote_write::compress(&raw), None)
             }
             Protocol::V2 => {
                 let request = remote_write::request_v2(&series, families);

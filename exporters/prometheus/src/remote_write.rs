@@ -314,14 +314,7 @@ impl Protocol {
 
 /// Protobuf-encodes `message` and compresses it with snappy's block format (never framed).
 pub fn encode_snappy<M: Message>(message: &M) -> Bytes {
-    let raw = message.encode_to_vec();
-    let mut encoder = snap::raw::Encoder::new();
-    match encoder.compress_vec(&raw) {
-        Ok(compressed) => Bytes::from(compressed),
-        // Only fails for inputs above snappy's ~4 GiB limit, which a batch never reaches;
-        // an empty body would be refused by the backend, never silently accepted.
-        Err(_) => Bytes::new(),
-    }
+    compress(&message.encode_to_vec())
 }
 
 /// Why a remote-write body could not be decoded.
@@ -339,48 +332,113 @@ pub fn decode_snappy<M: Message + Default>(body: &[u8]) -> Result<M, DecodeError
     Ok(M::decode(raw.as_slice())?)
 }
 
-/// Builds the RW1 message for `series` (moved in, to avoid copying labels), with the metadata
-/// of the families they belong to when `with_metadata`.
-pub fn write_request_v1(
-    series: Vec<Series>,
-    families: &[Family],
-    with_metadata: bool,
-) -> v1::WriteRequest {
-    let mut metadata = Vec::new();
+/// Appends `message` as field `field` (1..=15) of the message being written to `out`.
+pub(crate) fn put_message(field: u8, message: &impl Message, out: &mut Vec<u8>) {
+    out.push(field << 3 | 2);
+    // Writing into a `Vec` cannot run out of space, the only way this can fail.
+    let _ = message.encode_length_delimited(out);
+}
+
+/// Encoded length of an RW1 `Sample` with these values (prost leaves out zero fields).
+fn v1_sample_len(sample: &v2::Sample) -> usize {
+    let value = if sample.value != 0.0 { 9 } else { 0 };
+    let timestamp = if sample.timestamp != 0 {
+        1 + prost::length_delimiter_len(sample.timestamp as u64 as usize)
+    } else {
+        0
+    };
+    value + timestamp
+}
+
+fn put_len(len: usize, out: &mut Vec<u8>) {
+    // Varint of a length; cannot fail into a `Vec` (see `put_message`).
+    let _ = prost::encode_length_delimiter(len, out);
+}
+
+fn put_varint(value: u64, out: &mut Vec<u8>) {
+    let mut v = value;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn field_len(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
+}
+
+/// The RW1 `WriteRequest` for `series`, protobuf-encoded straight from each series' shared
+/// label encoding (see `SeriesLabels`), byte for byte what prost encodes for the same
+/// message; with the metadata of the families they belong to when `with_metadata`.
+pub fn encode_v1(series: &[Series], families: &[Family], with_metadata: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        series
+            .iter()
+            .map(|s| s.labels.v1_encoded().len() + 16 * s.samples.len() + 8)
+            .sum(),
+    );
+    for s in series {
+        let labels = s.labels.v1_encoded();
+        let len = labels.len()
+            + s.samples
+                .iter()
+                .map(|x| field_len(v1_sample_len(x)))
+                .sum::<usize>()
+            + s.exemplars
+                .iter()
+                .map(|e| field_len(e.encoded_len()))
+                .sum::<usize>()
+            + s.histograms
+                .iter()
+                .map(|h| field_len(h.histogram.encoded_len()))
+                .sum::<usize>();
+        out.push(1 << 3 | 2);
+        put_len(len, &mut out);
+        out.extend_from_slice(labels);
+        for x in &s.samples {
+            out.push(2 << 3 | 2);
+            put_len(v1_sample_len(x), &mut out);
+            if x.value != 0.0 {
+                out.push(1 << 3 | 1);
+                out.extend_from_slice(&x.value.to_le_bytes());
+            }
+            if x.timestamp != 0 {
+                out.push(2 << 3);
+                put_varint(x.timestamp as u64, &mut out);
+            }
+        }
+        for e in &s.exemplars {
+            put_message(3, e, &mut out);
+        }
+        for h in &s.histograms {
+            put_message(4, &h.histogram, &mut out);
+        }
+    }
     if with_metadata {
         let mut used: Vec<usize> = series.iter().map(|s| s.family).collect();
         used.sort_unstable();
         used.dedup();
-        metadata = used
-            .into_iter()
-            .filter_map(|i| families.get(i))
-            .map(|f| v1::MetricMetadata {
+        for f in used.into_iter().filter_map(|i| families.get(i)) {
+            let metadata = v1::MetricMetadata {
                 r#type: f.metric_type as i32,
                 metric_family_name: f.name.clone(),
                 help: f.help.clone(),
                 unit: f.unit.clone(),
-            })
-            .collect();
+            };
+            put_message(3, &metadata, &mut out);
+        }
     }
-    let timeseries = series
-        .into_iter()
-        .map(|s| v1::TimeSeries {
-            labels: s.labels,
-            samples: s
-                .samples
-                .iter()
-                .map(|x| v1::Sample {
-                    value: x.value,
-                    timestamp: x.timestamp,
-                })
-                .collect(),
-            exemplars: s.exemplars,
-            histograms: s.histograms.into_iter().map(|h| h.histogram).collect(),
-        })
-        .collect();
-    v1::WriteRequest {
-        timeseries,
-        metadata,
+    out
+}
+
+/// Compresses an encoded request with snappy's block format (never framed).
+pub fn compress(raw: &[u8]) -> Bytes {
+    match snap::raw::Encoder::new().compress_vec(raw) {
+        Ok(compressed) => Bytes::from(compressed),
+        // Only fails for inputs above snappy's ~4 GiB limit, which a batch never reaches;
+        // an empty body would be refused by the backend, never silently accepted.
+        Err(_) => Bytes::new(),
     }
 }
 

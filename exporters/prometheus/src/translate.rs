@@ -13,19 +13,20 @@ pub mod naming;
 mod native;
 mod passthrough;
 mod points;
+mod raw;
 
 use crate::remote_write::{MetricType, stale_nan, v1, v2};
 use delta::DeltaAccumulator;
+pub use labels::SeriesLabels;
 use labels::{LabelSet, sanitize_attributes};
 use naming::any_value_string;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use parking_lot::Mutex;
 use prost::Message;
 use sluice_core::Item;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
@@ -37,6 +38,10 @@ const TARGET_INFO_INTERVAL_MS: i64 = 150_000;
 const MAX_TARGET_INFO_REPEATS: i64 = 60;
 /// Bound on the per-series memory of `target_info` timestamps already sent.
 const MAX_TARGET_INFO_SERIES: usize = 100_000;
+/// Bounds on the series cache (see [`SeriesCache`]); a full cache starts over empty. At a few
+/// hundred bytes per series, the bound keeps it within tens of MiB.
+const MAX_CACHED_SERIES: usize = 100_000;
+const MAX_CACHED_CONTEXTS: usize = 10_000;
 
 /// How OTLP is mapped; the translation part of the exporter's config.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +96,7 @@ pub struct NativePoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// Byte-sorted, unique, non-empty values, including `__name__`.
-    pub labels: Vec<v1::Label>,
+    pub labels: SeriesLabels,
     /// Hash of the label set: the series' identity for sharding.
     pub hash: u64,
     /// Index into [`Translation::families`].
@@ -140,6 +145,103 @@ struct State {
     /// Newest `target_info` timestamp sent per series, so that a later batch whose resource
     /// spans earlier times never sends an out-of-order `target_info` sample.
     target_info_sent: HashMap<u64, (i64, Instant)>,
+    cache: SeriesCache,
+}
+
+/// The label sets of gauge and sum series seen before, across batches.
+///
+/// A series' labels depend only on its resource's `job`/`instance`/promoted labels, its
+/// scope's labels, its metric name and its point's attributes; the same series comes back in
+/// every export of its SDK. Building the set (sanitising, ordering, hashing) cost more than
+/// everything else a point needs, so it is done once per series: the key is the point's
+/// attributes exactly as encoded, behind an id of its resource-and-scope context and the
+/// metric name. Keys are compared whole, so equal keys mean equal label sets.
+///
+/// An SDK also sends a metric's points in the same order every time, so the cache keeps each
+/// metric's whole list too, keyed by all its points' attributes: one lookup per metric instead
+/// of one per point, which showed in profiles as memory stalls once there were tens of
+/// thousands of series.
+#[derive(Debug, Default)]
+struct SeriesCache {
+    contexts: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    series: HashMap<Box<[u8]>, (SeriesLabels, u64), foldhash::fast::FixedState>,
+    metrics: HashMap<Box<[u8]>, MetricSeries, foldhash::fast::FixedState>,
+    /// Points held in `metrics`.
+    metric_points: usize,
+}
+
+/// The series of each point of a metric, in order; `None` where the attributes did not decode.
+type MetricSeries = Arc<[Option<(SeriesLabels, u64)>]>;
+
+impl SeriesCache {
+    /// The id of a resource-and-scope context, given its labels written by [`context_key`].
+    fn context(&mut self, key: &[u8]) -> u32 {
+        if let Some(&id) = self.contexts.get(key) {
+            return id;
+        }
+        if self.contexts.len() >= MAX_CACHED_CONTEXTS {
+            // Series keys hold context ids: they go too.
+            self.contexts.clear();
+            self.series.clear();
+            self.metrics.clear();
+            self.metric_points = 0;
+        }
+        let id = self.contexts.len() as u32;
+        self.contexts.insert(key.into(), id);
+        id
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&(SeriesLabels, u64)> {
+        self.series.get(key)
+    }
+
+    fn insert(&mut self, key: &[u8], labels: SeriesLabels, hash: u64) {
+        if self.series.len() >= MAX_CACHED_SERIES {
+            self.series.clear();
+        }
+        self.series.insert(key.into(), (labels, hash));
+    }
+
+    fn metric(&self, key: &[u8]) -> Option<MetricSeries> {
+        self.metrics.get(key).cloned()
+    }
+
+    fn insert_metric(&mut self, key: Box<[u8]>, series: MetricSeries) {
+        if self.metric_points + series.len() > MAX_CACHED_SERIES {
+            self.metrics.clear();
+            self.metric_points = 0;
+        }
+        self.metric_points += series.len();
+        self.metrics.insert(key, series);
+    }
+}
+
+/// Appends `bytes` to a cache key, length first, so that concatenations cannot collide.
+fn push_key_part(key: &mut Vec<u8>, bytes: &[u8]) {
+    key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    key.extend_from_slice(bytes);
+}
+
+/// What of a resource and a scope goes into a point's labels, as a [`SeriesCache`] key.
+fn context_key(ctx: &ResourceContext, scope: &[v1::Label]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for part in [&ctx.job, &ctx.instance] {
+        match part {
+            Some(v) => {
+                key.push(1);
+                push_key_part(&mut key, v.as_bytes());
+            }
+            None => key.push(0),
+        }
+    }
+    for labels in [&ctx.promoted[..], scope] {
+        key.extend_from_slice(&(labels.len() as u32).to_le_bytes());
+        for l in labels {
+            push_key_part(&mut key, l.name.as_bytes());
+            push_key_part(&mut key, l.value.as_bytes());
+        }
+    }
+    key
 }
 
 impl Translator {
@@ -150,6 +252,7 @@ impl Translator {
             state: Mutex::new(State {
                 deltas,
                 target_info_sent: HashMap::new(),
+                cache: SeriesCache::default(),
             }),
         }
     }
@@ -166,7 +269,8 @@ impl Translator {
     /// Translates the items of one batch (all of one tenant). Items that are not OTLP metrics
     /// requests are counted as dropped with reason `decode_error`.
     pub fn translate(&self, items: &[Item], tenant: Option<&str>) -> Translation {
-        let mut builder = Builder::new(&self.options, tenant);
+        let mut state = self.state.lock();
+        let mut builder = Builder::new(&self.options, tenant, std::mem::take(&mut state.cache));
         // Mostly one series per point: sized up front, the index and the series list do not
         // regrow and rehash while the batch is translated (that showed in profiles).
         let points = items
@@ -177,7 +281,8 @@ impl Translator {
         builder.series.reserve(points);
         builder.index.reserve(points);
         for item in items {
-            match ExportMetricsServiceRequest::decode(item.payload.as_ref()) {
+            // Decoded from the shared `Bytes`: the raw parts are slices, not copies.
+            match raw::Request::decode(item.payload.clone()) {
                 Ok(request) => {
                     for resource in &request.resource_metrics {
                         builder.resource(resource);
@@ -186,7 +291,6 @@ impl Translator {
                 Err(_) => builder.drop_points("decode_error", u64::from(item.count)),
             }
         }
-        let mut state = self.state.lock();
         builder.finish(&mut state, Instant::now())
     }
 }
@@ -211,6 +315,9 @@ struct PendingDelta {
 struct Builder<'o> {
     opts: &'o TranslateOptions,
     tenant_hash: u64,
+    cache: SeriesCache,
+    /// Scratch for the cache key of the point at hand.
+    key: Vec<u8>,
     series: Vec<Series>,
     index: ByHash<usize>,
     families: Vec<Family>,
@@ -259,12 +366,14 @@ const SERVICE_NAMESPACE: &str = "service.namespace";
 const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 
 impl<'o> Builder<'o> {
-    fn new(opts: &'o TranslateOptions, tenant: Option<&str>) -> Builder<'o> {
+    fn new(opts: &'o TranslateOptions, tenant: Option<&str>, cache: SeriesCache) -> Builder<'o> {
         let mut h = label_hasher();
         tenant.hash(&mut h);
         Builder {
             opts,
             tenant_hash: h.finish(),
+            cache,
+            key: Vec::new(),
             series: Vec::new(),
             index: ByHash::default(),
             families: Vec::new(),
@@ -298,6 +407,11 @@ impl<'o> Builder<'o> {
 
     fn series_index(&mut self, labels: Vec<v1::Label>, family: usize) -> usize {
         let hash = hash_labels(&labels);
+        self.series_index_hashed(SeriesLabels::new(labels), hash, family)
+    }
+
+    /// [`Builder::series_index`] for labels whose hash is known.
+    fn series_index_hashed(&mut self, labels: SeriesLabels, hash: u64, family: usize) -> usize {
         let mut key = hash;
         loop {
             match self.index.get(&key) {
@@ -330,7 +444,7 @@ impl<'o> Builder<'o> {
         }
     }
 
-    fn resource(&mut self, rm: &ResourceMetrics) {
+    fn resource(&mut self, rm: &raw::ResourceMetrics) {
         let attrs: &[KeyValue] = rm
             .resource
             .as_ref()
@@ -365,7 +479,10 @@ impl<'o> Builder<'o> {
                 .is_some_and(|s| s.name == sluice_core::prometheus::PASSTHROUGH_SCOPE)
             {
                 for metric in &sm.metrics {
-                    self.passthrough(&mut ctx, metric);
+                    match opentelemetry_proto::tonic::metrics::v1::Metric::decode(metric.clone()) {
+                        Ok(metric) => self.passthrough(&mut ctx, &metric),
+                        Err(_) => self.drop_points("decode_error", 1),
+                    }
                 }
                 continue;
             }
@@ -374,8 +491,12 @@ impl<'o> Builder<'o> {
             } else {
                 Vec::new()
             };
+            let context = self.cache.context(&context_key(&ctx, &scope_labels));
             for metric in &sm.metrics {
-                self.metric(&mut ctx, &scope_labels, metric);
+                match raw::Metric::decode(metric.clone()) {
+                    Ok(metric) => self.metric(&mut ctx, &scope_labels, context, &metric),
+                    Err(_) => self.drop_points("decode_error", 1),
+                }
             }
         }
         if self.opts.include_target_info {
@@ -459,6 +580,7 @@ impl<'o> Builder<'o> {
     }
 
     fn finish(mut self, state: &mut State, now: Instant) -> Translation {
+        state.cache = std::mem::take(&mut self.cache);
         self.apply_deltas(&mut state.deltas, now);
         for s in &mut self.series {
             sort_and_dedup(s);
@@ -574,3 +696,6 @@ fn sort_and_dedup(s: &mut Series) {
     });
     s.exemplars.sort_by_key(|e| e.timestamp);
 }
+
+#[cfg(test)]
+mod cache_tests;

@@ -3,8 +3,10 @@
 
 mod support;
 
+use prost::Message;
 use sluice_core::{Batch, Exporter, Item, Signal};
 use sluice_exporter_prometheus::remote_write::{self, MetricType, Protocol, decode_snappy, v1, v2};
+use sluice_exporter_prometheus::translate::{Family, NativePoint, Series};
 use sluice_exporter_prometheus::{Config, ProtocolVersion, RemoteWriteRequest, build};
 use std::collections::{BTreeMap, BTreeSet};
 use support::otlp::*;
@@ -270,37 +272,128 @@ fn v2_round_trip_symbols_metadata_start_timestamps() {
     assert_eq!(v1_series, v2_series, "both versions carry the same data");
 }
 
+/// The message prost would encode for `series`: the reference the direct encoder is held to.
+fn v1_message(series: &[Series], families: &[Family], with_metadata: bool) -> v1::WriteRequest {
+    let mut used: Vec<usize> = series.iter().map(|s| s.family).collect();
+    used.sort_unstable();
+    used.dedup();
+    v1::WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|s| v1::TimeSeries {
+                labels: s.labels.to_vec(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| v1::Sample {
+                        value: x.value,
+                        timestamp: x.timestamp,
+                    })
+                    .collect(),
+                exemplars: s.exemplars.clone(),
+                histograms: s.histograms.iter().map(|h| h.histogram.clone()).collect(),
+            })
+            .collect(),
+        metadata: if with_metadata {
+            used.iter()
+                .map(|&i| v1::MetricMetadata {
+                    r#type: families[i].metric_type as i32,
+                    metric_family_name: families[i].name.clone(),
+                    help: families[i].help.clone(),
+                    unit: families[i].unit.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
 #[test]
-fn hand_built_v1_request_matches_protobuf_field_numbers() {
-    // Field-level check with prost's own decoder for a single known series.
-    let series = sluice_exporter_prometheus::translate::Series {
-        labels: vec![v1::Label {
-            name: "__name__".into(),
-            value: "up".into(),
-        }],
-        hash: 0,
-        family: 0,
-        samples: vec![v2::Sample {
-            value: 1.0,
-            timestamp: 5,
-            start_timestamp: 0,
-        }],
-        histograms: vec![],
-        exemplars: vec![],
+fn direct_v1_encoding_is_byte_for_byte_what_prost_encodes() {
+    let label = |name: &str, value: &str| v1::Label {
+        name: name.into(),
+        value: value.into(),
     };
-    let families = vec![sluice_exporter_prometheus::translate::Family {
-        name: "up".into(),
-        metric_type: MetricType::Gauge,
-        help: "h".into(),
-        unit: String::new(),
-    }];
-    let wr = remote_write::write_request_v1(vec![series], &families, true);
-    let body = remote_write::encode_snappy(&wr);
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-    // timeseries = field 1 (0x0a), metadata = field 3 (0x1a).
-    assert_eq!(raw[0], 0x0a);
-    assert!(raw.contains(&0x1a));
-    let back: v1::WriteRequest = decode_snappy(&body).unwrap();
-    assert_eq!(back, wr);
-    assert_eq!(back.metadata[0].r#type, 2);
+    let sample = |value: f64, timestamp: i64| v2::Sample {
+        value,
+        timestamp,
+        start_timestamp: 0,
+    };
+    let series = vec![
+        Series {
+            labels: vec![label("__name__", "up"), label("job", "a/b")].into(),
+            hash: 0,
+            family: 1,
+            // Zero and negative zero are left out by prost, NaN (stale) and negative
+            // timestamps are not; a timestamp of 0 is left out too.
+            samples: vec![
+                sample(1.0, 5),
+                sample(0.0, 6),
+                sample(-0.0, 7),
+                sample(remote_write::stale_nan(), -1),
+                sample(2.5, 0),
+                sample(f64::INFINITY, 1_700_000_000_000),
+            ],
+            histograms: vec![],
+            exemplars: vec![v1::Exemplar {
+                labels: vec![label("trace_id", "ab")],
+                value: 0.5,
+                timestamp: 6,
+            }],
+        },
+        Series {
+            labels: vec![label("__name__", "latency"), label("le", "+Inf")].into(),
+            hash: 1,
+            family: 0,
+            samples: vec![],
+            histograms: vec![NativePoint {
+                histogram: v1::Histogram {
+                    count: Some(v1::histogram::Count::CountInt(3)),
+                    schema: -1,
+                    positive_deltas: vec![1, -1],
+                    timestamp: 9,
+                    ..Default::default()
+                },
+                start_timestamp: 0,
+            }],
+            exemplars: vec![],
+        },
+        Series {
+            labels: vec![label("__name__", "ünïcode"), label("v", &"x".repeat(300))].into(),
+            hash: 2,
+            family: 1,
+            samples: vec![sample(3.0, 11)],
+            histograms: vec![],
+            exemplars: vec![],
+        },
+    ];
+    let families = vec![
+        Family {
+            name: "latency".into(),
+            metric_type: MetricType::Histogram,
+            help: String::new(),
+            unit: "seconds".into(),
+        },
+        Family {
+            name: "up".into(),
+            metric_type: MetricType::Gauge,
+            help: "h".into(),
+            unit: String::new(),
+        },
+    ];
+    for with_metadata in [false, true] {
+        let direct = remote_write::encode_v1(&series, &families, with_metadata);
+        let reference = v1_message(&series, &families, with_metadata);
+        assert_eq!(
+            direct,
+            reference.encode_to_vec(),
+            "metadata {with_metadata}"
+        );
+        let back: v1::WriteRequest =
+            decode_snappy(&remote_write::compress(&direct)).expect("decodes");
+        assert_eq!(back.timeseries.len(), 3);
+        assert_eq!(back.metadata.len(), if with_metadata { 2 } else { 0 });
+    }
+    assert!(remote_write::encode_v1(&[], &families, true).is_empty());
 }

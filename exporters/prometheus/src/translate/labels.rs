@@ -6,6 +6,7 @@
 use super::naming::{any_value_string, label_name};
 use crate::remote_write::v1::Label;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use std::sync::{Arc, OnceLock};
 
 /// Sanitises attribute keys and joins the values of keys that collide after sanitising with
 /// `;`, in the byte order of the original keys (the spec's MUST). Keys that sanitise to
@@ -111,6 +112,68 @@ impl LabelSet {
             out.set(name, value);
         }
         out.0
+    }
+}
+
+/// A series' final label set, shared by the translator's series cache and every batch that
+/// carries the series, with its remote-write 1.0 encoding made once.
+#[derive(Clone)]
+pub struct SeriesLabels(Arc<Shared>);
+
+struct Shared {
+    labels: Vec<Label>,
+    v1: OnceLock<Box<[u8]>>,
+}
+
+impl SeriesLabels {
+    pub fn new(labels: Vec<Label>) -> SeriesLabels {
+        SeriesLabels(Arc::new(Shared {
+            labels,
+            v1: OnceLock::new(),
+        }))
+    }
+
+    /// The labels as the `labels` entries (field 1) of an RW1 `TimeSeries`, exactly as prost
+    /// encodes them.
+    pub fn v1_encoded(&self) -> &[u8] {
+        self.0.v1.get_or_init(|| {
+            let mut out = Vec::new();
+            for label in &self.0.labels {
+                crate::remote_write::put_message(1, label, &mut out);
+            }
+            out.into_boxed_slice()
+        })
+    }
+}
+
+impl From<Vec<Label>> for SeriesLabels {
+    fn from(labels: Vec<Label>) -> SeriesLabels {
+        SeriesLabels::new(labels)
+    }
+}
+
+impl std::ops::Deref for SeriesLabels {
+    type Target = [Label];
+    fn deref(&self) -> &[Label] {
+        &self.0.labels
+    }
+}
+
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &SeriesLabels) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.labels == other.0.labels
+    }
+}
+
+impl PartialEq<Vec<Label>> for SeriesLabels {
+    fn eq(&self, other: &Vec<Label>) -> bool {
+        self.0.labels == *other
+    }
+}
+
+impl std::fmt::Debug for SeriesLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.labels.fmt(f)
     }
 }
 

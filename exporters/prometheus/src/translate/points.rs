@@ -3,11 +3,14 @@
 //! explicit and exponential histograms, summaries.
 
 use super::naming::{NameKind, format_plain, metadata_unit, metric_name};
-use super::{Builder, NativePoint, PendingDelta, ResourceContext, exemplars, is_stale, ms, native};
+use super::raw::{Data, Metric, NumberDataPoint};
+use super::{
+    Builder, MetricSeries, NativePoint, PendingDelta, ResourceContext, SeriesLabels, exemplars,
+    hash_labels, is_stale, ms, native, push_key_part,
+};
 use crate::remote_write::{MetricType, stale_nan, v1};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
-    NumberDataPoint, SummaryDataPoint, metric::Data, number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, SummaryDataPoint,
 };
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -18,19 +21,13 @@ enum NumberKind {
     DeltaCounter,
 }
 
-fn number_value(p: &NumberDataPoint) -> Option<f64> {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => Some(d),
-        Some(number_data_point::Value::AsInt(i)) => Some(i as f64),
-        None => None,
-    }
-}
-
 impl Builder<'_> {
+    /// `context` is the series cache's id of the resource and scope (see `SeriesCache`).
     pub(super) fn metric(
         &mut self,
         ctx: &mut ResourceContext,
         scope: &[v1::Label],
+        context: u32,
         metric: &Metric,
     ) {
         let Some(data) = &metric.data else {
@@ -40,7 +37,14 @@ impl Builder<'_> {
         let delta = AggregationTemporality::Delta as i32;
         match data {
             Data::Gauge(g) => {
-                self.numbers(ctx, scope, metric, &g.data_points, NumberKind::Gauge);
+                self.numbers(
+                    ctx,
+                    scope,
+                    context,
+                    metric,
+                    &g.data_points,
+                    NumberKind::Gauge,
+                );
             }
             Data::Sum(s) => {
                 let n = s.data_points.len() as u64;
@@ -53,7 +57,7 @@ impl Builder<'_> {
                     (t, _) if t == delta => return self.drop_points("delta_temporality", n),
                     _ => return self.drop_points("unspecified_temporality", n),
                 };
-                self.numbers(ctx, scope, metric, &s.data_points, kind);
+                self.numbers(ctx, scope, context, metric, &s.data_points, kind);
             }
             Data::Histogram(h) => {
                 let n = h.data_points.len() as u64;
@@ -95,6 +99,7 @@ impl Builder<'_> {
         &mut self,
         ctx: &mut ResourceContext,
         scope: &[v1::Label],
+        context: u32,
         metric: &Metric,
         points: &[NumberDataPoint],
         kind: NumberKind,
@@ -117,12 +122,13 @@ impl Builder<'_> {
             &metric.description,
             &metadata_unit(&metric.unit),
         );
-        for p in points {
+        let resolved = self.number_series(ctx, scope, context, &name, points);
+        for (p, resolved) in points.iter().zip(resolved.iter()) {
             let Some(t) = self.point_time(ctx, p.time_unix_nano) else {
                 continue;
             };
             let stale = is_stale(p.flags);
-            let value = match (stale, number_value(p)) {
+            let value = match (stale, p.value()) {
                 (true, _) => stale_nan(),
                 (false, Some(v)) => v,
                 (false, None) => {
@@ -130,10 +136,11 @@ impl Builder<'_> {
                     continue;
                 }
             };
-            let labels = self
-                .point_labels(ctx, scope, &p.attributes)
-                .into_with(&[("__name__", &name)]);
-            let series = self.series_index(labels, family);
+            let Some((labels, hash)) = resolved.clone() else {
+                self.drop_points("decode_error", 1);
+                continue;
+            };
+            let series = self.series_index_hashed(labels, hash, family);
             // Gauges carry no exemplars in Prometheus.
             if kind != NumberKind::Gauge {
                 self.exemplars(series, &p.exemplars, t);
@@ -154,6 +161,63 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+
+    /// The label set and hash of each point's series (`None` where its attributes do not
+    /// decode), from the series cache: the metric's whole list when its points carry the same
+    /// attributes in the same order as before (one lookup per metric), else per point.
+    fn number_series(
+        &mut self,
+        ctx: &ResourceContext,
+        scope: &[v1::Label],
+        context: u32,
+        name: &str,
+        points: &[NumberDataPoint],
+    ) -> MetricSeries {
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        key.extend_from_slice(&context.to_le_bytes());
+        push_key_part(&mut key, name.as_bytes());
+        let prefix = key.len();
+        for p in points {
+            key.extend_from_slice(&(p.attributes.len() as u32).to_le_bytes());
+            for attribute in &p.attributes {
+                push_key_part(&mut key, attribute);
+            }
+        }
+        if let Some(known) = self.cache.metric(&key) {
+            self.key = key;
+            return known;
+        }
+        let metric_key: Box<[u8]> = key[..].into();
+        let mut resolved = Vec::with_capacity(points.len());
+        for p in points {
+            key.truncate(prefix);
+            for attribute in &p.attributes {
+                push_key_part(&mut key, attribute);
+            }
+            resolved.push(match self.cache.get(&key) {
+                Some((labels, hash)) => Some((labels.clone(), *hash)),
+                None => match p.decode_attributes() {
+                    Ok(attributes) => {
+                        let labels = self
+                            .point_labels(ctx, scope, &attributes)
+                            .into_with(&[("__name__", name)]);
+                        let hash = hash_labels(&labels);
+                        let labels = SeriesLabels::new(labels);
+                        self.cache.insert(&key, labels.clone(), hash);
+                        Some((labels, hash))
+                    }
+                    Err(_) => None,
+                },
+            });
+        }
+        self.key = key;
+        let resolved: MetricSeries = resolved.into();
+        if resolved.iter().all(Option::is_some) {
+            self.cache.insert_metric(metric_key, resolved.clone());
+        }
+        resolved
     }
 
     fn histograms(
