@@ -160,6 +160,7 @@ def sluice_config(path, case, signal):
     case, _, processor = case.partition("+")
     fsync, _, option = case.partition(":")
     validation = "[receivers.otlp.validation]\nenabled = false" if option == "novalidate" else ""
+    spool_compression = 'compression = "none"' if option == "nocompress" else ""
     processors, processor_config = "", ""
     if processor:
         processors = 'processors = ["under_test"]'
@@ -182,6 +183,7 @@ exporters = ["sink"]
 {processors}
 [pipelines.spool]
 fsync = "{fsync}"
+{spool_compression}
 {processor_config}
 """)
 
@@ -296,7 +298,7 @@ def main():
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--cases", default="rotel,interval,always,none",
                    help="rotel, and Sluice's fsync levels; `interval:novalidate` turns intake "
-                        "validation off")
+                        "validation off, `interval:nocompress` the spool's compression")
     p.add_argument("--signal", choices=["traces", "metrics", "logs"], default="traces",
                    help="traces go to the sink over OTLP; metrics by remote-write and logs by "
                         "Loki push (Sluice only: rotel is compared on traces)")

@@ -116,33 +116,34 @@ impl LabelSet {
 }
 
 /// A series' final label set, shared by the translator's series cache and every batch that
-/// carries the series, with its remote-write 1.0 encoding made once.
+/// carries the series. It is kept as its remote-write 1.0 encoding, which is what requests are
+/// written from and about a third of the memory of owned strings (the cache holds up to
+/// 100,000 of these); the labels are decoded from it only where needed (RW2, tests).
 #[derive(Clone)]
 pub struct SeriesLabels(Arc<Shared>);
 
 struct Shared {
-    labels: Vec<Label>,
-    v1: OnceLock<Box<[u8]>>,
+    /// The labels as the `labels` entries (field 1) of an RW1 `TimeSeries`.
+    v1: Box<[u8]>,
+    decoded: OnceLock<Vec<Label>>,
 }
 
 impl SeriesLabels {
     pub fn new(labels: Vec<Label>) -> SeriesLabels {
+        let mut v1 = Vec::new();
+        for label in &labels {
+            crate::remote_write::put_message(1, label, &mut v1);
+        }
         SeriesLabels(Arc::new(Shared {
-            labels,
-            v1: OnceLock::new(),
+            v1: v1.into_boxed_slice(),
+            decoded: OnceLock::new(),
         }))
     }
 
     /// The labels as the `labels` entries (field 1) of an RW1 `TimeSeries`, exactly as prost
     /// encodes them.
     pub fn v1_encoded(&self) -> &[u8] {
-        self.0.v1.get_or_init(|| {
-            let mut out = Vec::new();
-            for label in &self.0.labels {
-                crate::remote_write::put_message(1, label, &mut out);
-            }
-            out.into_boxed_slice()
-        })
+        &self.0.v1
     }
 }
 
@@ -155,25 +156,27 @@ impl From<Vec<Label>> for SeriesLabels {
 impl std::ops::Deref for SeriesLabels {
     type Target = [Label];
     fn deref(&self) -> &[Label] {
-        &self.0.labels
+        self.0.decoded.get_or_init(|| {
+            use prost::Message;
+            // The bytes were encoded from labels just above; they always decode.
+            crate::remote_write::v1::TimeSeries::decode(&self.0.v1[..])
+                .map(|ts| ts.labels)
+                .unwrap_or_default()
+        })
     }
 }
 
+/// Equal encodings are equal label sets: labels are sorted, names unique and values never
+/// empty, so the encoding is one-to-one.
 impl PartialEq for SeriesLabels {
     fn eq(&self, other: &SeriesLabels) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.labels == other.0.labels
-    }
-}
-
-impl PartialEq<Vec<Label>> for SeriesLabels {
-    fn eq(&self, other: &Vec<Label>) -> bool {
-        self.0.labels == *other
+        Arc::ptr_eq(&self.0, &other.0) || self.0.v1 == other.0.v1
     }
 }
 
 impl std::fmt::Debug for SeriesLabels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.labels.fmt(f)
+        (**self).fmt(f)
     }
 }
 
@@ -253,5 +256,25 @@ mod tests {
         );
         set.set("b", "");
         assert_eq!(set.get("b"), None);
+    }
+
+    #[test]
+    fn series_labels_keep_only_the_encoding_and_read_back_the_same() {
+        use prost::Message;
+        let labels = sanitize_attributes(
+            &[kv("__name__", "up"), kv("job", "a/b"), kv("ünï", "ço")],
+            |_| false,
+        );
+        let shared = SeriesLabels::new(labels.clone());
+        let encoded = crate::remote_write::v1::TimeSeries {
+            labels: labels.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(shared.v1_encoded(), &encoded[..]);
+        assert_eq!(&*shared, &labels[..]);
+        assert_eq!(shared, SeriesLabels::new(labels.clone()));
+        assert_ne!(shared, SeriesLabels::new(labels[..1].to_vec()));
+        assert_eq!(format!("{shared:?}"), format!("{labels:?}"));
     }
 }
