@@ -2,7 +2,7 @@
 //! (map, encode, snappy) and OTLP metrics → remote-write request (translate, encode, snappy).
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use sluice_core::{Batch, Exporter, Item, Signal};
 use std::hint::black_box;
@@ -45,8 +45,18 @@ fn bench(c: &mut Criterion) {
         2,
     );
     g.throughput(Throughput::Elements(2000));
+    // The exporter's series cache is warm after the first iteration: the steady state of an
+    // SDK exporting the same series every interval.
     g.bench_function("remote_write_request_2000_samples", |b| {
         b.iter(|| black_box(rw.build_requests(black_box(&metrics))))
+    });
+    // Every series seen for the first time (a new exporter per iteration).
+    g.bench_function("remote_write_request_2000_samples_first_seen", |b| {
+        b.iter_batched(
+            || sluice_exporter_prometheus::build(&rw_cfg, "exporters.mimir").expect("rw exporter"),
+            |rw| black_box(rw.build_requests(black_box(&metrics))),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
