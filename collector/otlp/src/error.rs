@@ -84,8 +84,14 @@ pub enum PathSegment {
 }
 
 /// A refused request: what is wrong, at which field, at which byte.
+///
+/// Boxed: the walker returns `Result<_, WireError>` from every message it visits, and a
+/// pointer-sized error keeps those results in registers on the success path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireError {
+pub struct WireError(Box<Details>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Details {
     kind: WireErrorKind,
     /// Byte offset into the protobuf body; `None` where it would mean nothing to the client
     /// (JSON input, which serde locates by line and column instead).
@@ -100,59 +106,59 @@ pub struct WireError {
 impl WireError {
     #[cold]
     pub(crate) fn at(kind: WireErrorKind, offset: usize) -> WireError {
-        WireError {
+        WireError(Box::new(Details {
             kind,
             offset: Some(offset),
             root: "",
             path_rev: Vec::new(),
-        }
+        }))
     }
 
     #[cold]
     pub(crate) fn without_position(kind: WireErrorKind) -> WireError {
-        WireError {
+        WireError(Box::new(Details {
             kind,
             offset: None,
             root: "",
             path_rev: Vec::new(),
-        }
+        }))
     }
 
     #[cold]
     pub(crate) fn push(&mut self, segment: PathSegment) {
-        self.path_rev.push(segment);
+        self.0.path_rev.push(segment);
     }
 
     /// Moves the offset of an error found inside a sub-slice that starts at `base`.
     #[cold]
     pub(crate) fn shifted(mut self, base: usize) -> WireError {
-        self.offset = self.offset.map(|o| o + base);
+        self.0.offset = self.0.offset.map(|o| o + base);
         self
     }
 
     pub(crate) fn with_root(mut self, root: &'static str) -> WireError {
-        self.root = root;
+        self.0.root = root;
         self
     }
 
     pub(crate) fn clear_offset(mut self) -> WireError {
-        self.offset = None;
+        self.0.offset = None;
         self
     }
 
     pub fn kind(&self) -> &WireErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// Byte offset into the protobuf body where the problem starts.
     pub fn offset(&self) -> Option<usize> {
-        self.offset
+        self.0.offset
     }
 
     /// Field path from the request root, e.g. `resource_spans.scope_spans.spans.trace_id`.
     pub fn path(&self) -> String {
         let mut out = String::new();
-        for seg in self.path_rev.iter().rev() {
+        for seg in self.0.path_rev.iter().rev() {
             if !out.is_empty() {
                 out.push('.');
             }
@@ -170,18 +176,18 @@ impl WireError {
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.root.is_empty() {
-            f.write_str(self.root)?;
+        if !self.0.root.is_empty() {
+            f.write_str(self.0.root)?;
         }
         let path = self.path();
         if !path.is_empty() {
             write!(f, ".{path}")?;
         }
-        if !self.root.is_empty() || !path.is_empty() {
+        if !self.0.root.is_empty() || !path.is_empty() {
             f.write_str(": ")?;
         }
-        write!(f, "{}", self.kind)?;
-        if let Some(offset) = self.offset {
+        write!(f, "{}", self.0.kind)?;
+        if let Some(offset) = self.0.offset {
             write!(f, " (at byte {offset})")?;
         }
         Ok(())
