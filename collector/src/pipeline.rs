@@ -197,6 +197,10 @@ pub(crate) struct DriverCtx<E> {
     /// When each rejection reason was last logged at warn level (once a minute, then counted).
     logged_reasons: parking_lot::Mutex<HashMap<&'static str, Instant>>,
     turns: Turns,
+    /// Conversions running off the driver task at once: one per core, so that concurrent
+    /// conversion uses the cores without queueing `max_in_flight` CPU-bound tasks (and their
+    /// memory) at the same time.
+    convert_slots: tokio::sync::Semaphore,
 }
 
 /// The order in which an ordered exporter's batches convert and send.
@@ -289,6 +293,9 @@ pub async fn run_driver<E: Exporter>(
         settings,
         logged_reasons: Default::default(),
         turns: Turns::new(lanes),
+        convert_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
     });
     let mut next_batch = 0u64;
     let age_gauge = metrics::gauge!("sluice_exporter_oldest_undelivered_age_seconds",
@@ -423,16 +430,19 @@ async fn deliver<E: Exporter>(
             )),
         }
     }
-    if let Some(batch) = turn {
+    let in_order = turn.filter(|_| ctx.exporter.converts_in_order());
+    if let Some(batch) = in_order {
         Turns::enter(&ctx.turns.convert, batch).await;
     }
-    let converted: Vec<_> = groups
-        .into_iter()
-        .map(|(batch, oldest_ms)| {
-            let requests = ctx.exporter.build_requests(&batch);
-            (batch, oldest_ms, requests)
-        })
-        .collect();
+    let converted = match (turn, in_order) {
+        // Stateless conversion of an ordered exporter (Loki): on the blocking pool, so that
+        // batches convert concurrently and the driver keeps reading and sending meanwhile.
+        (Some(_), None) => convert_elsewhere(&ctx, groups).await,
+        _ => convert(&*ctx.exporter, groups),
+    };
+    if let Some(batch) = in_order {
+        Turns::leave(&ctx.turns.convert, batch);
+    }
     let ctx: &DriverCtx<E> = &ctx;
     let send = |batch, oldest_ms, req| send_one(ctx, batch, oldest_ms, req);
     match turn {
@@ -443,7 +453,6 @@ async fn deliver<E: Exporter>(
             futures::future::join_all(sends).await;
         }
         Some(turn) => {
-            Turns::leave(&ctx.turns.convert, turn);
             // Every lane takes its turn for this batch, with or without requests in it, so the
             // next batch's requests of that lane know this one is done.
             let last = ctx.turns.lanes.len() - 1;
@@ -467,6 +476,33 @@ async fn deliver<E: Exporter>(
         }
     }
     range
+}
+
+type Converted<R> = Vec<(Batch, u64, Vec<R>)>;
+
+fn convert<E: Exporter>(exporter: &E, groups: Vec<(Batch, u64)>) -> Converted<E::Request> {
+    groups
+        .into_iter()
+        .map(|(batch, oldest_ms)| {
+            let requests = exporter.build_requests(&batch);
+            (batch, oldest_ms, requests)
+        })
+        .collect()
+}
+
+/// [`convert`] on the blocking pool. A panic in the exporter's conversion resumes here, as it
+/// would have inline.
+async fn convert_elsewhere<E: Exporter>(
+    ctx: &DriverCtx<E>,
+    groups: Vec<(Batch, u64)>,
+) -> Converted<E::Request> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _slot = ctx.convert_slots.acquire().await.ok();
+    let exporter = ctx.exporter.clone();
+    match tokio::task::spawn_blocking(move || convert(&*exporter, groups)).await {
+        Ok(converted) => converted,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Sends one request of `batch` until it is final, isolating what the backend refuses for good.

@@ -260,3 +260,69 @@ async fn ordered_lanes_keep_their_own_order_and_do_not_wait_for_each_other() {
         assert_eq!(order, (1..=BATCHES).collect::<Vec<_>>(), "lane {lane}");
     }
 }
+
+/// An ordered exporter whose conversion keeps no state across batches (Loki): conversions may
+/// run at the same time, off the driver task; sends stay one at a time, in spool order.
+#[derive(Default)]
+struct Stateless {
+    converting: AtomicUsize,
+    most_converting: AtomicUsize,
+    sending: AtomicUsize,
+    sent: parking_lot::Mutex<Vec<u32>>,
+}
+
+impl Exporter for Stateless {
+    type Request = u32;
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn converts_in_order(&self) -> bool {
+        false
+    }
+
+    fn build_requests(&self, batch: &Batch) -> Vec<u32> {
+        let now = self.converting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_converting.fetch_max(now, Ordering::SeqCst);
+        // Long enough for the driver to start the next batches' conversions meanwhile.
+        std::thread::sleep(Duration::from_millis(50));
+        self.converting.fetch_sub(1, Ordering::SeqCst);
+        vec![batch.items[0].count]
+    }
+
+    fn request_items(&self, _: &u32) -> u64 {
+        1
+    }
+
+    async fn send(&self, request: &u32) -> SendOutcome {
+        let concurrent = self.sending.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(concurrent, 0, "an ordered lane sends one request at a time");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.sent.lock().push(*request);
+        self.sending.fetch_sub(1, Ordering::SeqCst);
+        SendOutcome::Sent
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_conversion_runs_concurrently_and_sends_stay_in_spool_order() {
+    const BATCHES: u32 = 12;
+    let (_dir, spool, settings) = spool_of_numbered_batches("stateless", BATCHES).await;
+    let exporter = Arc::new(Stateless::default());
+    let driver = tokio::spawn(run_driver(
+        exporter.clone(),
+        spool.reader("stateless").unwrap(),
+        settings,
+    ));
+    await_delivery(&spool, "stateless", BATCHES, driver).await;
+    assert_eq!(
+        *exporter.sent.lock(),
+        (1..=BATCHES).collect::<Vec<_>>(),
+        "sends in spool order"
+    );
+    assert!(
+        exporter.most_converting.load(Ordering::SeqCst) >= 2,
+        "batches converted at the same time"
+    );
+}

@@ -199,6 +199,14 @@ pub trait Exporter: Send + Sync + 'static {
         false
     }
 
+    /// For an ordered exporter: whether [`Exporter::build_requests`] must see batches in spool
+    /// order because it keeps state across them (remote-write's delta totals). When false,
+    /// batches convert concurrently, off the driver task, and only their sends keep spool
+    /// order per lane.
+    fn converts_in_order(&self) -> bool {
+        true
+    }
+
     /// For an ordered exporter: how many independent ordered lanes its requests fall into.
     /// Order is kept per lane: a lane's request of batch N is sent once that lane's requests
     /// of batch N-1 are final, so a slow lane holds back only itself (remote-write: one lane

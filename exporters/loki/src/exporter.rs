@@ -219,6 +219,11 @@ impl Exporter for LokiExporter {
         true
     }
 
+    /// Mapping keeps nothing from one batch to the next: batches may convert concurrently.
+    fn converts_in_order(&self) -> bool {
+        false
+    }
+
     fn lanes(&self) -> usize {
         self.shards
     }
