@@ -8,8 +8,6 @@ use crate::mapping::{Mapper, MappingOptions, TenantStreams};
 use crate::push;
 use anyhow::Context;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice_core::telemetry::exporter_dropped;
 use sluice_core::time::now_unix_nanos;
@@ -119,7 +117,7 @@ impl LokiExporter {
     pub fn map_batch(&self, batch: &Batch) -> Vec<TenantStreams> {
         let mut mapper = Mapper::new(&self.opts, now_unix_nanos());
         for item in &batch.items {
-            match ExportLogsServiceRequest::decode(item.payload.as_ref()) {
+            match crate::otlp::decode(item.payload.clone()) {
                 Ok(req) => mapper.add_request(&req),
                 Err(_) => self.dropped("decode_error", u64::from(item.count)),
             }
@@ -171,8 +169,7 @@ impl LokiExporter {
         }
         let encoded = match self.encoding {
             Encoding::Json => push::encode_json(&group.streams).map(|b| (b, CONTENT_JSON)),
-            _ => push::encode_protobuf(&push::into_push_request(group.streams))
-                .map(|b| (b, CONTENT_PROTOBUF)),
+            _ => push::encode_streams_protobuf(&group.streams).map(|b| (b, CONTENT_PROTOBUF)),
         };
         match encoded {
             Ok((body, content_type)) => Some(LokiRequest {

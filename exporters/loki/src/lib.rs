@@ -10,6 +10,7 @@ pub mod exporter;
 pub mod labels;
 pub mod logfmt;
 pub mod mapping;
+pub mod otlp;
 pub mod push;
 pub mod value;
 

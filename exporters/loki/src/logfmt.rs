@@ -7,8 +7,8 @@
 //! * `traceID`/`spanID`/`severity`/`flags` replace same-named keys of a map body, not of a
 //!   parsed string body (Go compares the parsed `[]byte` keys with strings, never equal).
 
+use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
 use crate::value::{self, kind};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
 /// A logfmt value, keeping Go's distinction between `string` and `[]byte` values: a string
 /// `null` is quoted, bytes never are, and nil bytes print as nothing.
@@ -34,11 +34,11 @@ pub struct KeyVal {
 pub fn body_keyvals(body: Option<&AnyValue>) -> Vec<KeyVal> {
     match kind(body) {
         None => Vec::new(),
-        Some(Value::StringValue(s)) => parse_line(s).unwrap_or_else(|| {
+        Some(Value::StringValue(s)) => parse_line(text(s)).unwrap_or_else(|| {
             vec![KeyVal {
                 key: "msg".into(),
                 replaceable: true,
-                value: LogfmtValue::Str(s.clone()),
+                value: LogfmtValue::Str(text(s).to_owned()),
             }]
         }),
         Some(Value::KvlistValue(_)) => {
@@ -75,7 +75,7 @@ pub fn flatten(key: &str, v: Option<&AnyValue>, out: &mut Vec<KeyVal>) {
     };
     match kind(v) {
         None => {}
-        Some(Value::StringValue(s)) => push(out, LogfmtValue::Str(s.clone())),
+        Some(Value::StringValue(s)) => push(out, LogfmtValue::Str(text(s).to_owned())),
         Some(Value::BoolValue(b)) => push(out, LogfmtValue::Bool(*b)),
         Some(Value::IntValue(i)) => push(out, LogfmtValue::Int(*i)),
         Some(Value::DoubleValue(f)) => push(out, LogfmtValue::Float(*f)),
@@ -85,7 +85,7 @@ pub fn flatten(key: &str, v: Option<&AnyValue>, out: &mut Vec<KeyVal>) {
         ),
         Some(Value::KvlistValue(list)) => {
             for kv in &list.values {
-                flatten(&format!("{prefix}{}", kv.key), kv.value.as_ref(), out);
+                flatten(&format!("{prefix}{}", kv.key_str()), kv.value.as_ref(), out);
             }
         }
         Some(Value::ArrayValue(arr)) => {
@@ -104,7 +104,7 @@ pub fn push_attributes<'a>(
     out: &mut Vec<KeyVal>,
 ) {
     for kv in attrs {
-        flatten(&format!("{prefix}{}", kv.key), kv.value.as_ref(), out);
+        flatten(&format!("{prefix}{}", kv.key_str()), kv.value.as_ref(), out);
     }
 }
 
@@ -340,7 +340,7 @@ mod tests {
 
     fn line(body: &str) -> String {
         encode(&body_keyvals(Some(&AnyValue {
-            value: Some(Value::StringValue(body.into())),
+            value: Some(Value::StringValue(body.to_owned().into())),
         })))
     }
 

@@ -90,6 +90,118 @@ pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, EncodeError> {
     Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
 }
 
+/// The snappy-compressed protobuf `PushRequest` of `streams`: the same bytes as
+/// `encode_protobuf(&into_push_request(streams))`, written straight from the streams instead of
+/// moving every entry into prost messages first and measuring them again.
+pub fn encode_streams_protobuf(streams: &[Stream]) -> Result<Vec<u8>, EncodeError> {
+    Ok(snap::raw::Encoder::new().compress_vec(&push_request_bytes(streams))?)
+}
+
+/// Field keys of `pkg/push/push.proto` (all tags below 16: one byte).
+const KEY_STREAM: u8 = 1 << 3 | 2;
+const KEY_LABELS: u8 = 1 << 3 | 2;
+const KEY_ENTRY: u8 = 2 << 3 | 2;
+const KEY_TIMESTAMP: u8 = 1 << 3 | 2;
+const KEY_LINE: u8 = 2 << 3 | 2;
+const KEY_METADATA: u8 = 3 << 3 | 2;
+const KEY_PAIR_NAME: u8 = 1 << 3 | 2;
+const KEY_PAIR_VALUE: u8 = 2 << 3 | 2;
+const KEY_SECONDS: u8 = 1 << 3;
+const KEY_NANOS: u8 = 2 << 3;
+
+/// The unframed `PushRequest` protobuf, in prost's field order and omissions.
+fn push_request_bytes(streams: &[Stream]) -> Vec<u8> {
+    let total: usize = streams.iter().map(|s| framed_len(stream_len(s))).sum();
+    let mut out = Vec::with_capacity(total);
+    for stream in streams {
+        write_len_field(&mut out, KEY_STREAM, stream_len(stream));
+        write_str_field(&mut out, KEY_LABELS, &stream.label_string);
+        for entry in &stream.entries {
+            write_len_field(&mut out, KEY_ENTRY, entry_len(entry));
+            let (seconds, nanos) = timestamp_parts(entry.timestamp_ns);
+            write_len_field(&mut out, KEY_TIMESTAMP, timestamp_len(seconds, nanos));
+            if seconds != 0 {
+                out.push(KEY_SECONDS);
+                prost::encoding::encode_varint(seconds, &mut out);
+            }
+            if nanos != 0 {
+                out.push(KEY_NANOS);
+                prost::encoding::encode_varint(nanos, &mut out);
+            }
+            write_str_field(&mut out, KEY_LINE, &entry.line);
+            for (name, value) in &entry.structured_metadata {
+                write_len_field(&mut out, KEY_METADATA, pair_len(name, value));
+                write_str_field(&mut out, KEY_PAIR_NAME, name);
+                write_str_field(&mut out, KEY_PAIR_VALUE, value);
+            }
+        }
+    }
+    out
+}
+
+/// `Timestamp { seconds, nanos }` of [`timestamp`] as the varints prost writes (both are
+/// non-negative here).
+fn timestamp_parts(ns: u64) -> (u64, u64) {
+    (ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// A length-delimited field with a one-byte key: key, length, body.
+fn framed_len(body: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(body as u64) + body
+}
+
+/// A string field as prost writes it: nothing when empty.
+fn str_field_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { framed_len(s.len()) }
+}
+
+fn timestamp_len(seconds: u64, nanos: u64) -> usize {
+    let varint = |v: u64| {
+        if v == 0 {
+            0
+        } else {
+            1 + prost::encoding::encoded_len_varint(v)
+        }
+    };
+    varint(seconds) + varint(nanos)
+}
+
+fn pair_len(name: &str, value: &str) -> usize {
+    str_field_len(name) + str_field_len(value)
+}
+
+fn entry_len(entry: &crate::mapping::Entry) -> usize {
+    let (seconds, nanos) = timestamp_parts(entry.timestamp_ns);
+    framed_len(timestamp_len(seconds, nanos))
+        + str_field_len(&entry.line)
+        + entry
+            .structured_metadata
+            .iter()
+            .map(|(n, v)| framed_len(pair_len(n, v)))
+            .sum::<usize>()
+}
+
+fn stream_len(stream: &Stream) -> usize {
+    str_field_len(&stream.label_string)
+        + stream
+            .entries
+            .iter()
+            .map(|e| framed_len(entry_len(e)))
+            .sum::<usize>()
+}
+
+fn write_len_field(out: &mut Vec<u8>, key: u8, len: usize) {
+    out.push(key);
+    prost::encoding::encode_varint(len as u64, out);
+}
+
+fn write_str_field(out: &mut Vec<u8>, key: u8, s: &str) {
+    if !s.is_empty() {
+        write_len_field(out, key, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
 /// The JSON push body: `{"streams":[{"stream":{…},"values":[["<ns>","line",{…}]]}]}`, with
 /// the timestamp as a string (Loki refuses a number) and metadata only when present.
 pub fn encode_json(streams: &[Stream]) -> Result<Vec<u8>, EncodeError> {
@@ -207,6 +319,49 @@ mod tests {
             })
         );
         assert_eq!(e.structured_metadata[0].name, "trace_id");
+    }
+
+    #[test]
+    fn streams_are_written_as_prost_encodes_them() {
+        let entry = |ts: u64, line: String, md: Vec<(&str, &str)>| Entry {
+            timestamp_ns: ts,
+            line,
+            structured_metadata: md
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
+        };
+        let cases = vec![
+            vec![],
+            vec![stream()],
+            vec![
+                Stream {
+                    labels: vec![],
+                    label_string: String::new(),
+                    entries: vec![],
+                },
+                Stream {
+                    labels: vec![],
+                    label_string: "{a=\"ü\"}".repeat(40),
+                    entries: vec![
+                        entry(0, String::new(), vec![]),
+                        entry(1_000_000_000, "x".repeat(127), vec![("", ""), ("n", "")]),
+                        entry(999_999_999, "y".repeat(128), vec![("", "v")]),
+                        entry(u64::MAX, "z".repeat(20_000), vec![("k", &"v".repeat(300))]),
+                        entry(1_700_000_000_123_456_789, "é\u{2028}".into(), vec![]),
+                    ],
+                },
+            ],
+        ];
+        for streams in cases {
+            let ours = snap::raw::Decoder::new()
+                .decompress_vec(&encode_streams_protobuf(&streams).unwrap())
+                .unwrap();
+            let prost = snap::raw::Decoder::new()
+                .decompress_vec(&encode_protobuf(&into_push_request(streams.clone())).unwrap())
+                .unwrap();
+            assert_eq!(ours, prost);
+        }
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! for JSON lines (HTML-safe escaping, sorted map keys, ES6 float text) and `fmt.Sprint` for
 //! logfmt values. Each is reproduced here.
 
+use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
 use base64::Engine;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// A value Go's `encoding/json` refuses (NaN or ±Inf): Alloy drops such a record.
@@ -33,7 +32,7 @@ pub fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
 pub fn as_string(v: Option<&AnyValue>) -> Cow<'_, str> {
     match kind(v) {
         None => Cow::Borrowed(""),
-        Some(Value::StringValue(s)) => Cow::Borrowed(s.as_str()),
+        Some(Value::StringValue(s)) => Cow::Borrowed(text(s)),
         Some(Value::BoolValue(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => Cow::Owned(i.to_string()),
         Some(Value::DoubleValue(f)) => Cow::Owned(if f.is_finite() {
@@ -182,7 +181,7 @@ pub fn write_json_str(out: &mut String, s: &str) {
 pub fn write_json_value(out: &mut String, v: Option<&AnyValue>) -> Result<(), UnsupportedValue> {
     match kind(v) {
         None => out.push_str("null"),
-        Some(Value::StringValue(s)) => write_json_str(out, s),
+        Some(Value::StringValue(s)) => write_json_str(out, text(s)),
         Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => {
             let _ = write!(out, "{i}");
@@ -221,17 +220,23 @@ pub fn write_json_map<'a>(
     out: &mut String,
     attrs: impl Iterator<Item = &'a KeyValue>,
 ) -> Result<(), UnsupportedValue> {
-    let sorted: BTreeMap<&str, Option<&AnyValue>> = attrs
-        .map(|kv| (kv.key.as_str(), kv.value.as_ref()))
-        .collect();
+    let mut sorted: Vec<(&str, Option<&AnyValue>)> =
+        attrs.map(|kv| (kv.key_str(), kv.value.as_ref())).collect();
+    // Stable: of equal keys the last one stays last, and that one is written.
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
     out.push('{');
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if sorted.get(i + 1).is_some_and(|next| next.0 == *k) {
+            continue;
+        }
+        if !first {
             out.push(',');
         }
+        first = false;
         write_json_str(out, k);
         out.push(':');
-        write_json_value(out, v)?;
+        write_json_value(out, *v)?;
     }
     out.push('}');
     Ok(())
@@ -240,11 +245,11 @@ pub fn write_json_map<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use crate::otlp::{ArrayValue, KeyValueList};
 
     fn s(v: &str) -> AnyValue {
         AnyValue {
-            value: Some(Value::StringValue(v.into())),
+            value: Some(Value::StringValue(v.to_owned().into())),
         }
     }
     fn d(v: f64) -> AnyValue {
@@ -355,7 +360,7 @@ mod tests {
         );
         assert_eq!(as_string(None), "");
         let bytes = AnyValue {
-            value: Some(Value::BytesValue(vec![1, 2, 3])),
+            value: Some(Value::BytesValue(vec![1, 2, 3].into())),
         };
         assert_eq!(as_string(Some(&bytes)), "AQID");
         let map = AnyValue {

@@ -2,8 +2,8 @@
 //! tenant hint.
 
 use super::HINT_TENANT;
+use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
 use crate::value::{self, as_string, get, kind};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
 /// Record attributes as Alloy sees them after it adds the `level` attribute.
 pub(super) struct RecordAttrs<'a> {
@@ -53,7 +53,7 @@ fn lookup_nested<'a>(
 /// `parseAttributeNames`: a comma-separated string, an array, or any other value as text.
 pub(super) fn hint_names(v: Option<&AnyValue>) -> Vec<String> {
     match kind(v) {
-        Some(Value::StringValue(s)) => s.split(',').map(|n| n.trim().to_owned()).collect(),
+        Some(Value::StringValue(s)) => text(s).split(',').map(|n| n.trim().to_owned()).collect(),
         Some(Value::ArrayValue(arr)) => arr
             .values
             .iter()
@@ -76,9 +76,10 @@ pub(super) fn tenant_from_hint(res_attrs: &[KeyValue], rec_attrs: &[KeyValue]) -
     let Some(Value::StringValue(attr)) = kind(hint.value.as_ref()) else {
         return None;
     };
+    let attr = text(attr);
     let tenant_kv = get(res_attrs, attr).or_else(|| get(rec_attrs, attr))?;
     match kind(tenant_kv.value.as_ref()) {
-        Some(Value::StringValue(t)) if !t.is_empty() => Some(t.clone()),
+        Some(Value::StringValue(t)) if !t.is_empty() => Some(text(t).to_owned()),
         _ => None,
     }
 }

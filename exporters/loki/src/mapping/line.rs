@@ -4,9 +4,8 @@ use super::attributes::{RecordAttrs, find};
 use super::{MappingOptions, non_zero_hex};
 use crate::config::LineFormat;
 use crate::logfmt::{self, LogfmtValue};
+use crate::otlp::{InstrumentationScope, KeyValue, LogRecord};
 use crate::value::{self, as_string, get, kind, write_json_map, write_json_str, write_json_value};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use std::fmt::Write;
 
 /// The configured structured metadata of a record, and what of it leaves the line.
@@ -32,7 +31,7 @@ pub(super) fn structured_metadata<'k>(
     res_attrs: &[KeyValue],
     rec: &RecordAttrs,
     record: &LogRecord,
-    removed_everywhere: &dyn Fn(&str) -> bool,
+    removed_everywhere: &dyn Fn(&[u8]) -> bool,
 ) -> Metadata<'k> {
     let mut m = Metadata {
         pairs: Vec::new(),
@@ -56,7 +55,7 @@ pub(super) fn structured_metadata<'k>(
             m.span_moved = true;
             continue;
         }
-        if removed_everywhere(key) {
+        if removed_everywhere(key.as_bytes()) {
             continue;
         }
         if let Some(kv) = find(rec.all(), key) {
@@ -80,7 +79,7 @@ pub(super) fn structured_metadata<'k>(
 /// The same for every record of a resource whose labels and metadata take the same keys out.
 pub(super) fn json_resources(
     res_attrs: &[KeyValue],
-    removed_everywhere: &dyn Fn(&str) -> bool,
+    removed_everywhere: &dyn Fn(&[u8]) -> bool,
 ) -> Result<Option<String>, value::UnsupportedValue> {
     let mut left = res_attrs
         .iter()
@@ -104,14 +103,14 @@ pub(super) fn render_line(
     rec: &RecordAttrs,
     res_attrs: &[KeyValue],
     metadata: &Metadata,
-    removed_everywhere: &dyn Fn(&str) -> bool,
+    removed_everywhere: &dyn Fn(&[u8]) -> bool,
     resources_json: Option<Result<Option<&str>, value::UnsupportedValue>>,
 ) -> Result<String, value::UnsupportedValue> {
     let line_rec = rec.all().filter(|kv| {
-        !removed_everywhere(&kv.key) && !metadata.moved_rec.contains(&kv.key.as_str())
+        !removed_everywhere(&kv.key) && !metadata.moved_rec.iter().any(|m| kv.key == m.as_bytes())
     });
     let line_res = res_attrs.iter().filter(|kv| {
-        !removed_everywhere(&kv.key) && !metadata.moved_res.contains(&kv.key.as_str())
+        !removed_everywhere(&kv.key) && !metadata.moved_res.iter().any(|m| kv.key == m.as_bytes())
     });
     let trace_id = (!metadata.trace_moved)
         .then(|| non_zero_hex(&record.trace_id))
@@ -124,7 +123,8 @@ pub(super) fn render_line(
             let resources = match resources_json {
                 Some(cached) => cached?.map(std::borrow::Cow::Borrowed),
                 None => json_resources(res_attrs, &|key| {
-                    removed_everywhere(key) || metadata.moved_res.contains(&key)
+                    removed_everywhere(key)
+                        || metadata.moved_res.iter().any(|m| m.as_bytes() == key)
                 })?
                 .map(std::borrow::Cow::Owned),
             };
@@ -153,7 +153,7 @@ fn json_line<'a>(
     attrs: impl Iterator<Item = &'a KeyValue> + Clone,
     resources: Option<&str>,
 ) -> Result<String, value::UnsupportedValue> {
-    let mut out = String::with_capacity(128);
+    let mut out = String::with_capacity(json_line_capacity(record, attrs.clone(), resources));
     out.push('{');
     let mut first = true;
     let mut field = |out: &mut String, name: &str| {
@@ -205,6 +205,27 @@ fn json_line<'a>(
     }
     out.push('}');
     Ok(out)
+}
+
+/// Roughly the length of the JSON line (the strings plus quotes and punctuation), so that
+/// the line is written without growing its buffer.
+fn json_line_capacity<'a>(
+    record: &LogRecord,
+    attrs: impl Iterator<Item = &'a KeyValue>,
+    resources: Option<&str>,
+) -> usize {
+    fn value_len(v: Option<&crate::otlp::AnyValue>) -> usize {
+        match kind(v) {
+            Some(crate::otlp::any_value::Value::StringValue(s)) => s.len() + 8,
+            _ => 24,
+        }
+    }
+    160 + value_len(record.body.as_ref())
+        + record.severity_text.len()
+        + attrs
+            .map(|kv| kv.key.len() + 4 + value_len(kv.value.as_ref()))
+            .sum::<usize>()
+        + resources.map_or(0, str::len)
 }
 
 /// Alloy's logfmt line (contrib `EncodeLogfmt`).

@@ -25,12 +25,13 @@ use stream_labels::{add_external_labels, candidate_labels, fit_labels};
 
 use crate::config::{Config, DefaultLabels, LineFormat, LineTooLong};
 use crate::labels::{label_string, normalize_label, truncate_at_char};
-use crate::value::{UnsupportedValue, as_string, get, kind};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+use crate::otlp::{
+    AnyValue, InstrumentationScope, KeyValue, LogRecord, LogsRequest, any_value::Value,
 };
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use crate::value::{UnsupportedValue, as_string, get, kind};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -185,7 +186,7 @@ impl<'o> Mapper<'o> {
         }
     }
 
-    pub fn add_request(&mut self, req: &ExportLogsServiceRequest) {
+    pub fn add_request(&mut self, req: &LogsRequest) {
         for rl in &req.resource_logs {
             let res_attrs = rl
                 .resource
@@ -261,14 +262,18 @@ impl<'o> Mapper<'o> {
     }
 }
 
-/// Maps a whole request (tests and benchmarks).
+/// Maps a whole request (tests and benchmarks): encoded and decoded again as the exporter
+/// decodes an item's payload.
 pub fn map_request(
     opts: &MappingOptions,
     req: &ExportLogsServiceRequest,
     now_ns: u64,
 ) -> (Vec<TenantStreams>, MappingReport) {
     let mut m = Mapper::new(opts, now_ns);
-    m.add_request(req);
+    // A request built in code always encodes to a valid payload.
+    if let Ok(req) = crate::otlp::decode(Bytes::from(req.encode_to_vec())) {
+        m.add_request(&req);
+    }
     m.finish()
 }
 
@@ -313,7 +318,7 @@ impl LabelCache {
             || record
                 .attributes
                 .iter()
-                .any(|kv| kv.key == LEVEL || HINTS.contains(&kv.key.as_str()))
+                .any(|kv| kv.key == LEVEL || HINTS.iter().any(|h| kv.key == *h))
         {
             return None;
         }
@@ -406,8 +411,11 @@ fn map_record(
     let kept_sources = &labels.kept_sources;
 
     // 3. Structured metadata, 4. the line, without what became labels or metadata.
-    let removed_everywhere =
-        |key: &str| HINTS.contains(&key) || kept_sources.iter().any(|s| s == key);
+    // Keys compared as bytes: attribute keys are payload slices, read as text only when written.
+    let removed_everywhere = |key: &[u8]| {
+        HINTS.iter().any(|h| h.as_bytes() == key)
+            || kept_sources.iter().any(|s| s.as_bytes() == key)
+    };
     let metadata = structured_metadata(opts, res_attrs, &rec, record, &removed_everywhere);
     // Shared only through the cache: uncached labels are used once.
     let resources_json = (format == LineFormat::Json
@@ -507,11 +515,11 @@ fn record_attributes<'r>(
         }
         if get(&record.attributes, LEVEL).is_none() {
             synth_level = Some(KeyValue {
-                key: LEVEL.to_owned(),
+                key: Bytes::from_static(LEVEL.as_bytes()),
                 value: Some(AnyValue {
-                    value: Some(Value::StringValue(
-                        severity_level(record.severity_number).to_owned(),
-                    )),
+                    value: Some(Value::StringValue(Bytes::from_static(
+                        severity_level(record.severity_number).as_bytes(),
+                    ))),
                 }),
                 ..Default::default()
             });

@@ -8,8 +8,8 @@ use super::{
     HINT_TENANT, LEVEL, MappingOptions, MappingReport, SERVICE_NAME,
 };
 use crate::labels::{is_valid_name, normalize_label, truncate_at_char};
+use crate::otlp::KeyValue;
 use crate::value::{as_string, get};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 /// The labels a record asks for, in Alloy's merge order: the default labels, then the
 /// resource hint and list, the attribute hint and list, then the tenant hint's attribute.
