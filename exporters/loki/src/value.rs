@@ -124,9 +124,23 @@ static MAY_ESCAPE: [bool; 256] = {
     table
 };
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the eight bytes of `word` is in [`MAY_ESCAPE`]; never false when one is
+/// (the carry tricks may only report one that is not). A byte below 0x20, or one equal to a
+/// listed byte (the XOR turns it into zero).
+fn word_may_escape(word: u64) -> bool {
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH_BITS != 0;
+    word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS != 0
+        || [b'"', b'\\', b'<', b'>', b'&', 0xE2]
+            .iter()
+            .any(|&b| has_zero(word ^ (ONES * u64::from(b))))
+}
+
 /// Appends `s` as a JSON string the way Go's `encoding/json` escapes it (HTML-safe). Scans
-/// bytes and copies the runs between escapes: the per-character loop it replaces was the
-/// largest item of the Loki exporter's CPU profile.
+/// bytes (eight at a time while none may need an escape) and copies the runs between escapes:
+/// the per-character loop it replaces was the largest item of the Loki exporter's profile.
 pub fn write_json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
@@ -134,6 +148,14 @@ pub fn write_json_str(out: &mut String, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !word_may_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
         let b = bytes[i];
         if !MAY_ESCAPE[b as usize] {
             i += 1;
@@ -337,6 +359,27 @@ mod tests {
             let mut out = String::new();
             write_json_str(&mut out, &s);
             assert_eq!(out, reference_json_str(&s), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn long_json_strings_match_the_per_character_escaper() {
+        // Runs longer than the eight-byte word scan, with the character at every offset.
+        let pad = "0123456789abcdefghij";
+        for c in (0u32..0x3000)
+            .chain(0xfff0..0x10000)
+            .filter_map(char::from_u32)
+        {
+            for cut in 0..9 {
+                let s = format!("{}{c}{pad}{c}{}", &pad[..cut], &pad[cut..]);
+                let mut out = String::new();
+                write_json_str(&mut out, &s);
+                assert_eq!(out, reference_json_str(&s), "{c:?} at {cut}");
+            }
+        }
+        for b in 0u8..=0xff {
+            let word = u64::from_le_bytes([b'a', b'a', b'a', b, b'a', b'a', b'a', b'a']);
+            assert_eq!(word_may_escape(word), MAY_ESCAPE[usize::from(b)], "{b:#x}");
         }
     }
 

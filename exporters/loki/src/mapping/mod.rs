@@ -369,8 +369,18 @@ pub fn severity_level(n: i32) -> &'static str {
         .unwrap_or("")
 }
 
+/// Lower-case hex of a trace or span id, `None` when it is empty or all zero.
 fn non_zero_hex(id: &[u8]) -> Option<String> {
-    (!id.is_empty() && id.iter().any(|b| *b != 0)).then(|| hex::encode(id))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    if id.iter().all(|b| *b == 0) {
+        return None;
+    }
+    let mut out = String::with_capacity(id.len() * 2);
+    for b in id {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    Some(out)
 }
 
 fn map_record(
@@ -560,4 +570,19 @@ fn fit_line(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::non_zero_hex;
+
+    #[test]
+    fn ids_in_lower_case_hex_unless_empty_or_zero() {
+        assert_eq!(
+            non_zero_hex(&[0x00, 0x01, 0xab, 0xff, 0x9c]).as_deref(),
+            Some("0001abff9c")
+        );
+        assert_eq!(non_zero_hex(&[0; 16]), None);
+        assert_eq!(non_zero_hex(&[]), None);
+    }
 }
