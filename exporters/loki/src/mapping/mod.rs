@@ -33,7 +33,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 pub const HINT_ATTRIBUTES: &str = "loki.attribute.labels";
@@ -171,8 +171,18 @@ impl MappingReport {
 pub struct Mapper<'o> {
     opts: &'o MappingOptions,
     now_ns: u64,
-    groups: BTreeMap<Option<String>, BTreeMap<String, Stream>>,
+    groups: BTreeMap<Option<String>, TenantGroup>,
+    /// The labels and tenant of the previous record and the index of its stream: records of
+    /// one resource that share cached labels go to it without looking their labels up.
+    last: Option<(Rc<StreamLabels>, Option<String>, usize)>,
     report: MappingReport,
+}
+
+/// One tenant's streams in arrival order, found by their label-set string.
+#[derive(Default)]
+struct TenantGroup {
+    streams: Vec<Stream>,
+    by_labels: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl<'o> Mapper<'o> {
@@ -182,6 +192,7 @@ impl<'o> Mapper<'o> {
             opts,
             now_ns,
             groups: BTreeMap::new(),
+            last: None,
             report: MappingReport::default(),
         }
     }
@@ -221,21 +232,36 @@ impl<'o> Mapper<'o> {
         ) {
             Ok(mapped) => {
                 self.report.mapped += 1;
-                let streams = self.groups.entry(mapped.tenant).or_default();
-                let labels = &mapped.labels;
-                match streams.get_mut(&labels.label_string) {
-                    Some(stream) => stream.entries.push(mapped.entry),
-                    None => {
-                        streams.insert(
-                            labels.label_string.clone(),
-                            Stream {
-                                labels: labels.labels.clone(),
-                                label_string: labels.label_string.clone(),
-                                entries: vec![mapped.entry],
-                            },
-                        );
-                    }
+                if let Some((labels, tenant, index)) = &self.last
+                    && Rc::ptr_eq(labels, &mapped.labels)
+                    && *tenant == mapped.tenant
+                    && let Some(stream) = self
+                        .groups
+                        .get_mut(tenant)
+                        .and_then(|g| g.streams.get_mut(*index))
+                {
+                    stream.entries.push(mapped.entry);
+                    return;
                 }
+                let group = self.groups.entry(mapped.tenant.clone()).or_default();
+                let labels = &mapped.labels;
+                let index = match group.by_labels.get(&labels.label_string) {
+                    Some(&index) => index,
+                    None => {
+                        let index = group.streams.len();
+                        group.streams.push(Stream {
+                            labels: labels.labels.clone(),
+                            label_string: labels.label_string.clone(),
+                            entries: Vec::new(),
+                        });
+                        group.by_labels.insert(labels.label_string.clone(), index);
+                        index
+                    }
+                };
+                if let Some(stream) = group.streams.get_mut(index) {
+                    stream.entries.push(mapped.entry);
+                }
+                self.last = Some((mapped.labels, mapped.tenant, index));
             }
             Err(reason) => self.report.drop(reason),
         }
@@ -247,15 +273,14 @@ impl<'o> Mapper<'o> {
         let tenants = self
             .groups
             .into_iter()
-            .map(|(tenant, streams)| TenantStreams {
-                tenant,
-                streams: streams
-                    .into_values()
-                    .map(|mut s| {
-                        s.entries.sort_by_key(|e| e.timestamp_ns);
-                        s
-                    })
-                    .collect(),
+            .map(|(tenant, group)| {
+                let mut streams = group.streams;
+                // Label-set strings are unique within a tenant.
+                streams.sort_unstable_by(|a, b| a.label_string.cmp(&b.label_string));
+                for s in &mut streams {
+                    s.entries.sort_by_key(|e| e.timestamp_ns);
+                }
+                TenantStreams { tenant, streams }
             })
             .collect();
         (tenants, self.report)
