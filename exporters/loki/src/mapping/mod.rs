@@ -417,7 +417,7 @@ fn map_record(
     report: &mut MappingReport,
     cache: &mut LabelCache,
 ) -> Result<MappedRecord, &'static str> {
-    let (rec, attr_hint_names, level_active) = record_attributes(opts, record);
+    let (rec, level_active) = record_attributes(opts, record);
     let format = line_format(opts, res_attrs, record)?;
 
     let cache_key = LabelCache::key(opts, record, level_active);
@@ -433,7 +433,7 @@ fn map_record(
                 opts,
                 res_attrs,
                 &rec,
-                &attr_hint_names,
+                &attribute_hint_names(record, level_active),
                 level_active,
                 report,
             ));
@@ -525,46 +525,46 @@ fn stream_labels(
     }
 }
 
-/// The record's attributes with the `level` Alloy adds (when the severity is set and the
-/// default label is on), the attribute-label hint names (plus `level`), and whether `level`
-/// is active.
-fn record_attributes<'r>(
-    opts: &MappingOptions,
-    record: &'r LogRecord,
-) -> (RecordAttrs<'r>, Vec<String>, bool) {
-    // Alloy adds `level` as an attribute plus an attribute-label hint for it.
-    let level_active = opts.default_labels.level && record.severity_number != 0;
+/// The attribute-label hint names of a record, plus the `level` Alloy adds to the hint when
+/// `level` is active (only needed when its labels are not cached).
+fn attribute_hint_names(record: &LogRecord, level_active: bool) -> Vec<String> {
     let attr_hint = get(&record.attributes, HINT_ATTRIBUTES).map(|kv| kv.value.as_ref());
     let mut attr_hint_names = attr_hint.map(hint_names).unwrap_or_default();
+    let hint_extendable = match attr_hint {
+        None => true,
+        Some(v) => matches!(
+            kind(v),
+            Some(Value::StringValue(_)) | Some(Value::ArrayValue(_))
+        ),
+    };
+    if level_active && hint_extendable {
+        attr_hint_names.push(LEVEL.to_owned());
+    }
+    attr_hint_names
+}
+
+/// The record's attributes with the `level` Alloy adds (when the severity is set and the
+/// default label is on), and whether `level` is active.
+fn record_attributes<'r>(opts: &MappingOptions, record: &'r LogRecord) -> (RecordAttrs<'r>, bool) {
+    // Alloy adds `level` as an attribute plus an attribute-label hint for it.
+    let level_active = opts.default_labels.level && record.severity_number != 0;
     let mut synth_level = None;
-    if level_active {
-        let hint_extendable = match attr_hint {
-            None => true,
-            Some(v) => matches!(
-                kind(v),
-                Some(Value::StringValue(_)) | Some(Value::ArrayValue(_))
-            ),
-        };
-        if hint_extendable {
-            attr_hint_names.push(LEVEL.to_owned());
-        }
-        if get(&record.attributes, LEVEL).is_none() {
-            synth_level = Some(KeyValue {
-                key: Bytes::from_static(LEVEL.as_bytes()),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(Bytes::from_static(
-                        severity_level(record.severity_number).as_bytes(),
-                    ))),
-                }),
-                ..Default::default()
-            });
-        }
+    if level_active && get(&record.attributes, LEVEL).is_none() {
+        synth_level = Some(KeyValue {
+            key: Bytes::from_static(LEVEL.as_bytes()),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(Bytes::from_static(
+                    severity_level(record.severity_number).as_bytes(),
+                ))),
+            }),
+            ..Default::default()
+        });
     }
     let rec = RecordAttrs {
         attrs: &record.attributes,
         synth_level,
     };
-    (rec, attr_hint_names, level_active)
+    (rec, level_active)
 }
 
 /// The `loki.format` hint (resource first), else the configured format.
