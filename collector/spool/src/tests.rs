@@ -494,3 +494,43 @@ fn a_long_segment_check_reports_progress_and_a_short_one_says_nothing() {
     }
     assert_eq!(quick.finish(), None);
 }
+
+#[tokio::test]
+async fn memory_tail_keeps_only_what_some_reader_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        memory_bytes: ByteSize::mib(1),
+        ..cfg(Fsync::None)
+    };
+    let (spool, _) = Spool::open("p", dir.path(), config, &names(&["a", "b"])).unwrap();
+    let tail_first = |spool: &Spool| spool.shared.state.lock().tail.first_seq;
+    let published = |n: u64| {
+        let spool = &spool;
+        move || spool.published() == n
+    };
+    append_all(&spool, 0..10).await;
+    eventually("published 10", published(10)).await;
+    // No reader yet: everything waits in memory for the readers to come.
+    assert_eq!(tail_first(&spool), 0);
+    let mut a = spool.reader("a").unwrap();
+    let mut b = spool.reader("b").unwrap();
+    assert_eq!(read_all(&mut a), (0..10).collect::<Vec<_>>());
+    append_all(&spool, 10..20).await;
+    eventually("published 20", published(20)).await;
+    assert_eq!(tail_first(&spool), 0, "b has read nothing yet");
+    assert_eq!(read_all(&mut b), (0..20).collect::<Vec<_>>());
+    assert_eq!(read_all(&mut a), (10..20).collect::<Vec<_>>());
+    append_all(&spool, 20..30).await;
+    eventually("published 30", published(30)).await;
+    assert_eq!(tail_first(&spool), 20, "both readers passed 20");
+    // A reader that is gone holds nothing back; the other reads the rest from memory.
+    drop(b);
+    assert_eq!(read_all(&mut a), (20..30).collect::<Vec<_>>());
+    append_all(&spool, 30..31).await;
+    eventually("published 31", published(31)).await;
+    assert_eq!(tail_first(&spool), 30);
+    // Reading back from before the tail still works: from disk.
+    let mut again = spool.reader("b").unwrap();
+    assert_eq!(read_all(&mut again), (0..31).collect::<Vec<_>>());
+    spool.close();
+}
