@@ -501,7 +501,10 @@ async fn convert_elsewhere<E: Exporter>(
     let exporter = ctx.exporter.clone();
     match tokio::task::spawn_blocking(move || convert(&*exporter, groups)).await {
         Ok(converted) => converted,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down before the conversion started: this batch must never
+        // count as delivered, so it stays pending; its records are read again after restart.
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -479,6 +479,8 @@ impl<'o> Builder<'o> {
                 .is_some_and(|s| s.name == sluice_core::prometheus::PASSTHROUGH_SCOPE)
             {
                 for metric in &sm.metrics {
+                    // A metric that does not decode counts as one point: its points cannot be
+                    // counted without decoding it.
                     match opentelemetry_proto::tonic::metrics::v1::Metric::decode(metric.clone()) {
                         Ok(metric) => self.passthrough(&mut ctx, &metric),
                         Err(_) => self.drop_points("decode_error", 1),
@@ -495,6 +497,7 @@ impl<'o> Builder<'o> {
             for metric in &sm.metrics {
                 match raw::Metric::decode(metric.clone()) {
                     Ok(metric) => self.metric(&mut ctx, &scope_labels, context, &metric),
+                    // As above: one point for a metric that does not decode.
                     Err(_) => self.drop_points("decode_error", 1),
                 }
             }
