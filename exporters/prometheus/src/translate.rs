@@ -38,10 +38,13 @@ const TARGET_INFO_INTERVAL_MS: i64 = 150_000;
 const MAX_TARGET_INFO_REPEATS: i64 = 60;
 /// Bound on the per-series memory of `target_info` timestamps already sent.
 const MAX_TARGET_INFO_SERIES: usize = 100_000;
-/// Bounds on the series cache (see [`SeriesCache`]); a full cache starts over empty. At a few
-/// hundred bytes per series, the bound keeps it within tens of MiB.
+/// Bounds on the series cache (see [`SeriesCache`]); a full cache starts over empty. Bytes are
+/// bounded as well as entries: keys and labels come from the data, and a few large attribute
+/// values must not make 100,000 entries weigh gigabytes.
 const MAX_CACHED_SERIES: usize = 100_000;
+const MAX_CACHED_SERIES_BYTES: usize = 64 << 20;
 const MAX_CACHED_CONTEXTS: usize = 10_000;
+const MAX_CACHED_CONTEXT_BYTES: usize = 8 << 20;
 
 /// How OTLP is mapped; the translation part of the exporter's config.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,8 +169,10 @@ struct SeriesCache {
     contexts: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
     series: HashMap<Box<[u8]>, (SeriesLabels, u64), foldhash::fast::FixedState>,
     metrics: HashMap<Box<[u8]>, MetricSeries, foldhash::fast::FixedState>,
-    /// Points held in `metrics`.
-    metric_points: usize,
+    /// Keys of `contexts`.
+    context_bytes: usize,
+    /// Keys and label encodings of `series`, keys and point entries of `metrics`.
+    series_bytes: usize,
 }
 
 /// The series of each point of a metric, in order; `None` where the attributes did not decode.
@@ -179,16 +184,35 @@ impl SeriesCache {
         if let Some(&id) = self.contexts.get(key) {
             return id;
         }
-        if self.contexts.len() >= MAX_CACHED_CONTEXTS {
-            // Series keys hold context ids: they go too.
+        if self.contexts.len() >= MAX_CACHED_CONTEXTS
+            || self.context_bytes + key.len() > MAX_CACHED_CONTEXT_BYTES
+        {
+            // Series keys hold context ids: they go too. Only here, between scopes, may ids
+            // be reused; a series insert never clears contexts.
             self.contexts.clear();
-            self.series.clear();
-            self.metrics.clear();
-            self.metric_points = 0;
+            self.context_bytes = 0;
+            self.clear_series();
         }
         let id = self.contexts.len() as u32;
+        self.context_bytes += key.len();
         self.contexts.insert(key.into(), id);
         id
+    }
+
+    fn clear_series(&mut self) {
+        self.series.clear();
+        self.metrics.clear();
+        self.series_bytes = 0;
+    }
+
+    /// Makes room for `bytes` more of series and metric entries.
+    fn reserve(&mut self, bytes: usize) {
+        if self.series.len() >= MAX_CACHED_SERIES
+            || self.series_bytes + bytes > MAX_CACHED_SERIES_BYTES
+        {
+            self.clear_series();
+        }
+        self.series_bytes += bytes;
     }
 
     fn get(&self, key: &[u8]) -> Option<&(SeriesLabels, u64)> {
@@ -196,9 +220,7 @@ impl SeriesCache {
     }
 
     fn insert(&mut self, key: &[u8], labels: SeriesLabels, hash: u64) {
-        if self.series.len() >= MAX_CACHED_SERIES {
-            self.series.clear();
-        }
+        self.reserve(key.len() + labels.v1_encoded().len());
         self.series.insert(key.into(), (labels, hash));
     }
 
@@ -207,11 +229,7 @@ impl SeriesCache {
     }
 
     fn insert_metric(&mut self, key: Box<[u8]>, series: MetricSeries) {
-        if self.metric_points + series.len() > MAX_CACHED_SERIES {
-            self.metrics.clear();
-            self.metric_points = 0;
-        }
-        self.metric_points += series.len();
+        self.reserve(key.len() + std::mem::size_of_val(&*series));
         self.metrics.insert(key, series);
     }
 }

@@ -2,7 +2,10 @@
 //! exactly what a new one does, for inputs whose label sets differ only by their context
 //! (resource, scope, metric name) or by what sanitising merges.
 
-use super::{MAX_CACHED_CONTEXTS, SeriesCache, TranslateOptions, Translation, Translator};
+use super::{
+    MAX_CACHED_CONTEXT_BYTES, MAX_CACHED_CONTEXTS, MAX_CACHED_SERIES_BYTES, SeriesCache,
+    SeriesLabels, TranslateOptions, Translation, Translator,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value,
@@ -312,4 +315,23 @@ fn a_point_whose_attributes_do_not_decode_is_dropped_alone() {
         assert_eq!(gauges.len(), 1);
         assert_eq!(gauges[0].samples[0].value, 1.0);
     }
+}
+
+#[test]
+fn large_keys_keep_the_cache_within_its_byte_bounds() {
+    let mut cache = SeriesCache::default();
+    let labels = SeriesLabels::new(Vec::new());
+    // 1 MiB attribute values: without the byte bound, 100,000 of them would be kept.
+    let big = |i: u32| [i.to_le_bytes().as_slice(), &vec![b'x'; 1 << 20]].concat();
+    for i in 0..100 {
+        cache.insert(&big(i), labels.clone(), 0);
+        assert!(cache.series_bytes <= MAX_CACHED_SERIES_BYTES);
+    }
+    assert!(cache.series.len() < 100, "the cache started over");
+    assert!(cache.get(&big(99)).is_some(), "the newest entry is kept");
+    for i in 0..20 {
+        cache.context(&big(i));
+        assert!(cache.context_bytes <= MAX_CACHED_CONTEXT_BYTES);
+    }
+    assert!(cache.contexts.len() < 20);
 }

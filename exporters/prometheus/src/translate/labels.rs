@@ -181,11 +181,12 @@ impl std::fmt::Debug for SeriesLabels {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 
-    fn kv(k: &str, v: &str) -> KeyValue {
+    /// A string attribute (shared by the translator's unit tests).
+    pub(in crate::translate) fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
             value: Some(AnyValue {

@@ -134,20 +134,10 @@ impl NumberDataPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::labels::tests::kv;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
     use opentelemetry_proto::tonic::metrics::v1 as otlp;
     use prost::Message;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn reads_what_opentelemetry_proto_encodes() {
