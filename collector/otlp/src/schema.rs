@@ -62,6 +62,9 @@ pub(crate) struct Schema {
     pub metric: bool,
     /// Bits of the `IdRule::Required` ids an item must carry.
     pub required_ids: u8,
+    /// A `KeyValue` whose key no intake rule reads: the walker may accept the common
+    /// short-string attribute without walking it (`walk::short_string_attribute`).
+    pub plain_key_value: bool,
     /// Indexed by field number; gaps are `UNKNOWN`.
     pub fields: &'static [Field],
 }
@@ -92,6 +95,7 @@ const fn message(fields: &'static [Field]) -> Schema {
         container: false,
         metric: false,
         required_ids: 0,
+        plain_key_value: false,
         fields,
     }
 }
@@ -139,7 +143,10 @@ static KEY_VALUE_FIELDS: [Field; 4] = table([
     (2, f("value", Msg(&ANY_VALUE))),
     (3, f("key_strindex", Varint)),
 ]);
-static KEY_VALUE: Schema = message(&KEY_VALUE_FIELDS);
+pub(crate) static KEY_VALUE: Schema = Schema {
+    plain_key_value: true,
+    ..message(&KEY_VALUE_FIELDS)
+};
 
 /// A data point attribute: its key becomes a Prometheus label name.
 static LABEL_KEY_VALUE_FIELDS: [Field; 4] = table([
