@@ -22,6 +22,7 @@ pub use response::{export_response, rpc, status_body};
 pub use rules::{Checked, Problem, Reason, Rules, check, filter};
 pub use sluice_core::Signal;
 pub use split::split;
+pub use walk::ShortStringAttribute;
 
 use schema::{LOGS_REQUEST, METRICS_REQUEST, Schema, TRACE_REQUEST};
 

@@ -187,37 +187,60 @@ fn utf8(bytes: &[u8]) -> bool {
     bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
-/// Whether `body` is a `KeyValue` of the shape nearly every attribute has, which the general
-/// walk would accept without a problem: an ASCII key, then a value that is empty or a single
-/// ASCII `string_value`, fields in order, every length under 128. Anything else (other value
-/// types, non-ASCII text, longer strings, repeated or unknown fields) returns false and is
-/// walked field by field. Walking attributes one field at a time was most of the walker's
-/// cost on spans and log records (8 attributes each in `sluice loadgen`'s requests).
+/// Whether `body` is a `KeyValue` of the shape nearly every attribute has (see
+/// [`ShortStringAttribute`]), which the general walk would accept without a problem. Walking
+/// attributes one field at a time was most of the walker's cost on spans and log records.
 #[inline(always)]
 pub(crate) fn short_string_attribute(body: &[u8]) -> bool {
-    // key: tag 1, length-delimited.
-    let [0x0a, key_len, rest @ ..] = body else {
-        return false;
-    };
-    let key_len = usize::from(*key_len);
-    if key_len >= 0x80 || rest.len() < key_len + 2 {
-        return false;
-    }
-    let (key, rest) = rest.split_at(key_len);
-    // value: tag 2, length-delimited, to the end of the body.
-    let [0x12, value_len, value @ ..] = rest else {
-        return false;
-    };
-    if *value_len >= 0x80 || usize::from(*value_len) != value.len() || !key.is_ascii() {
-        return false;
-    }
-    match value {
-        [] => true,
-        // string_value: tag 1, the whole value.
-        [0x0a, text_len, text @ ..] => {
-            *text_len < 0x80 && usize::from(*text_len) == text.len() && text.is_ascii()
+    ShortStringAttribute::parse(body).is_some()
+}
+
+/// A `KeyValue` encoding of the shape nearly every attribute has: an ASCII key, then a value
+/// that is empty or a single ASCII `string_value`, fields in order, every length under 128.
+/// Anything else (other value types, non-ASCII text, longer strings, repeated or unknown
+/// fields) does not parse and takes the general path, so a decoder may use this as a fast
+/// path and get exactly what prost's decode gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShortStringAttribute {
+    /// Where the key is in the body.
+    pub key: std::ops::Range<usize>,
+    /// Where the `string_value` is, or `None` for an `AnyValue` with no value set.
+    pub text: Option<std::ops::Range<usize>>,
+}
+
+impl ShortStringAttribute {
+    #[inline(always)]
+    pub fn parse(body: &[u8]) -> Option<ShortStringAttribute> {
+        // key: tag 1, length-delimited.
+        let [0x0a, key_len, rest @ ..] = body else {
+            return None;
+        };
+        let key_len = usize::from(*key_len);
+        if key_len >= 0x80 || rest.len() < key_len + 2 {
+            return None;
         }
-        _ => false,
+        let (key, rest) = rest.split_at(key_len);
+        // value: tag 2, length-delimited, to the end of the body.
+        let [0x12, value_len, value @ ..] = rest else {
+            return None;
+        };
+        if *value_len >= 0x80 || usize::from(*value_len) != value.len() || !key.is_ascii() {
+            return None;
+        }
+        let text = match value {
+            [] => None,
+            // string_value: tag 1, the whole value.
+            [0x0a, text_len, text @ ..]
+                if *text_len < 0x80 && usize::from(*text_len) == text.len() && text.is_ascii() =>
+            {
+                Some(body.len() - text.len()..body.len())
+            }
+            _ => return None,
+        };
+        Some(ShortStringAttribute {
+            key: 2..2 + key_len,
+            text,
+        })
     }
 }
 
@@ -661,11 +684,14 @@ mod tests {
                 accepted += 1;
                 assert!(walked_clean(body), "walk refused {body:?}");
                 let kv = KeyValue::decode(body).expect("prost refused a fast-path attribute");
-                assert!(kv.key.is_ascii());
-                match kv.value.and_then(|v| v.value) {
-                    None => {}
-                    Some(Value::StringValue(s)) => assert!(s.is_ascii()),
-                    other => panic!("fast path accepted {other:?}"),
+                let parts = ShortStringAttribute::parse(body).expect("parses when accepted");
+                assert_eq!(&body[parts.key], kv.key.as_bytes());
+                match (kv.value.and_then(|v| v.value), parts.text) {
+                    (None, None) => {}
+                    (Some(Value::StringValue(s)), Some(text)) => {
+                        assert_eq!(&body[text], s.as_bytes())
+                    }
+                    other => panic!("fast path read {other:?} from {body:?}"),
                 }
             }
         };

@@ -10,8 +10,8 @@
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
-    DecodeContext, WireType, bool as pbool, bytes as pbytes, double, int32, int64, message,
-    skip_field,
+    DecodeContext, WireType, bool as pbool, bytes as pbytes, double, fixed32, fixed64, int32,
+    int64, message, skip_field, string, uint32,
 };
 use prost::{DecodeError, Message};
 
@@ -76,31 +76,211 @@ pub struct InstrumentationScope {
     pub dropped_attributes_count: u32,
 }
 
-#[derive(Clone, PartialEq, Message)]
+/// `LogRecord`, decoded as prost's derive would (tags, types, defaults, error paths), except
+/// that an attribute of the common short-string shape is read in one step
+/// ([`sluice_otlp::ShortStringAttribute`]) instead of through two nested message merges.
+#[derive(Clone, PartialEq, Debug, Default)]
 pub struct LogRecord {
-    #[prost(fixed64, tag = "1")]
     pub time_unix_nano: u64,
-    #[prost(fixed64, tag = "11")]
     pub observed_time_unix_nano: u64,
     /// An open enum: unknown numbers are kept, as prost keeps them.
-    #[prost(int32, tag = "2")]
     pub severity_number: i32,
-    #[prost(string, tag = "3")]
     pub severity_text: String,
-    #[prost(message, optional, tag = "5")]
     pub body: Option<AnyValue>,
-    #[prost(message, repeated, tag = "6")]
     pub attributes: Vec<KeyValue>,
-    #[prost(uint32, tag = "7")]
     pub dropped_attributes_count: u32,
-    #[prost(fixed32, tag = "8")]
     pub flags: u32,
-    #[prost(bytes = "bytes", tag = "9")]
     pub trace_id: Bytes,
-    #[prost(bytes = "bytes", tag = "10")]
     pub span_id: Bytes,
-    #[prost(string, tag = "12")]
     pub event_name: String,
+}
+
+impl Message for LogRecord {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.time_unix_nano != 0 {
+            fixed64::encode(1, &self.time_unix_nano, buf);
+        }
+        if self.severity_number != 0 {
+            int32::encode(2, &self.severity_number, buf);
+        }
+        if !self.severity_text.is_empty() {
+            string::encode(3, &self.severity_text, buf);
+        }
+        if let Some(body) = &self.body {
+            message::encode(5, body, buf);
+        }
+        message::encode_repeated(6, &self.attributes, buf);
+        if self.dropped_attributes_count != 0 {
+            uint32::encode(7, &self.dropped_attributes_count, buf);
+        }
+        if self.flags != 0 {
+            fixed32::encode(8, &self.flags, buf);
+        }
+        if !self.trace_id.is_empty() {
+            pbytes::encode(9, &self.trace_id, buf);
+        }
+        if !self.span_id.is_empty() {
+            pbytes::encode(10, &self.span_id, buf);
+        }
+        if self.observed_time_unix_nano != 0 {
+            fixed64::encode(11, &self.observed_time_unix_nano, buf);
+        }
+        if !self.event_name.is_empty() {
+            string::encode(12, &self.event_name, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        let (merged, field) = match tag {
+            1 => (
+                fixed64::merge(wire_type, &mut self.time_unix_nano, buf, ctx),
+                "time_unix_nano",
+            ),
+            2 => (
+                int32::merge(wire_type, &mut self.severity_number, buf, ctx),
+                "severity_number",
+            ),
+            3 => (
+                string::merge(wire_type, &mut self.severity_text, buf, ctx),
+                "severity_text",
+            ),
+            5 => (
+                message::merge(
+                    wire_type,
+                    self.body.get_or_insert_with(AnyValue::default),
+                    buf,
+                    ctx,
+                ),
+                "body",
+            ),
+            6 => {
+                if wire_type == WireType::LengthDelimited
+                    && let Some(attribute) = short_string_attribute(buf)
+                {
+                    self.attributes.push(attribute);
+                    return Ok(());
+                }
+                (
+                    message::merge_repeated(wire_type, &mut self.attributes, buf, ctx),
+                    "attributes",
+                )
+            }
+            7 => (
+                uint32::merge(wire_type, &mut self.dropped_attributes_count, buf, ctx),
+                "dropped_attributes_count",
+            ),
+            8 => (
+                fixed32::merge(wire_type, &mut self.flags, buf, ctx),
+                "flags",
+            ),
+            9 => (
+                pbytes::merge(wire_type, &mut self.trace_id, buf, ctx),
+                "trace_id",
+            ),
+            10 => (
+                pbytes::merge(wire_type, &mut self.span_id, buf, ctx),
+                "span_id",
+            ),
+            11 => (
+                fixed64::merge(wire_type, &mut self.observed_time_unix_nano, buf, ctx),
+                "observed_time_unix_nano",
+            ),
+            12 => (
+                string::merge(wire_type, &mut self.event_name, buf, ctx),
+                "event_name",
+            ),
+            _ => return skip_field(wire_type, tag, buf, ctx),
+        };
+        merged.map_err(|mut error| {
+            error.push("LogRecord", field);
+            error
+        })
+    }
+
+    fn encoded_len(&self) -> usize {
+        let nonzero = |set: bool, len: usize| if set { len } else { 0 };
+        nonzero(
+            self.time_unix_nano != 0,
+            fixed64::encoded_len(1, &self.time_unix_nano),
+        ) + nonzero(
+            self.severity_number != 0,
+            int32::encoded_len(2, &self.severity_number),
+        ) + nonzero(
+            !self.severity_text.is_empty(),
+            string::encoded_len(3, &self.severity_text),
+        ) + self
+            .body
+            .as_ref()
+            .map_or(0, |body| message::encoded_len(5, body))
+            + message::encoded_len_repeated(6, &self.attributes)
+            + nonzero(
+                self.dropped_attributes_count != 0,
+                uint32::encoded_len(7, &self.dropped_attributes_count),
+            )
+            + nonzero(self.flags != 0, fixed32::encoded_len(8, &self.flags))
+            + nonzero(
+                !self.trace_id.is_empty(),
+                pbytes::encoded_len(9, &self.trace_id),
+            )
+            + nonzero(
+                !self.span_id.is_empty(),
+                pbytes::encoded_len(10, &self.span_id),
+            )
+            + nonzero(
+                self.observed_time_unix_nano != 0,
+                fixed64::encoded_len(11, &self.observed_time_unix_nano),
+            )
+            + nonzero(
+                !self.event_name.is_empty(),
+                string::encoded_len(12, &self.event_name),
+            )
+    }
+
+    fn clear(&mut self) {
+        *self = LogRecord::default();
+    }
+}
+
+/// The attribute at the front of `buf` (its length prefix, then the `KeyValue`) when it has
+/// the short-string shape and lies in one chunk, read with the key and text as slices of the
+/// payload; `None` leaves `buf` untouched for the general decode.
+#[inline(always)]
+fn short_string_attribute(buf: &mut impl Buf) -> Option<KeyValue> {
+    let (body_len, parts) = {
+        let [len, rest @ ..] = buf.chunk() else {
+            return None;
+        };
+        if *len >= 0x80 {
+            return None;
+        }
+        let body = rest.get(..usize::from(*len))?;
+        (body.len(), sluice_otlp::ShortStringAttribute::parse(body)?)
+    };
+    buf.advance(1 + parts.key.start);
+    let key = buf.copy_to_bytes(parts.key.len());
+    let value = match parts.text {
+        None => {
+            buf.advance(body_len - parts.key.end);
+            AnyValue::default()
+        }
+        Some(text) => {
+            buf.advance(text.start - parts.key.end);
+            AnyValue {
+                value: Some(any_value::Value::StringValue(buf.copy_to_bytes(text.len()))),
+            }
+        }
+    };
+    Some(KeyValue {
+        key,
+        value: Some(value),
+        key_strindex: 0,
+    })
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -173,7 +353,8 @@ fn merge_str(
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     pbytes::merge(wire_type, value, buf, ctx)?;
-    if std::str::from_utf8(value).is_ok() {
+    // Most strings are short ASCII, which `is_ascii` checks a word at a time.
+    if value.is_ascii() || std::str::from_utf8(value).is_ok() {
         return Ok(());
     }
     *value = Bytes::new();

@@ -84,6 +84,20 @@ fn all_values() -> Vec<KeyValue> {
     ]
 }
 
+/// Record attributes of the shape the decoder reads in one step (short ASCII key and string
+/// value, or no value), and ones just past it (a value of 126 bytes, so 128 with its header).
+fn short_string_attributes() -> Vec<KeyValue> {
+    vec![
+        kv("attr.key0", s("value-17-0")),
+        kv("empty", s("")),
+        kv("no value", AnyValue { value: None }),
+        kv("", s("empty key")),
+        kv("long", s(&"x".repeat(125))),
+        kv("longer", s(&"x".repeat(126))),
+        kv(&"k".repeat(128), s("v")),
+    ]
+}
+
 fn request() -> ExportLogsServiceRequest {
     let record = |i: u64| LogRecord {
         time_unix_nano: 1_700_000_000_000_000_000 + i,
@@ -99,7 +113,7 @@ fn request() -> ExportLogsServiceRequest {
         } else {
             s("step 3 finished")
         }),
-        attributes: all_values(),
+        attributes: [short_string_attributes(), all_values()].concat(),
         dropped_attributes_count: 2,
         flags: 1,
         trace_id: (1..=16).collect(),
