@@ -62,9 +62,9 @@ pub(crate) struct Schema {
     pub metric: bool,
     /// Bits of the `IdRule::Required` ids an item must carry.
     pub required_ids: u8,
-    /// A `KeyValue` whose key no intake rule reads: the walker may accept the common
-    /// short-string attribute without walking it (`walk::short_string_attribute`).
-    pub plain_key_value: bool,
+    /// A `KeyValue`: the walker may accept the common short-string attribute without walking
+    /// it field by field (`walk::ShortStringAttribute`).
+    pub key_value: bool,
     /// Indexed by field number; gaps are `UNKNOWN`.
     pub fields: &'static [Field],
 }
@@ -95,7 +95,7 @@ const fn message(fields: &'static [Field]) -> Schema {
         container: false,
         metric: false,
         required_ids: 0,
-        plain_key_value: false,
+        key_value: false,
         fields,
     }
 }
@@ -144,7 +144,7 @@ static KEY_VALUE_FIELDS: [Field; 4] = table([
     (3, f("key_strindex", Varint)),
 ]);
 pub(crate) static KEY_VALUE: Schema = Schema {
-    plain_key_value: true,
+    key_value: true,
     ..message(&KEY_VALUE_FIELDS)
 };
 
@@ -154,7 +154,10 @@ static LABEL_KEY_VALUE_FIELDS: [Field; 4] = table([
     (2, f("value", Msg(&ANY_VALUE))),
     (3, f("key_strindex", Varint)),
 ]);
-static LABEL_KEY_VALUE: Schema = message(&LABEL_KEY_VALUE_FIELDS);
+pub(crate) static LABEL_KEY_VALUE: Schema = Schema {
+    key_value: true,
+    ..message(&LABEL_KEY_VALUE_FIELDS)
+};
 
 static SCOPE_FIELDS: [Field; 5] = table([
     (1, f("name", Str)),

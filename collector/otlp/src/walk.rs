@@ -187,12 +187,19 @@ fn utf8(bytes: &[u8]) -> bool {
     bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
-/// Whether `body` is a `KeyValue` of the shape nearly every attribute has (see
-/// [`ShortStringAttribute`]), which the general walk would accept without a problem. Walking
-/// attributes one field at a time was most of the walker's cost on spans and log records.
-#[inline(always)]
-pub(crate) fn short_string_attribute(body: &[u8]) -> bool {
-    ShortStringAttribute::parse(body).is_some()
+impl Walker {
+    /// Whether `body`, a `KeyValue` of `schema`, has the shape nearly every attribute has
+    /// (see [`ShortStringAttribute`]) and the general walk would find no problem in it: for a
+    /// data point attribute, that means a key that is a valid label name too. Walking
+    /// attributes one field at a time was most of the walker's cost on spans and log records.
+    #[inline(always)]
+    fn short_string_attribute(&self, schema: &Schema, body: &[u8]) -> bool {
+        let Some(parts) = ShortStringAttribute::parse(body) else {
+            return false;
+        };
+        let label_key = matches!(schema.fields.get(1), Some(f) if matches!(f.kind, Kind::LabelKey));
+        !label_key || self.limits.is_none() || rules::label_name_ok(&body[parts.key])
+    }
 }
 
 /// A `KeyValue` encoding of the shape nearly every attribute has: an ASCII key, then a value
@@ -357,9 +364,9 @@ impl Walker {
                 let body = &data[body_start..body_end];
                 match kind {
                     Kind::Msg(sub)
-                        if sub.plain_key_value
+                        if sub.key_value
                             && depth + 2 < MAX_DEPTH
-                            && short_string_attribute(body) => {}
+                            && self.short_string_attribute(sub, body) => {}
                     Kind::Msg(sub) => {
                         if depth >= MAX_DEPTH {
                             return Err(WireError::at(WireErrorKind::TooDeep, body_start));
@@ -613,7 +620,7 @@ fn skip_group(number: u32, data: &[u8], pos: &mut usize, depth: u32) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::KEY_VALUE;
+    use crate::schema::{KEY_VALUE, LABEL_KEY_VALUE};
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
     use prost::Message;
 
@@ -626,12 +633,19 @@ mod tests {
         .encode_to_vec()
     }
 
+    fn walker() -> Walker {
+        Walker::new(Some(Limits { latest_ns: 0 }))
+    }
+
     /// The general walk of one `KeyValue`: accepted with no intake problem.
-    fn walked_clean(body: &[u8]) -> bool {
-        let mut walker = Walker::new(Some(Limits { latest_ns: 0 }));
-        let walked = walker.item_problem.is_none()
-            && walker.message(&KEY_VALUE, body, 0, body.len(), 0).is_ok();
+    fn walked_clean(schema: &'static Schema, body: &[u8]) -> bool {
+        let mut walker = walker();
+        let walked = walker.message(schema, body, 0, body.len(), 0).is_ok();
         walked && walker.item_problem.is_none()
+    }
+
+    fn fast(schema: &'static Schema, body: &[u8]) -> bool {
+        walker().short_string_attribute(schema, body)
     }
 
     fn seeds() -> Vec<Vec<u8>> {
@@ -661,7 +675,7 @@ mod tests {
 
     #[test]
     fn short_string_attributes_take_the_fast_path() {
-        let fast: Vec<bool> = seeds().iter().map(|b| short_string_attribute(b)).collect();
+        let fast: Vec<bool> = seeds().iter().map(|b| fast(&KEY_VALUE, b)).collect();
         // The common shape, empty strings and values, lengths up to 127 are fast; the rest
         // (other types, non-ASCII, longer, missing fields) are walked.
         assert_eq!(
@@ -680,9 +694,13 @@ mod tests {
     fn the_fast_path_accepts_only_what_the_walk_and_prost_accept() {
         let mut accepted = 0;
         let mut check = |body: &[u8]| {
-            if short_string_attribute(body) {
+            for schema in [&KEY_VALUE, &LABEL_KEY_VALUE] {
+                if fast(schema, body) {
+                    assert!(walked_clean(schema, body), "walk refused {body:?}");
+                }
+            }
+            if fast(&KEY_VALUE, body) {
                 accepted += 1;
-                assert!(walked_clean(body), "walk refused {body:?}");
                 let kv = KeyValue::decode(body).expect("prost refused a fast-path attribute");
                 let parts = ShortStringAttribute::parse(body).expect("parses when accepted");
                 assert_eq!(&body[parts.key], kv.key.as_bytes());
@@ -711,5 +729,16 @@ mod tests {
             accepted > 1000,
             "only {accepted} mutations took the fast path"
         );
+    }
+
+    /// A data point attribute whose key is no label name is walked, so the problem is found.
+    #[test]
+    fn a_data_point_attribute_takes_the_fast_path_only_with_a_label_name() {
+        let good = attribute("http.route", Some(Value::StringValue("/".into())));
+        let bad = attribute("._.", Some(Value::StringValue("/".into())));
+        assert!(fast(&LABEL_KEY_VALUE, &good) && walked_clean(&LABEL_KEY_VALUE, &good));
+        assert!(!fast(&LABEL_KEY_VALUE, &bad) && !walked_clean(&LABEL_KEY_VALUE, &bad));
+        // Any key is fine where no rule reads it.
+        assert!(fast(&KEY_VALUE, &bad) && walked_clean(&KEY_VALUE, &bad));
     }
 }
