@@ -33,7 +33,7 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use parking_lot::Mutex;
 use payload::{has_zero_id, log_records_of, metrics_of, spans_of};
-use serve::{accept_loop, bind};
+use serve::{accept_loop, bind, hold};
 use sluice_core::Signal;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -183,6 +183,8 @@ pub struct OtlpTestServer {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// While stopped: the ports, held without listening (see `serve::hold`).
+    held: Mutex<Vec<tokio::net::TcpSocket>>,
 }
 
 impl OtlpTestServer {
@@ -206,6 +208,7 @@ impl OtlpTestServer {
             grpc_addr: grpc.local_addr()?,
             http_addr: http.local_addr()?,
             running: tokio::sync::Mutex::new(None),
+            held: Mutex::new(Vec::new()),
         };
         *server.running.lock().await = Some(server.serve(grpc, http));
         Ok(server)
@@ -249,10 +252,18 @@ impl OtlpTestServer {
     }
 
     /// Closes both listeners and every open connection; requests in progress get no answer and
-    /// are not recorded. Idempotent.
+    /// are not recorded. The ports stay reserved for [`restart`](Self::restart): connecting
+    /// is refused meanwhile. Idempotent.
     pub async fn stop(&self) {
         let running = self.running.lock().await.take();
         if let Some(running) = running {
+            // Held before the listeners close, so the ports are never free.
+            match (hold(self.grpc_addr), hold(self.http_addr)) {
+                (Ok(grpc), Ok(http)) => *self.held.lock() = vec![grpc, http],
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("OtlpTestServer cannot hold its ports while stopped: {e}")
+                }
+            }
             let _ = running.stop.send(true);
             for task in running.loops {
                 let _ = task.await;
@@ -261,7 +272,8 @@ impl OtlpTestServer {
     }
 
     /// Listens again on the same ports (after [`stop`](Self::stop)); recorded data and the
-    /// behaviour script are kept. Panics if a port was taken meanwhile.
+    /// behaviour script are kept. Panics if a port was taken meanwhile (only possible when
+    /// `stop` could not hold it, which it logs).
     pub async fn restart(&self) {
         if let Err(e) = self.try_restart().await {
             panic!("OtlpTestServer cannot restart: {e:#}");
@@ -276,6 +288,7 @@ impl OtlpTestServer {
         let grpc = bind(self.grpc_addr)?;
         let http = bind(self.http_addr)?;
         *running = Some(self.serve(grpc, http));
+        self.held.lock().clear();
         Ok(())
     }
 

@@ -17,8 +17,21 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     // Lets restart() take the port back while old connections sit in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    // Lets the listener and the placeholder of `hold` share the port while one hands over.
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// A socket bound to `addr` that does not listen: while the server is stopped it keeps the
+/// port, so connections are refused (no listener) but no other socket (another test's server,
+/// a client's ephemeral port) can take it before `restart`. Without SO_REUSEADDR it conflicts
+/// with every other bind except a listener of `bind` (SO_REUSEPORT on both, same user).
+pub(super) fn hold(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

@@ -268,6 +268,13 @@ async fn stop_refuses_connections_and_restart_reuses_ports() {
     server.stop().await;
     assert!(TcpStream::connect(grpc).await.is_err());
     assert!(TcpStream::connect(http).await.is_err());
+    // The ports are held meanwhile: nothing else can bind them.
+    for addr in [grpc, http] {
+        assert!(
+            std::net::TcpListener::bind(addr).is_err(),
+            "{addr} was free"
+        );
+    }
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(2), idle.read(&mut buf))
