@@ -117,9 +117,8 @@ impl LokiExporter {
     pub fn map_batch(&self, batch: &Batch) -> Vec<TenantStreams> {
         let mut mapper = Mapper::new(&self.opts, now_unix_nanos());
         for item in &batch.items {
-            match crate::otlp::decode(item.payload.clone()) {
-                Ok(req) => mapper.add_request(&req),
-                Err(_) => self.dropped("decode_error", u64::from(item.count)),
+            if crate::otlp::with_request(&item.payload, |req| mapper.add_request(req)).is_err() {
+                self.dropped("decode_error", u64::from(item.count));
             }
         }
         let (tenants, report) = mapper.finish();

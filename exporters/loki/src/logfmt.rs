@@ -7,7 +7,7 @@
 //! * `traceID`/`spanID`/`severity`/`flags` replace same-named keys of a map body, not of a
 //!   parsed string body (Go compares the parsed `[]byte` keys with strings, never equal).
 
-use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
+use crate::otlp::{AnyValue, KeyValue, any_value::Value};
 use crate::value::{self, kind};
 
 /// A logfmt value, keeping Go's distinction between `string` and `[]byte` values: a string
@@ -34,11 +34,11 @@ pub struct KeyVal {
 pub fn body_keyvals(body: Option<&AnyValue>) -> Vec<KeyVal> {
     match kind(body) {
         None => Vec::new(),
-        Some(Value::StringValue(s)) => parse_line(text(s)).unwrap_or_else(|| {
+        Some(Value::StringValue(s)) => parse_line(s).unwrap_or_else(|| {
             vec![KeyVal {
                 key: "msg".into(),
                 replaceable: true,
-                value: LogfmtValue::Str(text(s).to_owned()),
+                value: LogfmtValue::Str((*s).to_owned()),
             }]
         }),
         Some(Value::KvlistValue(_)) => {
@@ -75,7 +75,7 @@ pub fn flatten(key: &str, v: Option<&AnyValue>, out: &mut Vec<KeyVal>) {
     };
     match kind(v) {
         None => {}
-        Some(Value::StringValue(s)) => push(out, LogfmtValue::Str(text(s).to_owned())),
+        Some(Value::StringValue(s)) => push(out, LogfmtValue::Str((*s).to_owned())),
         Some(Value::BoolValue(b)) => push(out, LogfmtValue::Bool(*b)),
         Some(Value::IntValue(i)) => push(out, LogfmtValue::Int(*i)),
         Some(Value::DoubleValue(f)) => push(out, LogfmtValue::Float(*f)),
@@ -85,7 +85,7 @@ pub fn flatten(key: &str, v: Option<&AnyValue>, out: &mut Vec<KeyVal>) {
         ),
         Some(Value::KvlistValue(list)) => {
             for kv in &list.values {
-                flatten(&format!("{prefix}{}", kv.key_str()), kv.value.as_ref(), out);
+                flatten(&format!("{prefix}{}", kv.key), kv.value.as_ref(), out);
             }
         }
         Some(Value::ArrayValue(arr)) => {
@@ -100,11 +100,11 @@ pub fn flatten(key: &str, v: Option<&AnyValue>, out: &mut Vec<KeyVal>) {
 /// Appends attributes as `<prefix><key>=...` pairs in their order.
 pub fn push_attributes<'a>(
     prefix: &str,
-    attrs: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
     out: &mut Vec<KeyVal>,
 ) {
     for kv in attrs {
-        flatten(&format!("{prefix}{}", kv.key_str()), kv.value.as_ref(), out);
+        flatten(&format!("{prefix}{}", kv.key), kv.value.as_ref(), out);
     }
 }
 
@@ -340,7 +340,7 @@ mod tests {
 
     fn line(body: &str) -> String {
         encode(&body_keyvals(Some(&AnyValue {
-            value: Some(Value::StringValue(body.to_owned().into())),
+            value: Some(Value::StringValue(body)),
         })))
     }
 
@@ -402,7 +402,7 @@ mod tests {
         flatten(
             "traceID",
             Some(&AnyValue {
-                value: Some(Value::StringValue("abc".into())),
+                value: Some(Value::StringValue("abc")),
             }),
             &mut flat,
         );

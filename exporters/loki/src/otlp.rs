@@ -1,522 +1,464 @@
-//! The OTLP logs messages the mapping reads, decoded from an item's `Bytes` payload without
-//! copying the hot strings: attribute keys, string values and bytes values are slices of the
-//! payload (`Bytes`), not owned `String`s and `Vec`s. Allocating and copying every attribute
-//! of every record was the largest single item of the Loki exporter's profile.
+//! The OTLP logs messages the mapping reads, as views into an item's payload: every string
+//! and bytes field is a slice of the payload, so decoding allocates only the lists (records,
+//! attributes) and checks each string for UTF-8 once, here. Owned strings, reference-counted
+//! slices and a second UTF-8 check when the line was written were half of the Loki exporter's
+//! decode and a tenth of its whole profile (`benches/RESULTS.md`, session 8).
 //!
-//! The messages mirror `opentelemetry.proto.logs.v1` and `common.v1` field for field (tags,
-//! types, unknown fields skipped, last value wins, repeated messages merged) and every string
-//! is checked for UTF-8 where prost checks it, so a payload decodes here exactly when
-//! `ExportLogsServiceRequest::decode` accepts it, with the same values.
+//! [`decode`] mirrors prost's decoding of `opentelemetry.proto.collector.logs.v1` field for
+//! field: tags and wire types, unknown fields skipped, last value wins, a repeated singular
+//! message merged into the first, a oneof message variant merged only into the same variant,
+//! strings refused unless UTF-8. What it does not cover it leaves to prost: a malformed
+//! payload, a group, nesting deeper than [`MAX_DEPTH`]. [`with_request`] then decodes with
+//! prost, so a payload is accepted exactly when `ExportLogsServiceRequest::decode` accepts it,
+//! with prost's error when it does not.
+//!
+//! Only the fields the mapping reads are kept; the others are decoded (and so checked) and
+//! dropped.
 
-use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{
-    DecodeContext, WireType, bool as pbool, bytes as pbytes, double, fixed32, fixed64, int32,
-    int64, message, skip_field, string, uint32,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1 as proto;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 use prost::{DecodeError, Message};
 
+/// Nesting below prost's recursion limit (100), so prost's limit can never be what decides a
+/// payload [`decode`] accepts; anything deeper goes to prost.
+pub const MAX_DEPTH: u32 = 64;
+
 /// `ExportLogsServiceRequest` (and `LogsData`: same field).
-#[derive(Clone, PartialEq, Message)]
-pub struct LogsRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub resource_logs: Vec<ResourceLogs>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ResourceLogs {
-    #[prost(message, optional, tag = "1")]
-    pub resource: Option<Resource>,
-    #[prost(message, repeated, tag = "2")]
-    pub scope_logs: Vec<ScopeLogs>,
-    #[prost(string, tag = "3")]
-    pub schema_url: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Resource {
-    #[prost(message, repeated, tag = "1")]
-    pub attributes: Vec<KeyValue>,
-    #[prost(uint32, tag = "2")]
-    pub dropped_attributes_count: u32,
-    #[prost(message, repeated, tag = "3")]
-    pub entity_refs: Vec<EntityRef>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct EntityRef {
-    #[prost(string, tag = "1")]
-    pub schema_url: String,
-    #[prost(string, tag = "2")]
-    pub r#type: String,
-    #[prost(string, repeated, tag = "3")]
-    pub id_keys: Vec<String>,
-    #[prost(string, repeated, tag = "4")]
-    pub description_keys: Vec<String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ScopeLogs {
-    #[prost(message, optional, tag = "1")]
-    pub scope: Option<InstrumentationScope>,
-    #[prost(message, repeated, tag = "2")]
-    pub log_records: Vec<LogRecord>,
-    #[prost(string, tag = "3")]
-    pub schema_url: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct InstrumentationScope {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub version: String,
-    #[prost(message, repeated, tag = "3")]
-    pub attributes: Vec<KeyValue>,
-    #[prost(uint32, tag = "4")]
-    pub dropped_attributes_count: u32,
-}
-
-/// `LogRecord`, decoded as prost's derive would (tags, types, defaults, error paths), except
-/// that an attribute of the common short-string shape is read in one step
-/// ([`sluice_otlp::ShortStringAttribute`]) instead of through two nested message merges.
 #[derive(Clone, PartialEq, Debug, Default)]
-pub struct LogRecord {
+pub struct LogsRequest<'a> {
+    pub resource_logs: Vec<ResourceLogs<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct ResourceLogs<'a> {
+    pub resource: Option<Resource<'a>>,
+    pub scope_logs: Vec<ScopeLogs<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Resource<'a> {
+    pub attributes: Vec<KeyValue<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct ScopeLogs<'a> {
+    pub scope: Option<InstrumentationScope<'a>>,
+    pub log_records: Vec<LogRecord<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct InstrumentationScope<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct LogRecord<'a> {
     pub time_unix_nano: u64,
     pub observed_time_unix_nano: u64,
     /// An open enum: unknown numbers are kept, as prost keeps them.
     pub severity_number: i32,
-    pub severity_text: String,
-    pub body: Option<AnyValue>,
-    pub attributes: Vec<KeyValue>,
-    pub dropped_attributes_count: u32,
+    pub severity_text: &'a str,
+    pub body: Option<AnyValue<'a>>,
+    pub attributes: Vec<KeyValue<'a>>,
     pub flags: u32,
-    pub trace_id: Bytes,
-    pub span_id: Bytes,
-    pub event_name: String,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
 }
 
-impl Message for LogRecord {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if self.time_unix_nano != 0 {
-            fixed64::encode(1, &self.time_unix_nano, buf);
-        }
-        if self.severity_number != 0 {
-            int32::encode(2, &self.severity_number, buf);
-        }
-        if !self.severity_text.is_empty() {
-            string::encode(3, &self.severity_text, buf);
-        }
-        if let Some(body) = &self.body {
-            message::encode(5, body, buf);
-        }
-        message::encode_repeated(6, &self.attributes, buf);
-        if self.dropped_attributes_count != 0 {
-            uint32::encode(7, &self.dropped_attributes_count, buf);
-        }
-        if self.flags != 0 {
-            fixed32::encode(8, &self.flags, buf);
-        }
-        if !self.trace_id.is_empty() {
-            pbytes::encode(9, &self.trace_id, buf);
-        }
-        if !self.span_id.is_empty() {
-            pbytes::encode(10, &self.span_id, buf);
-        }
-        if self.observed_time_unix_nano != 0 {
-            fixed64::encode(11, &self.observed_time_unix_nano, buf);
-        }
-        if !self.event_name.is_empty() {
-            string::encode(12, &self.event_name, buf);
-        }
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        let (merged, field) = match tag {
-            1 => (
-                fixed64::merge(wire_type, &mut self.time_unix_nano, buf, ctx),
-                "time_unix_nano",
-            ),
-            2 => (
-                int32::merge(wire_type, &mut self.severity_number, buf, ctx),
-                "severity_number",
-            ),
-            3 => (
-                string::merge(wire_type, &mut self.severity_text, buf, ctx),
-                "severity_text",
-            ),
-            5 => (
-                message::merge(
-                    wire_type,
-                    self.body.get_or_insert_with(AnyValue::default),
-                    buf,
-                    ctx,
-                ),
-                "body",
-            ),
-            6 => {
-                if wire_type == WireType::LengthDelimited
-                    && let Some(attribute) = short_string_attribute(buf)
-                {
-                    self.attributes.push(attribute);
-                    return Ok(());
-                }
-                (
-                    message::merge_repeated(wire_type, &mut self.attributes, buf, ctx),
-                    "attributes",
-                )
-            }
-            7 => (
-                uint32::merge(wire_type, &mut self.dropped_attributes_count, buf, ctx),
-                "dropped_attributes_count",
-            ),
-            8 => (
-                fixed32::merge(wire_type, &mut self.flags, buf, ctx),
-                "flags",
-            ),
-            9 => (
-                pbytes::merge(wire_type, &mut self.trace_id, buf, ctx),
-                "trace_id",
-            ),
-            10 => (
-                pbytes::merge(wire_type, &mut self.span_id, buf, ctx),
-                "span_id",
-            ),
-            11 => (
-                fixed64::merge(wire_type, &mut self.observed_time_unix_nano, buf, ctx),
-                "observed_time_unix_nano",
-            ),
-            12 => (
-                string::merge(wire_type, &mut self.event_name, buf, ctx),
-                "event_name",
-            ),
-            _ => return skip_field(wire_type, tag, buf, ctx),
-        };
-        merged.map_err(|mut error| {
-            error.push("LogRecord", field);
-            error
-        })
-    }
-
-    fn encoded_len(&self) -> usize {
-        let nonzero = |set: bool, len: usize| if set { len } else { 0 };
-        nonzero(
-            self.time_unix_nano != 0,
-            fixed64::encoded_len(1, &self.time_unix_nano),
-        ) + nonzero(
-            self.severity_number != 0,
-            int32::encoded_len(2, &self.severity_number),
-        ) + nonzero(
-            !self.severity_text.is_empty(),
-            string::encoded_len(3, &self.severity_text),
-        ) + self
-            .body
-            .as_ref()
-            .map_or(0, |body| message::encoded_len(5, body))
-            + message::encoded_len_repeated(6, &self.attributes)
-            + nonzero(
-                self.dropped_attributes_count != 0,
-                uint32::encoded_len(7, &self.dropped_attributes_count),
-            )
-            + nonzero(self.flags != 0, fixed32::encoded_len(8, &self.flags))
-            + nonzero(
-                !self.trace_id.is_empty(),
-                pbytes::encoded_len(9, &self.trace_id),
-            )
-            + nonzero(
-                !self.span_id.is_empty(),
-                pbytes::encoded_len(10, &self.span_id),
-            )
-            + nonzero(
-                self.observed_time_unix_nano != 0,
-                fixed64::encoded_len(11, &self.observed_time_unix_nano),
-            )
-            + nonzero(
-                !self.event_name.is_empty(),
-                string::encoded_len(12, &self.event_name),
-            )
-    }
-
-    fn clear(&mut self) {
-        *self = LogRecord::default();
-    }
-}
-
-/// The attribute at the front of `buf` (its length prefix, then the `KeyValue`) when it has
-/// the short-string shape and lies in one chunk, read with the key and text as slices of the
-/// payload; `None` leaves `buf` untouched for the general decode.
-#[inline(always)]
-fn short_string_attribute(buf: &mut impl Buf) -> Option<KeyValue> {
-    let (body_len, parts) = {
-        let [len, rest @ ..] = buf.chunk() else {
-            return None;
-        };
-        if *len >= 0x80 {
-            return None;
-        }
-        let body = rest.get(..usize::from(*len))?;
-        (body.len(), sluice_otlp::ShortStringAttribute::parse(body)?)
-    };
-    buf.advance(1 + parts.key.start);
-    let key = buf.copy_to_bytes(parts.key.len());
-    let value = match parts.text {
-        None => {
-            buf.advance(body_len - parts.key.end);
-            AnyValue::default()
-        }
-        Some(text) => {
-            buf.advance(text.start - parts.key.end);
-            AnyValue {
-                value: Some(any_value::Value::StringValue(buf.copy_to_bytes(text.len()))),
-            }
-        }
-    };
-    Some(KeyValue {
-        key,
-        value: Some(value),
-        key_strindex: 0,
-    })
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ArrayValue {
-    #[prost(message, repeated, tag = "1")]
-    pub values: Vec<AnyValue>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct KeyValueList {
-    #[prost(message, repeated, tag = "1")]
-    pub values: Vec<KeyValue>,
-}
-
-/// `KeyValue` with the key as a slice of the payload (checked UTF-8).
 #[derive(Clone, PartialEq, Debug, Default)]
-pub struct KeyValue {
-    pub key: Bytes,
-    pub value: Option<AnyValue>,
-    pub key_strindex: i32,
+pub struct KeyValue<'a> {
+    pub key: &'a str,
+    pub value: Option<AnyValue<'a>>,
 }
 
-impl KeyValue {
-    /// The key as text (checked when decoded; a key built in code that is not UTF-8 reads as "").
-    pub fn key_str(&self) -> &str {
-        text(&self.key)
-    }
-}
-
-/// `AnyValue` with strings and bytes as slices of the payload.
 #[derive(Clone, PartialEq, Debug, Default)]
-pub struct AnyValue {
-    pub value: Option<any_value::Value>,
+pub struct AnyValue<'a> {
+    pub value: Option<any_value::Value<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct ArrayValue<'a> {
+    pub values: Vec<AnyValue<'a>>,
+}
+
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct KeyValueList<'a> {
+    pub values: Vec<KeyValue<'a>>,
 }
 
 pub mod any_value {
-    use super::{ArrayValue, Bytes, KeyValueList};
+    use super::{ArrayValue, KeyValueList};
 
     #[derive(Clone, PartialEq, Debug)]
-    pub enum Value {
-        /// Checked UTF-8 (see [`super::text`]).
-        StringValue(Bytes),
+    pub enum Value<'a> {
+        StringValue(&'a str),
         BoolValue(bool),
         IntValue(i64),
         DoubleValue(f64),
-        ArrayValue(ArrayValue),
-        KvlistValue(KeyValueList),
-        BytesValue(Bytes),
+        ArrayValue(ArrayValue<'a>),
+        KvlistValue(KeyValueList<'a>),
+        BytesValue(&'a [u8]),
         StringValueStrindex(i32),
     }
 }
 
-/// A decoded string field as `&str`. Every string field was checked for UTF-8 when it was
-/// decoded, so this never yields "" for a decoded value.
-pub fn text(b: &Bytes) -> &str {
-    std::str::from_utf8(b).unwrap_or_default()
-}
-
-/// Decodes one item's payload, sharing its buffer.
-pub fn decode(payload: Bytes) -> Result<LogsRequest, DecodeError> {
-    LogsRequest::decode(payload)
-}
-
-/// A string field: the bytes (a slice when `buf` is `Bytes`), last value wins, refused when
-/// any occurrence is not UTF-8, like prost's `string::merge`.
-fn merge_str(
-    wire_type: WireType,
-    value: &mut Bytes,
-    buf: &mut impl Buf,
-    ctx: DecodeContext,
-) -> Result<(), DecodeError> {
-    pbytes::merge(wire_type, value, buf, ctx)?;
-    // Most strings are short ASCII, which `is_ascii` checks a word at a time.
-    if value.is_ascii() || std::str::from_utf8(value).is_ok() {
-        return Ok(());
+/// Decodes `payload` and hands the request to `f`: through [`decode`], else through prost
+/// (see the module documentation), whose error is returned when neither accepts it.
+pub fn with_request<T>(
+    payload: &[u8],
+    f: impl FnOnce(&LogsRequest<'_>) -> T,
+) -> Result<T, DecodeError> {
+    if let Some(request) = decode(payload) {
+        return Ok(f(&request));
     }
-    *value = Bytes::new();
-    Err(utf8_error())
+    let owned = ExportLogsServiceRequest::decode(payload)?;
+    Ok(f(&LogsRequest::from_proto(&owned)))
 }
 
-/// prost's error for a string that is not UTF-8. prost keeps its constructor for its own
-/// generated code (deprecated for other callers), and a mirror of its string decoding needs it.
-fn utf8_error() -> DecodeError {
-    #[allow(deprecated)]
-    DecodeError::new("invalid string value: data is not UTF-8 encoded")
-}
-
-impl Message for KeyValue {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if !self.key.is_empty() {
-            pbytes::encode(1, &self.key, buf);
+/// The request in `payload` as views into it, or `None` when it is malformed or needs what
+/// only prost decodes (a group, deep nesting): decode it with prost then, as [`with_request`]
+/// does.
+pub fn decode(payload: &[u8]) -> Option<LogsRequest<'_>> {
+    let mut request = LogsRequest::default();
+    fields(payload, |tag, wire, buf| match tag {
+        1 => {
+            let mut resource_logs = ResourceLogs::default();
+            merge_resource_logs(&mut resource_logs, delimited(wire, buf)?, 1)?;
+            request.resource_logs.push(resource_logs);
+            Some(())
         }
-        if let Some(value) = &self.value {
-            message::encode(2, value, buf);
-        }
-        if self.key_strindex != 0 {
-            int32::encode(3, &self.key_strindex, buf);
-        }
-    }
+        _ => skip(wire, tag, buf),
+    })?;
+    Some(request)
+}
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        match tag {
-            1 => merge_str(wire_type, &mut self.key, buf, ctx),
-            2 => message::merge(
-                wire_type,
-                self.value.get_or_insert_with(AnyValue::default),
-                buf,
-                ctx,
-            ),
-            3 => int32::merge(wire_type, &mut self.key_strindex, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
+impl<'a> LogsRequest<'a> {
+    /// The same request as views into a prost-decoded one.
+    pub fn from_proto(request: &'a ExportLogsServiceRequest) -> LogsRequest<'a> {
+        let attributes =
+            |list: &'a [proto::KeyValue]| list.iter().map(KeyValue::from_proto).collect();
+        LogsRequest {
+            resource_logs: request
+                .resource_logs
+                .iter()
+                .map(|rl| ResourceLogs {
+                    resource: rl.resource.as_ref().map(|r| Resource {
+                        attributes: attributes(&r.attributes),
+                    }),
+                    scope_logs: rl
+                        .scope_logs
+                        .iter()
+                        .map(|sl| ScopeLogs {
+                            scope: sl.scope.as_ref().map(|s| InstrumentationScope {
+                                name: &s.name,
+                                version: &s.version,
+                            }),
+                            log_records: sl
+                                .log_records
+                                .iter()
+                                .map(|r| LogRecord {
+                                    time_unix_nano: r.time_unix_nano,
+                                    observed_time_unix_nano: r.observed_time_unix_nano,
+                                    severity_number: r.severity_number,
+                                    severity_text: &r.severity_text,
+                                    body: r.body.as_ref().map(AnyValue::from_proto),
+                                    attributes: attributes(&r.attributes),
+                                    flags: r.flags,
+                                    trace_id: &r.trace_id,
+                                    span_id: &r.span_id,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
-    }
-
-    fn encoded_len(&self) -> usize {
-        (if self.key.is_empty() {
-            0
-        } else {
-            pbytes::encoded_len(1, &self.key)
-        }) + self
-            .value
-            .as_ref()
-            .map_or(0, |v| message::encoded_len(2, v))
-            + if self.key_strindex != 0 {
-                int32::encoded_len(3, &self.key_strindex)
-            } else {
-                0
-            }
-    }
-
-    fn clear(&mut self) {
-        *self = KeyValue::default();
     }
 }
 
-impl Message for AnyValue {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
+impl<'a> KeyValue<'a> {
+    fn from_proto(kv: &'a proto::KeyValue) -> KeyValue<'a> {
+        KeyValue {
+            key: &kv.key,
+            value: kv.value.as_ref().map(AnyValue::from_proto),
+        }
+    }
+}
+
+impl<'a> AnyValue<'a> {
+    fn from_proto(v: &'a proto::AnyValue) -> AnyValue<'a> {
         use any_value::Value;
-        match &self.value {
-            None => {}
-            Some(Value::StringValue(v)) => pbytes::encode(1, v, buf),
-            Some(Value::BoolValue(v)) => pbool::encode(2, v, buf),
-            Some(Value::IntValue(v)) => int64::encode(3, v, buf),
-            Some(Value::DoubleValue(v)) => double::encode(4, v, buf),
-            Some(Value::ArrayValue(v)) => message::encode(5, v, buf),
-            Some(Value::KvlistValue(v)) => message::encode(6, v, buf),
-            Some(Value::BytesValue(v)) => pbytes::encode(7, v, buf),
-            Some(Value::StringValueStrindex(v)) => int32::encode(8, v, buf),
+        use proto::any_value::Value as P;
+        AnyValue {
+            value: v.value.as_ref().map(|v| match v {
+                P::StringValue(s) => Value::StringValue(s),
+                P::BoolValue(b) => Value::BoolValue(*b),
+                P::IntValue(i) => Value::IntValue(*i),
+                P::DoubleValue(f) => Value::DoubleValue(*f),
+                P::ArrayValue(a) => Value::ArrayValue(ArrayValue {
+                    values: a.values.iter().map(AnyValue::from_proto).collect(),
+                }),
+                P::KvlistValue(l) => Value::KvlistValue(KeyValueList {
+                    values: l.values.iter().map(KeyValue::from_proto).collect(),
+                }),
+                P::BytesValue(b) => Value::BytesValue(b),
+                P::StringValueStrindex(i) => Value::StringValueStrindex(*i),
+            }),
         }
     }
+}
 
-    /// A oneof as prost merges it: a message variant that is already set merges, anything
-    /// else replaces.
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        use any_value::Value;
+// The decoding. Every function returns `None` where prost's would fail or where the payload
+// needs what only prost decodes; `with_request` then asks prost.
+
+/// Calls `field` with each field's tag, wire type and the buffer positioned at its value; the
+/// field must consume exactly its value.
+fn fields<'a>(
+    mut buf: &'a [u8],
+    mut field: impl FnMut(u32, WireType, &mut &'a [u8]) -> Option<()>,
+) -> Option<()> {
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        field(tag, wire, &mut buf)?;
+    }
+    Some(())
+}
+
+/// An unknown field, skipped as prost skips it (groups are left to prost).
+fn skip(wire: WireType, tag: u32, buf: &mut &[u8]) -> Option<()> {
+    match wire {
+        WireType::StartGroup | WireType::EndGroup => None,
+        _ => skip_field(wire, tag, buf, DecodeContext::default()).ok(),
+    }
+}
+
+fn delimited<'a>(wire: WireType, buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    if wire != WireType::LengthDelimited {
+        return None;
+    }
+    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
+    let value = buf.get(..len)?;
+    *buf = buf.get(len..)?;
+    Some(value)
+}
+
+fn string<'a>(wire: WireType, buf: &mut &'a [u8]) -> Option<&'a str> {
+    std::str::from_utf8(delimited(wire, buf)?).ok()
+}
+
+fn varint(wire: WireType, buf: &mut &[u8]) -> Option<u64> {
+    if wire != WireType::Varint {
+        return None;
+    }
+    decode_varint(buf).ok()
+}
+
+fn fixed64(wire: WireType, buf: &mut &[u8]) -> Option<u64> {
+    if wire != WireType::SixtyFourBit {
+        return None;
+    }
+    let (value, rest) = buf.split_first_chunk::<8>()?;
+    *buf = rest;
+    Some(u64::from_le_bytes(*value))
+}
+
+fn fixed32(wire: WireType, buf: &mut &[u8]) -> Option<u32> {
+    if wire != WireType::ThirtyTwoBit {
+        return None;
+    }
+    let (value, rest) = buf.split_first_chunk::<4>()?;
+    *buf = rest;
+    Some(u32::from_le_bytes(*value))
+}
+
+/// The value of a nested message field at `depth`, or `None` past [`MAX_DEPTH`].
+fn nested<'a>(wire: WireType, buf: &mut &'a [u8], depth: u32) -> Option<&'a [u8]> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    delimited(wire, buf)
+}
+
+fn merge_resource_logs<'a>(rl: &mut ResourceLogs<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => {
+            let resource = rl.resource.get_or_insert_with(Resource::default);
+            merge_resource(resource, nested(wire, buf, depth + 1)?, depth + 1)
+        }
+        2 => {
+            let mut scope_logs = ScopeLogs::default();
+            merge_scope_logs(&mut scope_logs, nested(wire, buf, depth + 1)?, depth + 1)?;
+            rl.scope_logs.push(scope_logs);
+            Some(())
+        }
+        3 => string(wire, buf).map(drop), // schema_url
+        _ => skip(wire, tag, buf),
+    })
+}
+
+fn merge_resource<'a>(resource: &mut Resource<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => push_attribute(&mut resource.attributes, wire, buf, depth + 1),
+        2 => varint(wire, buf).map(drop), // dropped_attributes_count
+        3 => check_entity_ref(nested(wire, buf, depth + 1)?), // entity_refs
+        _ => skip(wire, tag, buf),
+    })
+}
+
+/// `EntityRef`: four string fields (two repeated), checked and dropped.
+fn check_entity_ref(buf: &[u8]) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1..=4 => string(wire, buf).map(drop),
+        _ => skip(wire, tag, buf),
+    })
+}
+
+fn merge_scope_logs<'a>(sl: &mut ScopeLogs<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => {
+            let scope = sl.scope.get_or_insert_with(InstrumentationScope::default);
+            merge_scope(scope, nested(wire, buf, depth + 1)?, depth + 1)
+        }
+        2 => {
+            let mut record = LogRecord::default();
+            merge_log_record(&mut record, nested(wire, buf, depth + 1)?, depth + 1)?;
+            sl.log_records.push(record);
+            Some(())
+        }
+        3 => string(wire, buf).map(drop), // schema_url
+        _ => skip(wire, tag, buf),
+    })
+}
+
+fn merge_scope<'a>(scope: &mut InstrumentationScope<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => string(wire, buf).map(|s| scope.name = s),
+        2 => string(wire, buf).map(|s| scope.version = s),
+        // attributes: checked and dropped.
+        3 => push_attribute(&mut Vec::new(), wire, buf, depth + 1),
+        4 => varint(wire, buf).map(drop), // dropped_attributes_count
+        _ => skip(wire, tag, buf),
+    })
+}
+
+fn merge_log_record<'a>(record: &mut LogRecord<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => fixed64(wire, buf).map(|v| record.time_unix_nano = v),
+        // int32 and uint32 as prost reads them: the varint truncated.
+        2 => varint(wire, buf).map(|v| record.severity_number = v as i32),
+        3 => string(wire, buf).map(|s| record.severity_text = s),
+        5 => {
+            let body = record.body.get_or_insert_with(AnyValue::default);
+            merge_any_value(body, nested(wire, buf, depth + 1)?, depth + 1)
+        }
+        6 => push_attribute(&mut record.attributes, wire, buf, depth + 1),
+        7 => varint(wire, buf).map(drop), // dropped_attributes_count
+        8 => fixed32(wire, buf).map(|v| record.flags = v),
+        9 => delimited(wire, buf).map(|b| record.trace_id = b),
+        10 => delimited(wire, buf).map(|b| record.span_id = b),
+        11 => fixed64(wire, buf).map(|v| record.observed_time_unix_nano = v),
+        12 => string(wire, buf).map(drop), // event_name
+        _ => skip(wire, tag, buf),
+    })
+}
+
+/// One more element of a repeated `KeyValue` field at `depth`. The common short-string shape
+/// ([`sluice_otlp::ShortStringAttribute`]) is read in one step.
+fn push_attribute<'a>(
+    attributes: &mut Vec<KeyValue<'a>>,
+    wire: WireType,
+    buf: &mut &'a [u8],
+    depth: u32,
+) -> Option<()> {
+    let body = nested(wire, buf, depth)?;
+    let attribute = match sluice_otlp::ShortStringAttribute::parse(body) {
+        Some(short) => KeyValue {
+            key: std::str::from_utf8(body.get(short.key)?).ok()?,
+            value: Some(AnyValue {
+                value: match short.text {
+                    Some(text) => Some(any_value::Value::StringValue(
+                        std::str::from_utf8(body.get(text)?).ok()?,
+                    )),
+                    None => None,
+                },
+            }),
+        },
+        None => {
+            let mut kv = KeyValue::default();
+            merge_key_value(&mut kv, body, depth)?;
+            kv
+        }
+    };
+    attributes.push(attribute);
+    Some(())
+}
+
+fn merge_key_value<'a>(kv: &mut KeyValue<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => string(wire, buf).map(|s| kv.key = s),
+        2 => {
+            let value = kv.value.get_or_insert_with(AnyValue::default);
+            merge_any_value(value, nested(wire, buf, depth + 1)?, depth + 1)
+        }
+        3 => varint(wire, buf).map(drop), // key_strindex
+        _ => skip(wire, tag, buf),
+    })
+}
+
+/// The oneof as prost merges it: a message variant that is already set merges, anything else
+/// replaces.
+fn merge_any_value<'a>(v: &mut AnyValue<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    use any_value::Value;
+    fields(buf, |tag, wire, buf| {
         let value = match tag {
-            1 => {
-                let mut v = Bytes::new();
-                merge_str(wire_type, &mut v, buf, ctx)?;
-                Value::StringValue(v)
-            }
-            2 => {
-                let mut v = false;
-                pbool::merge(wire_type, &mut v, buf, ctx)?;
-                Value::BoolValue(v)
-            }
-            3 => {
-                let mut v = 0;
-                int64::merge(wire_type, &mut v, buf, ctx)?;
-                Value::IntValue(v)
-            }
-            4 => {
-                let mut v = 0.0;
-                double::merge(wire_type, &mut v, buf, ctx)?;
-                Value::DoubleValue(v)
-            }
+            1 => Value::StringValue(string(wire, buf)?),
+            2 => Value::BoolValue(varint(wire, buf)? != 0),
+            3 => Value::IntValue(varint(wire, buf)? as i64),
+            4 => Value::DoubleValue(f64::from_bits(fixed64(wire, buf)?)),
             5 => {
-                if let Some(Value::ArrayValue(v)) = &mut self.value {
-                    return message::merge(wire_type, v, buf, ctx);
+                let inner = nested(wire, buf, depth + 1)?;
+                if let Some(Value::ArrayValue(array)) = &mut v.value {
+                    return merge_array(array, inner, depth + 1);
                 }
-                let mut v = ArrayValue::default();
-                message::merge(wire_type, &mut v, buf, ctx)?;
-                Value::ArrayValue(v)
+                let mut array = ArrayValue::default();
+                merge_array(&mut array, inner, depth + 1)?;
+                Value::ArrayValue(array)
             }
             6 => {
-                if let Some(Value::KvlistValue(v)) = &mut self.value {
-                    return message::merge(wire_type, v, buf, ctx);
+                let inner = nested(wire, buf, depth + 1)?;
+                if let Some(Value::KvlistValue(list)) = &mut v.value {
+                    return merge_kvlist(list, inner, depth + 1);
                 }
-                let mut v = KeyValueList::default();
-                message::merge(wire_type, &mut v, buf, ctx)?;
-                Value::KvlistValue(v)
+                let mut list = KeyValueList::default();
+                merge_kvlist(&mut list, inner, depth + 1)?;
+                Value::KvlistValue(list)
             }
-            7 => {
-                let mut v = Bytes::new();
-                pbytes::merge(wire_type, &mut v, buf, ctx)?;
-                Value::BytesValue(v)
-            }
-            8 => {
-                let mut v = 0;
-                int32::merge(wire_type, &mut v, buf, ctx)?;
-                Value::StringValueStrindex(v)
-            }
-            _ => return skip_field(wire_type, tag, buf, ctx),
+            7 => Value::BytesValue(delimited(wire, buf)?),
+            8 => Value::StringValueStrindex(varint(wire, buf)? as i32),
+            _ => return skip(wire, tag, buf),
         };
-        self.value = Some(value);
-        Ok(())
-    }
+        v.value = Some(value);
+        Some(())
+    })
+}
 
-    fn encoded_len(&self) -> usize {
-        use any_value::Value;
-        match &self.value {
-            None => 0,
-            Some(Value::StringValue(v)) => pbytes::encoded_len(1, v),
-            Some(Value::BoolValue(v)) => pbool::encoded_len(2, v),
-            Some(Value::IntValue(v)) => int64::encoded_len(3, v),
-            Some(Value::DoubleValue(v)) => double::encoded_len(4, v),
-            Some(Value::ArrayValue(v)) => message::encoded_len(5, v),
-            Some(Value::KvlistValue(v)) => message::encoded_len(6, v),
-            Some(Value::BytesValue(v)) => pbytes::encoded_len(7, v),
-            Some(Value::StringValueStrindex(v)) => int32::encoded_len(8, v),
+fn merge_array<'a>(array: &mut ArrayValue<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => {
+            let mut value = AnyValue::default();
+            merge_any_value(&mut value, nested(wire, buf, depth + 1)?, depth + 1)?;
+            array.values.push(value);
+            Some(())
         }
-    }
+        _ => skip(wire, tag, buf),
+    })
+}
 
-    fn clear(&mut self) {
-        self.value = None;
-    }
+fn merge_kvlist<'a>(list: &mut KeyValueList<'a>, buf: &'a [u8], depth: u32) -> Option<()> {
+    fields(buf, |tag, wire, buf| match tag {
+        1 => push_attribute(&mut list.values, wire, buf, depth + 1),
+        _ => skip(wire, tag, buf),
+    })
 }

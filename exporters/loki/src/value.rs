@@ -5,7 +5,7 @@
 //! for JSON lines (HTML-safe escaping, sorted map keys, ES6 float text) and `fmt.Sprint` for
 //! logfmt values. Each is reproduced here.
 
-use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
+use crate::otlp::{AnyValue, KeyValue, any_value::Value};
 use base64::Engine;
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -16,7 +16,7 @@ pub struct UnsupportedValue;
 
 /// The value's variant, treating the profiling-only string index as absent (as the spec asks
 /// non-profiling receivers to do).
-pub fn kind(v: Option<&AnyValue>) -> Option<&Value> {
+pub fn kind<'v, 'a>(v: Option<&'v AnyValue<'a>>) -> Option<&'v Value<'a>> {
     match v.and_then(|v| v.value.as_ref()) {
         Some(Value::StringValueStrindex(_)) | None => None,
         Some(other) => Some(other),
@@ -24,15 +24,15 @@ pub fn kind(v: Option<&AnyValue>) -> Option<&Value> {
 }
 
 /// First attribute with this key, as Go's `pcommon.Map.Get` finds it.
-pub fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
+pub fn get<'v, 'a>(attrs: &'v [KeyValue<'a>], key: &str) -> Option<&'v KeyValue<'a>> {
     attrs.iter().find(|kv| kv.key == key)
 }
 
 /// `pcommon.Value.AsString()`.
-pub fn as_string(v: Option<&AnyValue>) -> Cow<'_, str> {
+pub fn as_string<'v>(v: Option<&'v AnyValue<'_>>) -> Cow<'v, str> {
     match kind(v) {
         None => Cow::Borrowed(""),
-        Some(Value::StringValue(s)) => Cow::Borrowed(text(s)),
+        Some(Value::StringValue(s)) => Cow::Borrowed(s),
         Some(Value::BoolValue(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => Cow::Owned(i.to_string()),
         Some(Value::DoubleValue(f)) => Cow::Owned(if f.is_finite() {
@@ -203,7 +203,7 @@ pub fn write_json_str(out: &mut String, s: &str) {
 pub fn write_json_value(out: &mut String, v: Option<&AnyValue>) -> Result<(), UnsupportedValue> {
     match kind(v) {
         None => out.push_str("null"),
-        Some(Value::StringValue(s)) => write_json_str(out, text(s)),
+        Some(Value::StringValue(s)) => write_json_str(out, s),
         Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => {
             let _ = write!(out, "{i}");
@@ -240,10 +240,10 @@ pub fn write_json_value(out: &mut String, v: Option<&AnyValue>) -> Result<(), Un
 /// Appends a JSON object of attributes as Go marshals `map[string]any` (sorted, last wins).
 pub fn write_json_map<'a>(
     out: &mut String,
-    attrs: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
 ) -> Result<(), UnsupportedValue> {
     let mut sorted: Vec<(&str, Option<&AnyValue>)> =
-        attrs.map(|kv| (kv.key_str(), kv.value.as_ref())).collect();
+        attrs.map(|kv| (kv.key, kv.value.as_ref())).collect();
     // Stable: of equal keys the last one stays last, and that one is written.
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     out.push('{');
@@ -269,12 +269,12 @@ mod tests {
     use super::*;
     use crate::otlp::{ArrayValue, KeyValueList};
 
-    fn s(v: &str) -> AnyValue {
+    fn s(v: &str) -> AnyValue<'_> {
         AnyValue {
-            value: Some(Value::StringValue(v.to_owned().into())),
+            value: Some(Value::StringValue(v)),
         }
     }
-    fn d(v: f64) -> AnyValue {
+    fn d(v: f64) -> AnyValue<'static> {
         AnyValue {
             value: Some(Value::DoubleValue(v)),
         }
@@ -403,30 +403,27 @@ mod tests {
         );
         assert_eq!(as_string(None), "");
         let bytes = AnyValue {
-            value: Some(Value::BytesValue(vec![1, 2, 3].into())),
+            value: Some(Value::BytesValue(&[1, 2, 3])),
         };
         assert_eq!(as_string(Some(&bytes)), "AQID");
         let map = AnyValue {
             value: Some(Value::KvlistValue(KeyValueList {
                 values: vec![
                     KeyValue {
-                        key: "z".into(),
+                        key: "z",
                         value: Some(s("1")),
-                        ..Default::default()
                     },
                     KeyValue {
-                        key: "a".into(),
+                        key: "a",
                         value: Some(AnyValue {
                             value: Some(Value::ArrayValue(ArrayValue {
                                 values: vec![d(1.0), AnyValue { value: None }],
                             })),
                         }),
-                        ..Default::default()
                     },
                     KeyValue {
-                        key: "z".into(),
+                        key: "z",
                         value: Some(s("2")),
-                        ..Default::default()
                     },
                 ],
             })),

@@ -2,33 +2,33 @@
 //! tenant hint.
 
 use super::HINT_TENANT;
-use crate::otlp::{AnyValue, KeyValue, any_value::Value, text};
+use crate::otlp::{AnyValue, KeyValue, any_value::Value};
 use crate::value::{self, as_string, get, kind};
 
 /// Record attributes as Alloy sees them after it adds the `level` attribute.
 pub(super) struct RecordAttrs<'a> {
-    pub(super) attrs: &'a [KeyValue],
-    pub(super) synth_level: Option<KeyValue>,
+    pub(super) attrs: &'a [KeyValue<'a>],
+    pub(super) synth_level: Option<KeyValue<'a>>,
 }
 
-impl RecordAttrs<'_> {
-    pub(super) fn all(&self) -> impl Iterator<Item = &KeyValue> + Clone {
+impl<'a> RecordAttrs<'a> {
+    pub(super) fn all(&self) -> impl Iterator<Item = &KeyValue<'a>> + Clone {
         self.attrs.iter().chain(self.synth_level.iter())
     }
 }
 
 pub(super) fn find<'a>(
-    attrs: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
     key: &str,
-) -> Option<&'a KeyValue> {
+) -> Option<&'a KeyValue<'a>> {
     attrs.into_iter().find(|kv| kv.key == key)
 }
 
 /// `convertAttributesToLabels` lookup: the key as is, else a dotted path into map values.
 pub(super) fn lookup<'a>(
-    attrs: impl Iterator<Item = &'a KeyValue> + Clone,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>> + Clone,
     path: &str,
-) -> Option<&'a KeyValue> {
+) -> Option<&'a KeyValue<'a>> {
     if let Some(kv) = find(attrs.clone(), path) {
         return Some(kv);
     }
@@ -36,9 +36,9 @@ pub(super) fn lookup<'a>(
 }
 
 fn lookup_nested<'a>(
-    attrs: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
     path: &str,
-) -> Option<&'a KeyValue> {
+) -> Option<&'a KeyValue<'a>> {
     let (left, right) = path.split_once('.').unwrap_or((path, ""));
     let kv = find(attrs, left)?;
     if right.is_empty() {
@@ -53,7 +53,7 @@ fn lookup_nested<'a>(
 /// `parseAttributeNames`: a comma-separated string, an array, or any other value as text.
 pub(super) fn hint_names(v: Option<&AnyValue>) -> Vec<String> {
     match kind(v) {
-        Some(Value::StringValue(s)) => text(s).split(',').map(|n| n.trim().to_owned()).collect(),
+        Some(Value::StringValue(s)) => s.split(',').map(|n| n.trim().to_owned()).collect(),
         Some(Value::ArrayValue(arr)) => arr
             .values
             .iter()
@@ -76,10 +76,10 @@ pub(super) fn tenant_from_hint(res_attrs: &[KeyValue], rec_attrs: &[KeyValue]) -
     let Some(Value::StringValue(attr)) = kind(hint.value.as_ref()) else {
         return None;
     };
-    let attr = text(attr);
+    let attr = *attr;
     let tenant_kv = get(res_attrs, attr).or_else(|| get(rec_attrs, attr))?;
     match kind(tenant_kv.value.as_ref()) {
-        Some(Value::StringValue(t)) if !t.is_empty() => Some(text(t).to_owned()),
+        Some(Value::StringValue(t)) if !t.is_empty() => Some((*t).to_owned()),
         _ => None,
     }
 }

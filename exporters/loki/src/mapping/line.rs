@@ -31,7 +31,7 @@ pub(super) fn structured_metadata<'k>(
     res_attrs: &[KeyValue],
     rec: &RecordAttrs,
     record: &LogRecord,
-    removed_everywhere: &dyn Fn(&[u8]) -> bool,
+    removed_everywhere: &dyn Fn(&str) -> bool,
 ) -> Metadata<'k> {
     let mut m = Metadata {
         pairs: Vec::new(),
@@ -42,20 +42,20 @@ pub(super) fn structured_metadata<'k>(
     };
     for (key, name) in &opts.structured_metadata {
         if key == "trace_id"
-            && let Some(hex) = non_zero_hex(&record.trace_id)
+            && let Some(hex) = non_zero_hex(record.trace_id)
         {
             m.pairs.push((name.clone(), hex));
             m.trace_moved = true;
             continue;
         }
         if key == "span_id"
-            && let Some(hex) = non_zero_hex(&record.span_id)
+            && let Some(hex) = non_zero_hex(record.span_id)
         {
             m.pairs.push((name.clone(), hex));
             m.span_moved = true;
             continue;
         }
-        if removed_everywhere(key.as_bytes()) {
+        if removed_everywhere(key) {
             continue;
         }
         if let Some(kv) = find(rec.all(), key) {
@@ -79,11 +79,11 @@ pub(super) fn structured_metadata<'k>(
 /// The same for every record of a resource whose labels and metadata take the same keys out.
 pub(super) fn json_resources(
     res_attrs: &[KeyValue],
-    removed_everywhere: &dyn Fn(&[u8]) -> bool,
+    removed_everywhere: &dyn Fn(&str) -> bool,
 ) -> Result<Option<String>, value::UnsupportedValue> {
     let mut left = res_attrs
         .iter()
-        .filter(|kv| !removed_everywhere(&kv.key))
+        .filter(|kv| !removed_everywhere(kv.key))
         .peekable();
     if left.peek().is_none() {
         return Ok(None);
@@ -103,28 +103,27 @@ pub(super) fn render_line(
     rec: &RecordAttrs,
     res_attrs: &[KeyValue],
     metadata: &Metadata,
-    removed_everywhere: &dyn Fn(&[u8]) -> bool,
+    removed_everywhere: &dyn Fn(&str) -> bool,
     resources_json: Option<Result<Option<&str>, value::UnsupportedValue>>,
 ) -> Result<String, value::UnsupportedValue> {
-    let line_rec = rec.all().filter(|kv| {
-        !removed_everywhere(&kv.key) && !metadata.moved_rec.iter().any(|m| kv.key == m.as_bytes())
-    });
-    let line_res = res_attrs.iter().filter(|kv| {
-        !removed_everywhere(&kv.key) && !metadata.moved_res.iter().any(|m| kv.key == m.as_bytes())
-    });
+    let line_rec = rec
+        .all()
+        .filter(|kv| !removed_everywhere(kv.key) && !metadata.moved_rec.contains(&kv.key));
+    let line_res = res_attrs
+        .iter()
+        .filter(|kv| !removed_everywhere(kv.key) && !metadata.moved_res.contains(&kv.key));
     let trace_id = (!metadata.trace_moved)
-        .then(|| non_zero_hex(&record.trace_id))
+        .then(|| non_zero_hex(record.trace_id))
         .flatten();
     let span_id = (!metadata.span_moved)
-        .then(|| non_zero_hex(&record.span_id))
+        .then(|| non_zero_hex(record.span_id))
         .flatten();
     Ok(match format {
         LineFormat::Json => {
             let resources = match resources_json {
                 Some(cached) => cached?.map(std::borrow::Cow::Borrowed),
                 None => json_resources(res_attrs, &|key| {
-                    removed_everywhere(key)
-                        || metadata.moved_res.iter().any(|m| m.as_bytes() == key)
+                    removed_everywhere(key) || metadata.moved_res.contains(&key)
                 })?
                 .map(std::borrow::Cow::Owned),
             };
@@ -150,7 +149,7 @@ fn json_line<'a>(
     scope: Option<&InstrumentationScope>,
     trace_id: Option<String>,
     span_id: Option<String>,
-    attrs: impl Iterator<Item = &'a KeyValue> + Clone,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>> + Clone,
     resources: Option<&str>,
 ) -> Result<String, value::UnsupportedValue> {
     let mut out = String::with_capacity(json_line_capacity(record, attrs.clone(), resources));
@@ -179,7 +178,7 @@ fn json_line<'a>(
     }
     if !record.severity_text.is_empty() {
         field(&mut out, "severity");
-        write_json_str(&mut out, &record.severity_text);
+        write_json_str(&mut out, record.severity_text);
     }
     if record.flags != 0 {
         field(&mut out, "flags");
@@ -196,10 +195,10 @@ fn json_line<'a>(
     if let Some(scope) = scope.filter(|s| !s.name.is_empty()) {
         field(&mut out, "instrumentation_scope");
         out.push_str("{\"name\":");
-        write_json_str(&mut out, &scope.name);
+        write_json_str(&mut out, scope.name);
         if !scope.version.is_empty() {
             out.push_str(",\"version\":");
-            write_json_str(&mut out, &scope.version);
+            write_json_str(&mut out, scope.version);
         }
         out.push('}');
     }
@@ -211,7 +210,7 @@ fn json_line<'a>(
 /// the line is written without growing its buffer.
 fn json_line_capacity<'a>(
     record: &LogRecord,
-    attrs: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
     resources: Option<&str>,
 ) -> usize {
     fn value_len(v: Option<&crate::otlp::AnyValue>) -> usize {
@@ -234,8 +233,8 @@ fn logfmt_line<'a>(
     scope: Option<&InstrumentationScope>,
     trace_id: Option<String>,
     span_id: Option<String>,
-    attrs: impl Iterator<Item = &'a KeyValue>,
-    resources: impl Iterator<Item = &'a KeyValue>,
+    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
+    resources: impl Iterator<Item = &'a KeyValue<'a>>,
 ) -> String {
     let mut kvs = logfmt::body_keyvals(record.body.as_ref());
     if let Some(t) = trace_id {
@@ -248,7 +247,7 @@ fn logfmt_line<'a>(
         logfmt::replace_or_append(
             &mut kvs,
             "severity",
-            LogfmtValue::Str(record.severity_text.clone()),
+            LogfmtValue::Str(record.severity_text.to_owned()),
         );
     }
     if record.flags != 0 {
@@ -268,9 +267,9 @@ fn logfmt_line<'a>(
                 value: LogfmtValue::Str(v.to_owned()),
             })
         };
-        push("instrumentation_scope_name", &scope.name);
+        push("instrumentation_scope_name", scope.name);
         if !scope.version.is_empty() {
-            push("instrumentation_scope_version", &scope.version);
+            push("instrumentation_scope_version", scope.version);
         }
     }
     logfmt::encode(&kvs)

@@ -29,7 +29,6 @@ use crate::otlp::{
     AnyValue, InstrumentationScope, KeyValue, LogRecord, LogsRequest, any_value::Value,
 };
 use crate::value::{UnsupportedValue, as_string, get, kind};
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use std::cell::OnceCell;
@@ -296,9 +295,7 @@ pub fn map_request(
 ) -> (Vec<TenantStreams>, MappingReport) {
     let mut m = Mapper::new(opts, now_ns);
     // A request built in code always encodes to a valid payload.
-    if let Ok(req) = crate::otlp::decode(Bytes::from(req.encode_to_vec())) {
-        m.add_request(&req);
-    }
+    let _ = crate::otlp::with_request(&req.encode_to_vec(), |req| m.add_request(req));
     m.finish()
 }
 
@@ -343,7 +340,7 @@ impl LabelCache {
             || record
                 .attributes
                 .iter()
-                .any(|kv| kv.key == LEVEL || HINTS.iter().any(|h| kv.key == *h))
+                .any(|kv| kv.key == LEVEL || HINTS.contains(&kv.key))
         {
             return None;
         }
@@ -447,10 +444,8 @@ fn map_record(
 
     // 3. Structured metadata, 4. the line, without what became labels or metadata.
     // Keys compared as bytes: attribute keys are payload slices, read as text only when written.
-    let removed_everywhere = |key: &[u8]| {
-        HINTS.iter().any(|h| h.as_bytes() == key)
-            || kept_sources.iter().any(|s| s.as_bytes() == key)
-    };
+    let removed_everywhere =
+        |key: &str| HINTS.contains(&key) || kept_sources.iter().any(|s| s == key);
     let metadata = structured_metadata(opts, res_attrs, &rec, record, &removed_everywhere);
     // Shared only through the cache: uncached labels are used once.
     let resources_json = (format == LineFormat::Json
@@ -545,19 +540,19 @@ fn attribute_hint_names(record: &LogRecord, level_active: bool) -> Vec<String> {
 
 /// The record's attributes with the `level` Alloy adds (when the severity is set and the
 /// default label is on), and whether `level` is active.
-fn record_attributes<'r>(opts: &MappingOptions, record: &'r LogRecord) -> (RecordAttrs<'r>, bool) {
+fn record_attributes<'r>(
+    opts: &MappingOptions,
+    record: &'r LogRecord<'r>,
+) -> (RecordAttrs<'r>, bool) {
     // Alloy adds `level` as an attribute plus an attribute-label hint for it.
     let level_active = opts.default_labels.level && record.severity_number != 0;
     let mut synth_level = None;
     if level_active && get(&record.attributes, LEVEL).is_none() {
         synth_level = Some(KeyValue {
-            key: Bytes::from_static(LEVEL.as_bytes()),
+            key: LEVEL,
             value: Some(AnyValue {
-                value: Some(Value::StringValue(Bytes::from_static(
-                    severity_level(record.severity_number).as_bytes(),
-                ))),
+                value: Some(Value::StringValue(severity_level(record.severity_number))),
             }),
-            ..Default::default()
         });
     }
     let rec = RecordAttrs {
