@@ -242,26 +242,99 @@ pub fn write_json_map<'a>(
     out: &mut String,
     attrs: impl Iterator<Item = &'a KeyValue<'a>>,
 ) -> Result<(), UnsupportedValue> {
-    let mut sorted: Vec<(&str, Option<&AnyValue>)> =
-        attrs.map(|kv| (kv.key, kv.value.as_ref())).collect();
-    // Stable: of equal keys the last one stays last, and that one is written.
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
-    let mut first = true;
-    for (i, (k, v)) in sorted.iter().enumerate() {
-        if sorted.get(i + 1).is_some_and(|next| next.0 == *k) {
-            continue;
+    SortedMap::new(attrs).write(out)
+}
+
+/// How many entries [`SortedMap`] sorts without allocating: more than a record usually has.
+const SORTED_ON_STACK: usize = 16;
+
+/// Map entries in key order, as Go's `encoding/json` writes a map: collected once, on the
+/// stack for the usual handful of attributes (a line is written for every record).
+pub struct SortedMap<'v, 'a> {
+    stack: [(&'v str, Option<&'v AnyValue<'a>>); SORTED_ON_STACK],
+    heap: Vec<(&'v str, Option<&'v AnyValue<'a>>)>,
+    len: usize,
+}
+
+impl<'v, 'a> SortedMap<'v, 'a> {
+    pub fn new(attrs: impl Iterator<Item = &'v KeyValue<'a>>) -> SortedMap<'v, 'a> {
+        let mut map = SortedMap {
+            stack: [("", None); SORTED_ON_STACK],
+            heap: Vec::new(),
+            len: 0,
+        };
+        for kv in attrs {
+            let entry = (kv.key, kv.value.as_ref());
+            match map.stack.get_mut(map.len) {
+                Some(slot) => *slot = entry,
+                None => {
+                    if map.heap.is_empty() {
+                        map.heap.extend_from_slice(&map.stack);
+                    }
+                    map.heap.push(entry);
+                }
+            }
+            map.len += 1;
         }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        write_json_str(out, k);
-        out.push(':');
-        write_json_value(out, *v)?;
+        // Stable: of equal keys the last one stays last, and that one is written.
+        map.entries_mut().sort_by(|a, b| a.0.cmp(b.0));
+        map
     }
-    out.push('}');
-    Ok(())
+
+    fn entries_mut(&mut self) -> &mut [(&'v str, Option<&'v AnyValue<'a>>)] {
+        if self.heap.is_empty() {
+            &mut self.stack[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+
+    fn entries(&self) -> &[(&'v str, Option<&'v AnyValue<'a>>)] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Roughly the length of the object as JSON, for sizing a buffer.
+    pub fn json_len_estimate(&self) -> usize {
+        self.entries()
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 4
+                    + match kind(*v) {
+                        Some(Value::StringValue(s)) => s.len() + 8,
+                        _ => 24,
+                    }
+            })
+            .sum()
+    }
+
+    pub fn write(&self, out: &mut String) -> Result<(), UnsupportedValue> {
+        let sorted = self.entries();
+        out.push('{');
+        let mut first = true;
+        for (i, (k, v)) in sorted.iter().enumerate() {
+            if sorted.get(i + 1).is_some_and(|next| next.0 == *k) {
+                continue;
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            write_json_str(out, k);
+            out.push(':');
+            write_json_value(out, *v)?;
+        }
+        out.push('}');
+        Ok(())
+    }
 }
 
 #[cfg(test)]

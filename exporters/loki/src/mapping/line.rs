@@ -1,11 +1,13 @@
 //! The entry's line (`json`, `logfmt`, `raw`) and its structured metadata.
 
 use super::attributes::{RecordAttrs, find};
-use super::{MappingOptions, non_zero_hex};
+use super::{MappingOptions, hex, non_zero, non_zero_hex, push_hex};
 use crate::config::LineFormat;
 use crate::logfmt::{self, LogfmtValue};
 use crate::otlp::{InstrumentationScope, KeyValue, LogRecord};
-use crate::value::{self, as_string, get, kind, write_json_map, write_json_str, write_json_value};
+use crate::value::{
+    self, SortedMap, as_string, get, kind, write_json_map, write_json_str, write_json_value,
+};
 use std::fmt::Write;
 
 /// The configured structured metadata of a record, and what of it leaves the line.
@@ -112,12 +114,8 @@ pub(super) fn render_line(
     let line_res = res_attrs
         .iter()
         .filter(|kv| !removed_everywhere(kv.key) && !metadata.moved_res.contains(&kv.key));
-    let trace_id = (!metadata.trace_moved)
-        .then(|| non_zero_hex(record.trace_id))
-        .flatten();
-    let span_id = (!metadata.span_moved)
-        .then(|| non_zero_hex(record.span_id))
-        .flatten();
+    let trace_id = Some(record.trace_id).filter(|id| !metadata.trace_moved && non_zero(id));
+    let span_id = Some(record.span_id).filter(|id| !metadata.span_moved && non_zero(id));
     Ok(match format {
         LineFormat::Json => {
             let resources = match resources_json {
@@ -132,11 +130,18 @@ pub(super) fn render_line(
                 scope,
                 trace_id,
                 span_id,
-                line_rec,
+                SortedMap::new(line_rec),
                 resources.as_deref(),
             )?
         }
-        LineFormat::Logfmt => logfmt_line(record, scope, trace_id, span_id, line_rec, line_res),
+        LineFormat::Logfmt => logfmt_line(
+            record,
+            scope,
+            trace_id.map(hex),
+            span_id.map(hex),
+            line_rec,
+            line_res,
+        ),
         LineFormat::Raw => as_string(record.body.as_ref()).into_owned(),
     })
 }
@@ -144,15 +149,15 @@ pub(super) fn render_line(
 /// Alloy's JSON line: `{"body":…,"traceid":…,"spanid":…,"severity":…,"flags":…,
 /// "attributes":{…},"resources":{…},"instrumentation_scope":{"name":…,"version":…}}`, empty
 /// fields omitted.
-fn json_line<'a>(
+fn json_line(
     record: &LogRecord,
     scope: Option<&InstrumentationScope>,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-    attrs: impl Iterator<Item = &'a KeyValue<'a>> + Clone,
+    trace_id: Option<&[u8]>,
+    span_id: Option<&[u8]>,
+    attrs: SortedMap,
     resources: Option<&str>,
 ) -> Result<String, value::UnsupportedValue> {
-    let mut out = String::with_capacity(json_line_capacity(record, attrs.clone(), resources));
+    let mut out = String::with_capacity(json_line_capacity(record, &attrs, resources));
     out.push('{');
     let mut first = true;
     let mut field = |out: &mut String, name: &str| {
@@ -168,13 +173,18 @@ fn json_line<'a>(
         field(&mut out, "body");
         write_json_value(&mut out, record.body.as_ref())?;
     }
-    if let Some(t) = trace_id {
+    // Hex needs no escaping.
+    if let Some(id) = trace_id {
         field(&mut out, "traceid");
-        write_json_str(&mut out, &t);
+        out.push('"');
+        push_hex(&mut out, id);
+        out.push('"');
     }
-    if let Some(s) = span_id {
+    if let Some(id) = span_id {
         field(&mut out, "spanid");
-        write_json_str(&mut out, &s);
+        out.push('"');
+        push_hex(&mut out, id);
+        out.push('"');
     }
     if !record.severity_text.is_empty() {
         field(&mut out, "severity");
@@ -184,9 +194,9 @@ fn json_line<'a>(
         field(&mut out, "flags");
         let _ = write!(out, "{}", record.flags);
     }
-    if attrs.clone().next().is_some() {
+    if !attrs.is_empty() {
         field(&mut out, "attributes");
-        write_json_map(&mut out, attrs)?;
+        attrs.write(&mut out)?;
     }
     if let Some(resources) = resources {
         field(&mut out, "resources");
@@ -208,22 +218,14 @@ fn json_line<'a>(
 
 /// Roughly the length of the JSON line (the strings plus quotes and punctuation), so that
 /// the line is written without growing its buffer.
-fn json_line_capacity<'a>(
-    record: &LogRecord,
-    attrs: impl Iterator<Item = &'a KeyValue<'a>>,
-    resources: Option<&str>,
-) -> usize {
-    fn value_len(v: Option<&crate::otlp::AnyValue>) -> usize {
-        match kind(v) {
-            Some(crate::otlp::any_value::Value::StringValue(s)) => s.len() + 8,
-            _ => 24,
-        }
-    }
-    160 + value_len(record.body.as_ref())
+fn json_line_capacity(record: &LogRecord, attrs: &SortedMap, resources: Option<&str>) -> usize {
+    let body_len = match kind(record.body.as_ref()) {
+        Some(crate::otlp::any_value::Value::StringValue(s)) => s.len() + 8,
+        _ => 24,
+    };
+    160 + body_len
         + record.severity_text.len()
-        + attrs
-            .map(|kv| kv.key.len() + 4 + value_len(kv.value.as_ref()))
-            .sum::<usize>()
+        + attrs.json_len_estimate()
         + resources.map_or(0, str::len)
 }
 

@@ -391,18 +391,30 @@ pub fn severity_level(n: i32) -> &'static str {
         .unwrap_or("")
 }
 
-/// Lower-case hex of a trace or span id, `None` when it is empty or all zero.
-fn non_zero_hex(id: &[u8]) -> Option<String> {
+/// Whether a trace or span id is set: not empty and not all zero.
+fn non_zero(id: &[u8]) -> bool {
+    id.iter().any(|b| *b != 0)
+}
+
+/// Appends the lower-case hex of a trace or span id.
+fn push_hex(out: &mut String, id: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    if id.iter().all(|b| *b == 0) {
-        return None;
-    }
-    let mut out = String::with_capacity(id.len() * 2);
+    out.reserve(id.len() * 2);
     for b in id {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
-    Some(out)
+}
+
+fn hex(id: &[u8]) -> String {
+    let mut out = String::new();
+    push_hex(&mut out, id);
+    out
+}
+
+/// Lower-case hex of a trace or span id, `None` when it is empty or all zero.
+fn non_zero_hex(id: &[u8]) -> Option<String> {
+    non_zero(id).then(|| hex(id))
 }
 
 fn map_record(
@@ -444,8 +456,10 @@ fn map_record(
 
     // 3. Structured metadata, 4. the line, without what became labels or metadata.
     // Keys compared as bytes: attribute keys are payload slices, read as text only when written.
-    let removed_everywhere =
-        |key: &str| HINTS.contains(&key) || kept_sources.iter().any(|s| s == key);
+    // Every hint starts with `loki.`: most keys are told apart by their first bytes.
+    let removed_everywhere = |key: &str| {
+        (key.starts_with("loki.") && HINTS.contains(&key)) || kept_sources.iter().any(|s| s == key)
+    };
     let metadata = structured_metadata(opts, res_attrs, &rec, record, &removed_everywhere);
     // Shared only through the cache: uncached labels are used once.
     let resources_json = (format == LineFormat::Json
