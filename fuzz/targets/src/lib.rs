@@ -40,6 +40,8 @@ pub const TARGETS: &[Target] = &[
     ("file_sd", file_sd),
     #[cfg(feature = "file_log")]
     ("file_log", file_log),
+    #[cfg(feature = "loki_otlp")]
+    ("loki_otlp", loki_otlp),
 ];
 
 /// The OTLP protobuf walker and the intake rules: `check` accepts exactly what `validate`
@@ -494,4 +496,26 @@ pub fn file_log(data: &[u8]) {
     }
     let mut tailer = Tailer::new(&config, Arc::from("fuzz"), recorded);
     drain(&mut tailer, true);
+}
+
+/// The Loki exporter's OTLP logs decoding: what `otlp::decode` reads as views, prost accepts
+/// with the same values (seen through `LogsRequest::from_proto`); `otlp::with_request`
+/// accepts exactly what prost accepts.
+#[cfg(feature = "loki_otlp")]
+pub fn loki_otlp(data: &[u8]) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+    use sluice_exporter_loki::otlp;
+    let prost = ExportLogsServiceRequest::decode(data);
+    if let Some(view) = otlp::decode(data) {
+        let Ok(prost) = &prost else {
+            panic!("the views accept what prost refuses: {prost:?}");
+        };
+        // `Debug` text, so that a NaN compares equal to itself.
+        assert_eq!(
+            format!("{view:?}"),
+            format!("{:?}", otlp::LogsRequest::from_proto(prost))
+        );
+    }
+    assert_eq!(otlp::with_request(data, |_| ()).is_ok(), prost.is_ok());
 }

@@ -157,6 +157,12 @@ fn file_log() {
 }
 
 /// A target added to the library without a test above would be fuzzed but never replayed.
+#[cfg(feature = "loki_otlp")]
+#[test]
+fn loki_otlp() {
+    replay("loki_otlp", sluice_fuzz_targets::loki_otlp);
+}
+
 #[test]
 fn every_target_is_replayed() {
     let tested = [
@@ -174,6 +180,7 @@ fn every_target_is_replayed() {
         "prometheus_text",
         "file_sd",
         "file_log",
+        "loki_otlp",
     ];
     for (name, _) in sluice_fuzz_targets::TARGETS {
         assert!(tested.contains(name), "no replay test for {name}");
