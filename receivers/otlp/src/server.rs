@@ -13,8 +13,9 @@ use std::time::Duration;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The largest HTTP/2 DATA frame clients may send (RFC 9113 section 4.2 allows up to 2^24 - 1;
 /// the default is 16 KiB). A typical export request (tens to hundreds of KiB) then arrives in
-/// one frame instead of a dozen, which cut the frame handling on both ends: +3-5 % traces
-/// delivered in `benches/delivered.py`. A frame is still bounded by the flow-control window.
+/// one frame instead of a dozen, less frame handling on both ends; the delivered-traces A/B
+/// was within the box's noise (ahead in 5 of 7 rounds, `benches/RESULTS.md`, session 7). A
+/// frame is still bounded by the flow-control window.
 const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// A keepalive ping unanswered this long means the client is gone (Alloy's server default).
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
