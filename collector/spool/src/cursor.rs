@@ -9,8 +9,8 @@
 //! One 20-byte write at offset 0 cannot tear when the process dies (the page cache holds it
 //! whole), and a write torn by a power cut fails the checksum, which the rule above covers.
 //! Writing a temporary file and renaming it over the cursor cost a journalled directory
-//! update each time: 4 % of the collector's CPU at 500k log records/s (`benches/RESULTS.md`,
-//! session 8).
+//! update each time: 3–4 % of the collector's CPU in profiles at 500k log records/s
+//! (`benches/RESULTS.md`, session 8).
 
 use std::fs;
 use std::io;

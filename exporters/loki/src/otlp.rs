@@ -1,8 +1,8 @@
 //! The OTLP logs messages the mapping reads, as views into an item's payload: every string
 //! and bytes field is a slice of the payload, so decoding allocates only the lists (records,
-//! attributes) and checks each string for UTF-8 once, here. Owned strings, reference-counted
-//! slices and a second UTF-8 check when the line was written were half of the Loki exporter's
-//! decode and a tenth of its whole profile (`benches/RESULTS.md`, session 8).
+//! attributes) and checks each string for UTF-8 once, here. With reference-counted slices and
+//! a second UTF-8 check when the line was written, decoding was 22 % of the collector's
+//! profile under Loki load; it is 12 % now (`benches/RESULTS.md`, session 8).
 //!
 //! [`decode`] mirrors prost's decoding of `opentelemetry.proto.collector.logs.v1` field for
 //! field: tags and wire types, unknown fields skipped, last value wins, a repeated singular
