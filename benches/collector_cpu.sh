@@ -11,7 +11,9 @@
 set -euo pipefail
 bin=$(realpath "${1:?usage: collector_cpu.sh SLUICE_BINARY [RATE] [RECORDS_PER_REQUEST]}")
 rate=${2:-500000}; per_request=${3:-512}
-dir=$(mktemp -d); trap 'kill $sluice $sink 2>/dev/null; rm -rf "$dir"' EXIT
+dir=$(mktemp -d)
+# Waits for both to exit, so that the next run finds the ports free.
+trap 'kill $sluice $sink 2>/dev/null; wait $sluice $sink 2>/dev/null; rm -rf "$dir"' EXIT
 cat > "$dir/loki.toml" <<TOML
 [receivers.otlp]
 type = "otlp"
