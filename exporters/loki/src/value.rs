@@ -505,6 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn maps_longer_than_the_stack_part_sort_and_keep_the_last_duplicate() {
+        let keys: Vec<String> = (0..40).rev().map(|i| format!("k{:02}", i % 20)).collect();
+        let values: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        let attrs: Vec<KeyValue> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| KeyValue {
+                key: k,
+                value: Some(s(v)),
+            })
+            .collect();
+        for n in [0, 1, SORTED_ON_STACK, SORTED_ON_STACK + 1, 40] {
+            let mut out = String::new();
+            write_json_map(&mut out, attrs[..n].iter()).unwrap();
+            // The reference: a map that keeps the last value of each key, in key order.
+            let expected: std::collections::BTreeMap<&str, String> = attrs[..n]
+                .iter()
+                .map(|kv| (kv.key, as_string(kv.value.as_ref()).into_owned()))
+                .collect();
+            let expected = expected
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(out, format!("{{{expected}}}"), "{n} entries");
+        }
+    }
+
+    #[test]
     fn json_refuses_nan() {
         let mut out = String::new();
         assert_eq!(
