@@ -34,6 +34,18 @@ fn bench(c: &mut Criterion) {
     g.bench_function("loki_push_request_4000_entries", |b| {
         b.iter(|| black_box(loki.build_requests(black_box(&logs))))
     });
+    // What `sluice loadgen --signal logs --spans-per-request 512` sends (8 string attributes,
+    // a ~90-byte body): the shape of the delivered-throughput runs in RESULTS.md.
+    let loadgen_logs = batch(
+        Signal::Logs,
+        sluice_loadgen::loadgen::build_logs_request(512, 8, 1).encode_to_vec(),
+        512,
+        4,
+    );
+    g.throughput(Throughput::Elements(2048));
+    g.bench_function("loki_push_request_loadgen_2048_entries", |b| {
+        b.iter(|| black_box(loki.build_requests(black_box(&loadgen_logs))))
+    });
 
     let rw_cfg: sluice_exporter_prometheus::Config =
         toml::from_str("url = \"http://127.0.0.1:9090/api/v1/write\"").expect("rw config");

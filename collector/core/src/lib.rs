@@ -12,6 +12,7 @@ pub mod item;
 pub mod prometheus;
 pub mod reason;
 pub mod retry;
+pub mod snappy;
 pub mod telemetry;
 pub mod time;
 

@@ -206,7 +206,8 @@ impl Walker {
 /// that is empty or a single ASCII `string_value`, fields in order, every length under 128.
 /// Anything else (other value types, non-ASCII text, longer strings, repeated or unknown
 /// fields) does not parse and takes the general path, so a decoder may use this as a fast
-/// path and get exactly what prost's decode gives.
+/// path and get exactly what prost's decode gives. [`ShortStringAttribute::parse_str`] also
+/// reads the shape with non-ASCII UTF-8 strings, for a decoder that wants them as `&str`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShortStringAttribute {
     /// Where the key is in the body.
@@ -218,6 +219,29 @@ pub struct ShortStringAttribute {
 impl ShortStringAttribute {
     #[inline(always)]
     pub fn parse(body: &[u8]) -> Option<ShortStringAttribute> {
+        let short = Self::shape(body)?;
+        let ascii =
+            |range: &std::ops::Range<usize>| body.get(range.clone()).is_some_and(<[u8]>::is_ascii);
+        (ascii(&short.key) && short.text.as_ref().is_none_or(ascii)).then_some(short)
+    }
+
+    /// The key and `string_value` as text, for a body of the same shape whose strings are
+    /// UTF-8 (not only ASCII). Every framing byte of the shape is below 0x80, so the strings
+    /// are valid exactly when the whole body is, and one check of it covers both.
+    #[inline(always)]
+    pub fn parse_str(body: &[u8]) -> Option<(&str, Option<&str>)> {
+        let short = Self::shape(body)?;
+        let text = std::str::from_utf8(body).ok()?;
+        let value = match short.text {
+            Some(range) => Some(text.get(range)?),
+            None => None,
+        };
+        Some((text.get(short.key)?, value))
+    }
+
+    /// The shape without the ASCII condition.
+    #[inline(always)]
+    fn shape(body: &[u8]) -> Option<ShortStringAttribute> {
         // key: tag 1, length-delimited.
         let [0x0a, key_len, rest @ ..] = body else {
             return None;
@@ -226,19 +250,19 @@ impl ShortStringAttribute {
         if key_len >= 0x80 || rest.len() < key_len + 2 {
             return None;
         }
-        let (key, rest) = rest.split_at(key_len);
+        let rest = rest.get(key_len..)?;
         // value: tag 2, length-delimited, to the end of the body.
         let [0x12, value_len, value @ ..] = rest else {
             return None;
         };
-        if *value_len >= 0x80 || usize::from(*value_len) != value.len() || !key.is_ascii() {
+        if *value_len >= 0x80 || usize::from(*value_len) != value.len() {
             return None;
         }
         let text = match value {
             [] => None,
             // string_value: tag 1, the whole value.
             [0x0a, text_len, text @ ..]
-                if *text_len < 0x80 && usize::from(*text_len) == text.len() && text.is_ascii() =>
+                if *text_len < 0x80 && usize::from(*text_len) == text.len() =>
             {
                 Some(body.len() - text.len()..body.len())
             }
@@ -728,6 +752,57 @@ mod tests {
         assert!(
             accepted > 1000,
             "only {accepted} mutations took the fast path"
+        );
+    }
+
+    /// `parse_str` over the same seeds, mutations and truncations: whenever it reads a key and
+    /// value, prost decodes the same strings from the body; it reads every ASCII attribute
+    /// `parse` reads, and the seeds with UTF-8 key or text too.
+    #[test]
+    fn parse_str_reads_what_prost_reads() {
+        let mut read = 0;
+        let mut check = |body: &[u8]| {
+            let parsed = ShortStringAttribute::parse_str(body);
+            if ShortStringAttribute::parse(body).is_some() {
+                assert!(parsed.is_some(), "parse read {body:?}, parse_str did not");
+            }
+            let Some((key, text)) = parsed else {
+                return;
+            };
+            read += 1;
+            let kv = KeyValue::decode(body).expect("prost refused what parse_str read");
+            assert_eq!(key, kv.key);
+            match (kv.value.and_then(|v| v.value), text) {
+                (None, None) => {}
+                (Some(Value::StringValue(s)), Some(text)) => assert_eq!(text, s),
+                other => panic!("parse_str read {other:?} from {body:?}"),
+            }
+        };
+        for seed in seeds() {
+            for cut in 0..=seed.len() {
+                check(&seed[..cut]);
+            }
+            for at in 0..seed.len() {
+                for byte in 0..=255u8 {
+                    let mut body = seed.clone();
+                    body[at] = byte;
+                    check(&body);
+                }
+            }
+        }
+        assert!(read > 1000, "only {read} mutations were read");
+        let utf8: Vec<_> = seeds()
+            .iter()
+            .filter_map(|b| ShortStringAttribute::parse_str(b))
+            .filter(|(k, v)| !k.is_ascii() || v.is_some_and(|v| !v.is_ascii()))
+            .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+            .collect();
+        assert_eq!(
+            utf8,
+            [
+                ("ü".to_owned(), Some("text".to_owned())),
+                ("k".to_owned(), Some("é".to_owned()))
+            ]
         );
     }
 

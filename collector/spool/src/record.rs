@@ -59,18 +59,17 @@ pub fn encode_into(buf: &mut Vec<u8>, seq: u64, appended_ms: u64, item: &Item, c
     buf.extend_from_slice(&item.count.to_le_bytes());
     buf.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
     buf.extend_from_slice(tenant);
-    let payload_at = buf.len();
     let raw = &item.payload[..];
     let mut stored_compressed = false;
     if compress && raw.len() >= 256 {
-        buf.resize(payload_at + snap::raw::max_compress_len(raw.len()), 0);
-        match snap::raw::Encoder::new().compress(raw, &mut buf[payload_at..]) {
-            Ok(n) if n < raw.len() - raw.len() / 8 => {
-                buf.truncate(payload_at + n);
-                stored_compressed = true;
-            }
-            _ => buf.truncate(payload_at),
-        }
+        stored_compressed =
+            sluice_core::snappy::with_compressed(raw, |compressed| match compressed {
+                Ok(c) if c.len() < raw.len() - raw.len() / 8 => {
+                    buf.extend_from_slice(c);
+                    true
+                }
+                _ => false,
+            });
     }
     if stored_compressed {
         buf[kind_at] |= COMPRESSED;

@@ -322,7 +322,13 @@ fn merge_scope_logs<'a>(sl: &mut ScopeLogs<'a>, buf: &'a [u8], depth: u32) -> Op
             merge_scope(scope, nested(wire, buf, depth + 1)?, depth + 1)
         }
         2 => {
-            let mut record = LogRecord::default();
+            // Records of one scope tend to carry as many attributes as the one before: sized
+            // so, the list is allocated once instead of growing through 4, 8, ...
+            let attributes = sl.log_records.last().map_or(0, |r| r.attributes.len());
+            let mut record = LogRecord {
+                attributes: Vec::with_capacity(attributes),
+                ..LogRecord::default()
+            };
             merge_log_record(&mut record, nested(wire, buf, depth + 1)?, depth + 1)?;
             sl.log_records.push(record);
             Some(())
@@ -373,16 +379,11 @@ fn push_attribute<'a>(
     depth: u32,
 ) -> Option<()> {
     let body = nested(wire, buf, depth)?;
-    let attribute = match sluice_otlp::ShortStringAttribute::parse(body) {
-        Some(short) => KeyValue {
-            key: std::str::from_utf8(body.get(short.key)?).ok()?,
+    let attribute = match sluice_otlp::ShortStringAttribute::parse_str(body) {
+        Some((key, text)) => KeyValue {
+            key,
             value: Some(AnyValue {
-                value: match short.text {
-                    Some(text) => Some(any_value::Value::StringValue(
-                        std::str::from_utf8(body.get(text)?).ok()?,
-                    )),
-                    None => None,
-                },
+                value: text.map(any_value::Value::StringValue),
             }),
         },
         None => {

@@ -87,14 +87,14 @@ pub enum EncodeError {
 
 pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, EncodeError> {
     let raw = prost::Message::encode_to_vec(req);
-    Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
+    Ok(sluice_core::snappy::compress(&raw)?)
 }
 
 /// The snappy-compressed protobuf `PushRequest` of `streams`: the same bytes as
 /// `encode_protobuf(&into_push_request(streams))`, written straight from the streams instead of
 /// moving every entry into prost messages first and measuring them again.
 pub fn encode_streams_protobuf(streams: &[Stream]) -> Result<Vec<u8>, EncodeError> {
-    Ok(snap::raw::Encoder::new().compress_vec(&push_request_bytes(streams))?)
+    Ok(sluice_core::snappy::compress(&push_request_bytes(streams))?)
 }
 
 /// Field keys of `pkg/push/push.proto` (all tags below 16: one byte).

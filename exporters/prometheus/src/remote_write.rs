@@ -434,7 +434,7 @@ pub fn encode_v1(series: &[Series], families: &[Family], with_metadata: bool) ->
 
 /// Compresses an encoded request with snappy's block format (never framed).
 pub fn compress(raw: &[u8]) -> Bytes {
-    match snap::raw::Encoder::new().compress_vec(raw) {
+    match sluice_core::snappy::compress(raw) {
         Ok(compressed) => Bytes::from(compressed),
         // Only fails for inputs above snappy's ~4 GiB limit, which a batch never reaches;
         // an empty body would be refused by the backend, never silently accepted.

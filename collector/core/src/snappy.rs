@@ -1,0 +1,81 @@
+//! Snappy block compression (the format of Loki and remote-write bodies and of compressed
+//! spool records) through a buffer kept per thread.
+//!
+//! `snap`'s own `compress_vec` allocates and zero-fills the worst-case output size for every
+//! call: for a 1 MB push body that is a fresh megabyte, its page faults and a memset, several
+//! times larger than the compressed result. Here the worst-case buffer is allocated once per
+//! thread and only the compressed bytes are copied out.
+
+use std::cell::RefCell;
+
+thread_local! {
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with the snappy block compression of `raw`, which is only valid during the call.
+pub fn with_compressed<T>(raw: &[u8], f: impl FnOnce(Result<&[u8], snap::Error>) -> T) -> T {
+    OUTPUT.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut output) => {
+            let need = snap::raw::max_compress_len(raw.len());
+            if output.len() < need {
+                output.resize(need, 0);
+            }
+            match snap::raw::Encoder::new().compress(raw, &mut output) {
+                Ok(n) => f(Ok(output.get(..n).unwrap_or_default())),
+                Err(e) => f(Err(e)),
+            }
+        }
+        // Only reachable if `f` compresses again on this thread: that call pays for its own
+        // buffer.
+        Err(_) => match snap::raw::Encoder::new().compress_vec(raw) {
+            Ok(compressed) => f(Ok(&compressed)),
+            Err(e) => f(Err(e)),
+        },
+    })
+}
+
+/// The snappy block compression of `raw`, in a vector of exactly its length.
+pub fn compress(raw: &[u8]) -> Result<Vec<u8>, snap::Error> {
+    with_compressed(raw, |compressed| compressed.map(<[u8]>::to_vec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decompress(compressed: &[u8]) -> Vec<u8> {
+        snap::raw::Decoder::new()
+            .decompress_vec(compressed)
+            .expect("valid snappy")
+    }
+
+    #[test]
+    fn round_trips_inputs_of_growing_and_shrinking_size() {
+        // The buffer grows for the large input and is reused, longer than needed, for the
+        // small ones after it: only the compressed bytes of each call may come out.
+        for len in [0, 1, 300, 1 << 20, 17, 4096, 0] {
+            let raw: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ (i / 7) as u8).collect();
+            let compressed = compress(&raw).expect("compresses");
+            assert_eq!(decompress(&compressed), raw, "length {len}");
+            assert_eq!(
+                compressed,
+                snap::raw::Encoder::new()
+                    .compress_vec(&raw)
+                    .expect("compresses"),
+                "same bytes as snap's own allocation, length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn compressing_again_inside_the_callback_works() {
+        let outer = b"outer outer outer outer outer outer".repeat(20);
+        let inner = b"inner inner inner".repeat(30);
+        let (a, b) = with_compressed(&outer, |first| {
+            let first = first.expect("compresses").to_vec();
+            (first, compress(&inner).expect("compresses"))
+        });
+        assert_eq!(decompress(&a), outer);
+        assert_eq!(decompress(&b), inner);
+    }
+}
