@@ -274,6 +274,13 @@ async fn python_sdk_over_grpc_and_http_arrives_intact() {
         .metric("sluice_exporter_sent_items_total{component_id=\"exporters.tempo\"")
         .await;
     assert!(sent >= 16.0, "sent {sent}");
+    // An exporter that keeps up reads what it sends from the spool's memory tail.
+    let from_memory = sluice
+        .metric(
+            "sluice_spool_read_items_total{pipeline=\"all\",exporter=\"tempo\",source=\"memory\"}",
+        )
+        .await;
+    assert!(from_memory >= 16.0, "{}", sluice.get("/metrics").await.1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

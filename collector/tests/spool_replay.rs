@@ -163,6 +163,16 @@ segment_bytes = "2MiB"
             .await,
         0.0
     );
+    // What the earlier run left is read back from disk, and /metrics says so.
+    let (_, text) = sluice.get("/metrics").await;
+    let read_from = |source: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("sluice_spool_read_items_total{"))
+            .filter(|l| l.contains(&format!("source=\"{source}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(read_from("disk") >= spans as f64, "{text}");
     let log = sluice.log_text();
     assert_eq!(log.matches("spool replay done").count(), 1, "{log}");
 }

@@ -736,6 +736,20 @@ impl SpoolReader {
         if !from_memory {
             self.read_disk(&mut out, max_weight, max_bytes, weight);
         }
+        // Whether this reader keeps up: records read from disk cost a read and, compressed,
+        // a decompression that the memory tail saves.
+        let items: u64 = out.iter().map(|r| u64::from(r.item.count)).sum();
+        if items > 0 {
+            let labels = [
+                ("pipeline", self.shared.name.clone()),
+                ("exporter", self.name.clone()),
+                (
+                    "source",
+                    if from_memory { "memory" } else { "disk" }.to_owned(),
+                ),
+            ];
+            metrics::counter!("sluice_spool_read_items_total", &labels).increment(items);
+        }
         if let Some(last) = out.last() {
             self.pos = last.seq + 1;
         }

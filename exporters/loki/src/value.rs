@@ -148,6 +148,7 @@ fn block<const N: usize>(bytes: &[u8], at: usize) -> bool {
 
 /// Whether any byte of `bytes` is in [`MAY_ESCAPE`]: 16-byte blocks, the last one overlapping
 /// the one before; shorter strings as two overlapping 8-byte blocks or byte by byte.
+#[inline(always)]
 fn may_escape(bytes: &[u8]) -> bool {
     let len = bytes.len();
     if len >= 16 {
@@ -162,15 +163,23 @@ fn may_escape(bytes: &[u8]) -> bool {
 /// Appends `s` as a JSON string the way Go's `encoding/json` escapes it (HTML-safe). Most
 /// strings need no escape: one vectorised scan finds that and the string is copied whole.
 /// Otherwise the bytes are walked and the runs between escapes copied.
+#[inline]
 pub fn write_json_str(out: &mut String, s: &str) {
+    if may_escape(s.as_bytes()) {
+        return write_escaped_json_str(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
+/// [`write_json_str`] for a string with bytes that may need an escape.
+#[inline(never)]
+fn write_escaped_json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
-    if !may_escape(bytes) {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
