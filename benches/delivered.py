@@ -155,12 +155,15 @@ class Sink:
 
 
 def sluice_config(path, case, signal):
-    """`case` is an fsync level, optionally with `:novalidate` (intake validation off) and
+    """`case` is an fsync level, optionally with `:novalidate` (intake validation off),
+    `:nocompress` (spool compression off) or `:memoryN` (an N MiB spool memory tail), and
     `+PROCESSOR` (the processor of `benches/processors/PROCESSOR.toml` in the pipeline)."""
     case, _, processor = case.partition("+")
     fsync, _, option = case.partition(":")
     validation = "[receivers.otlp.validation]\nenabled = false" if option == "novalidate" else ""
     spool_compression = 'compression = "none"' if option == "nocompress" else ""
+    if option.startswith("memory"):
+        spool_compression = f'memory_bytes = "{option.removeprefix("memory")}MiB"'
     processors, processor_config = "", ""
     if processor:
         processors = 'processors = ["under_test"]'
@@ -298,7 +301,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--cases", default="rotel,interval,always,none",
                    help="rotel, and Sluice's fsync levels; `interval:novalidate` turns intake "
-                        "validation off, `interval:nocompress` the spool's compression")
+                        "validation off, `interval:nocompress` the spool's compression, "
+                        "`interval:memory128` sets a 128 MiB spool memory tail")
     p.add_argument("--signal", choices=["traces", "metrics", "logs"], default="traces",
                    help="traces go to the sink over OTLP; metrics by remote-write and logs by "
                         "Loki push (Sluice only: rotel is compared on traces)")

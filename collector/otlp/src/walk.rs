@@ -220,9 +220,8 @@ impl ShortStringAttribute {
     #[inline(always)]
     pub fn parse(body: &[u8]) -> Option<ShortStringAttribute> {
         let short = Self::shape(body)?;
-        let ascii =
-            |range: &std::ops::Range<usize>| body.get(range.clone()).is_some_and(<[u8]>::is_ascii);
-        (ascii(&short.key) && short.text.as_ref().is_none_or(ascii)).then_some(short)
+        // Framing bytes are below 0x80 too: the key and text are ASCII when the body is.
+        body.is_ascii().then_some(short)
     }
 
     /// The key and `string_value` as text, for a body of the same shape whose strings are

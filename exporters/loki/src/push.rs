@@ -94,7 +94,9 @@ pub fn encode_protobuf(req: &PushRequest) -> Result<Vec<u8>, EncodeError> {
 /// `encode_protobuf(&into_push_request(streams))`, written straight from the streams instead of
 /// moving every entry into prost messages first and measuring them again.
 pub fn encode_streams_protobuf(streams: &[Stream]) -> Result<Vec<u8>, EncodeError> {
-    Ok(sluice_core::snappy::compress(&push_request_bytes(streams))?)
+    Ok(sluice_core::snappy::compress_built(|out| {
+        push_request_bytes(streams, out)
+    })?)
 }
 
 /// Field keys of `pkg/push/push.proto` (all tags below 16: one byte).
@@ -110,33 +112,32 @@ const KEY_SECONDS: u8 = 1 << 3;
 const KEY_NANOS: u8 = 2 << 3;
 
 /// The unframed `PushRequest` protobuf, in prost's field order and omissions.
-fn push_request_bytes(streams: &[Stream]) -> Vec<u8> {
+fn push_request_bytes(streams: &[Stream], out: &mut Vec<u8>) {
     let total: usize = streams.iter().map(|s| framed_len(stream_len(s))).sum();
-    let mut out = Vec::with_capacity(total);
+    out.reserve(total);
     for stream in streams {
-        write_len_field(&mut out, KEY_STREAM, stream_len(stream));
-        write_str_field(&mut out, KEY_LABELS, &stream.label_string);
+        write_len_field(out, KEY_STREAM, stream_len(stream));
+        write_str_field(out, KEY_LABELS, &stream.label_string);
         for entry in &stream.entries {
-            write_len_field(&mut out, KEY_ENTRY, entry_len(entry));
+            write_len_field(out, KEY_ENTRY, entry_len(entry));
             let (seconds, nanos) = timestamp_parts(entry.timestamp_ns);
-            write_len_field(&mut out, KEY_TIMESTAMP, timestamp_len(seconds, nanos));
+            write_len_field(out, KEY_TIMESTAMP, timestamp_len(seconds, nanos));
             if seconds != 0 {
                 out.push(KEY_SECONDS);
-                prost::encoding::encode_varint(seconds, &mut out);
+                prost::encoding::encode_varint(seconds, out);
             }
             if nanos != 0 {
                 out.push(KEY_NANOS);
-                prost::encoding::encode_varint(nanos, &mut out);
+                prost::encoding::encode_varint(nanos, out);
             }
-            write_str_field(&mut out, KEY_LINE, &entry.line);
+            write_str_field(out, KEY_LINE, &entry.line);
             for (name, value) in &entry.structured_metadata {
-                write_len_field(&mut out, KEY_METADATA, pair_len(name, value));
-                write_str_field(&mut out, KEY_PAIR_NAME, name);
-                write_str_field(&mut out, KEY_PAIR_VALUE, value);
+                write_len_field(out, KEY_METADATA, pair_len(name, value));
+                write_str_field(out, KEY_PAIR_NAME, name);
+                write_str_field(out, KEY_PAIR_VALUE, value);
             }
         }
     }
-    out
 }
 
 /// `Timestamp { seconds, nanos }` of [`timestamp`] as the varints prost writes (both are
