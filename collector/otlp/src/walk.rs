@@ -696,6 +696,22 @@ mod tests {
         ]
     }
 
+    /// Every seed, each of its truncations, and each with one byte replaced by every value.
+    fn each_mutation(check: &mut impl FnMut(&[u8])) {
+        for seed in seeds() {
+            for cut in 0..=seed.len() {
+                check(&seed[..cut]);
+            }
+            for at in 0..seed.len() {
+                for byte in 0..=255u8 {
+                    let mut body = seed.clone();
+                    body[at] = byte;
+                    check(&body);
+                }
+            }
+        }
+    }
+
     #[test]
     fn short_string_attributes_take_the_fast_path() {
         let fast: Vec<bool> = seeds().iter().map(|b| fast(&KEY_VALUE, b)).collect();
@@ -736,18 +752,7 @@ mod tests {
                 }
             }
         };
-        for seed in seeds() {
-            for cut in 0..=seed.len() {
-                check(&seed[..cut]);
-            }
-            for at in 0..seed.len() {
-                for byte in 0..=255u8 {
-                    let mut body = seed.clone();
-                    body[at] = byte;
-                    check(&body);
-                }
-            }
-        }
+        each_mutation(&mut check);
         assert!(
             accepted > 1000,
             "only {accepted} mutations took the fast path"
@@ -777,18 +782,7 @@ mod tests {
                 other => panic!("parse_str read {other:?} from {body:?}"),
             }
         };
-        for seed in seeds() {
-            for cut in 0..=seed.len() {
-                check(&seed[..cut]);
-            }
-            for at in 0..seed.len() {
-                for byte in 0..=255u8 {
-                    let mut body = seed.clone();
-                    body[at] = byte;
-                    check(&body);
-                }
-            }
-        }
+        each_mutation(&mut check);
         assert!(read > 1000, "only {read} mutations were read");
         let utf8: Vec<_> = seeds()
             .iter()
