@@ -4,24 +4,34 @@
 //! `snap`'s own `compress_vec` allocates and zero-fills the worst-case output size for every
 //! call: for a 1 MB push body that is a fresh megabyte, its page faults and a memset, several
 //! times larger than the compressed result. Here the worst-case buffer is allocated once per
-//! thread and only the compressed bytes are copied out.
+//! thread and only the compressed bytes are copied out. The encoder is kept too: a new one
+//! allocates its 32 KiB hash table again for every input longer than a few kilobytes.
 
 use std::cell::RefCell;
 
+struct Compressor {
+    encoder: snap::raw::Encoder,
+    output: Vec<u8>,
+}
+
 thread_local! {
-    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor {
+        encoder: snap::raw::Encoder::new(),
+        output: Vec::new(),
+    });
     static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Calls `f` with the snappy block compression of `raw`, which is only valid during the call.
 pub fn with_compressed<T>(raw: &[u8], f: impl FnOnce(Result<&[u8], snap::Error>) -> T) -> T {
-    OUTPUT.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut output) => {
+    COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut compressor) => {
+            let Compressor { encoder, output } = &mut *compressor;
             let need = snap::raw::max_compress_len(raw.len());
             if output.len() < need {
                 output.resize(need, 0);
             }
-            match snap::raw::Encoder::new().compress(raw, &mut output) {
+            match encoder.compress(raw, output) {
                 Ok(n) => f(Ok(output.get(..n).unwrap_or_default())),
                 Err(e) => f(Err(e)),
             }

@@ -2,7 +2,8 @@
 
 use crate::record::{self, Decoded, HEADER_LEN};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -79,6 +80,10 @@ pub fn recover(path: &Path) -> io::Result<Recovered> {
     Ok(rec)
 }
 
+/// Bytes a segment reader asks the kernel for at once: a catching-up exporter reads dozens of
+/// compressed records per read instead of seeking and reading twice for each.
+const READ_AHEAD: u64 = 1 << 20;
+
 /// Sequential reader over one segment, bounded by the published length.
 pub struct SegmentReader {
     pub first_seq: u64,
@@ -86,7 +91,10 @@ pub struct SegmentReader {
     offset: u64,
     /// Offset of the record `next` returned last, so it can be handed back.
     last_offset: u64,
+    /// Bytes of the file from `buf_start`, all below a published length when they were read.
+    /// Published bytes never change (segments are append-only), so they stay valid.
     buf: Vec<u8>,
+    buf_start: u64,
 }
 
 pub enum ReadStep {
@@ -104,6 +112,7 @@ impl SegmentReader {
             offset: 0,
             last_offset: 0,
             buf: Vec::new(),
+            buf_start: 0,
         })
     }
 
@@ -112,19 +121,14 @@ impl SegmentReader {
         if self.offset + HEADER_LEN as u64 > limit {
             return Ok(ReadStep::End);
         }
-        let mut header = [0u8; HEADER_LEN];
-        self.file.seek(SeekFrom::Start(self.offset))?;
-        self.file.read_exact(&mut header)?;
+        let header = self.published(self.offset, HEADER_LEN, limit)?;
         let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
         let total = HEADER_LEN as u64 + body_len;
         if body_len as usize > record::MAX_BODY_LEN || self.offset + total > limit {
             return Ok(ReadStep::End);
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(&header);
-        self.buf.resize(total as usize, 0);
-        self.file.read_exact(&mut self.buf[HEADER_LEN..])?;
-        match record::decode(&self.buf) {
+        let frame = self.published(self.offset, total as usize, limit)?;
+        match record::decode(frame) {
             Decoded::Record(r, n) => {
                 self.last_offset = self.offset;
                 self.offset += n as u64;
@@ -138,8 +142,109 @@ impl SegmentReader {
         }
     }
 
+    /// The `len` bytes at `at`, which end at or before `limit`: from the buffer, refilled by one
+    /// positioned read of up to [`READ_AHEAD`] bytes (never past `limit`) when they are not
+    /// all in it.
+    fn published(&mut self, at: u64, len: usize, limit: u64) -> io::Result<&[u8]> {
+        let end = at + len as u64;
+        let buffered_end = self.buf_start + self.buf.len() as u64;
+        if at < self.buf_start || end > buffered_end {
+            let want = (len as u64).max(READ_AHEAD).min(limit.saturating_sub(at));
+            self.buf.clear();
+            self.buf.resize(want as usize, 0);
+            self.file.read_exact_at(&mut self.buf, at)?;
+            self.buf_start = at;
+        }
+        let from = (at - self.buf_start) as usize;
+        self.buf
+            .get(from..from + len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "segment read short"))
+    }
+
     /// Hands back the record `next` returned last: the next call returns it again.
     pub fn unread(&mut self) {
         self.offset = self.last_offset;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_core::{Item, Signal};
+
+    /// A segment of `n` records whose payloads are `size` bytes that hardly compress, so that
+    /// they straddle the read-ahead buffer's boundaries; and where each record's frame ends.
+    fn segment(dir: &Path, n: u64, size: usize) -> (SegmentMeta, Vec<Vec<u8>>, Vec<u64>) {
+        let mut file = Vec::new();
+        let mut payloads = Vec::new();
+        let mut ends = Vec::new();
+        for seq in 0..n {
+            let payload: Vec<u8> = (0..size)
+                .map(|i| ((i as u64 * 2_654_435_761) ^ (seq * 40_503)) as u8)
+                .collect();
+            let item = Item::new(Signal::Logs, Bytes::from(payload.clone()), 1);
+            record::encode_into(&mut file, seq, 0, &item, true);
+            payloads.push(payload);
+            ends.push(file.len() as u64);
+        }
+        let path = segment_path(dir, 0);
+        fs::write(&path, &file).expect("write segment");
+        let meta = SegmentMeta {
+            first_seq: 0,
+            path,
+            len: file.len() as u64,
+            next_seq: n,
+        };
+        (meta, payloads, ends)
+    }
+
+    fn payload(step: ReadStep) -> Option<Vec<u8>> {
+        match step {
+            ReadStep::Record(r) => Some(r.item.payload.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn reads_records_across_read_ahead_boundaries_and_hands_one_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // ~3.5 read-aheads of records that never line up with the buffer's edges.
+        let (meta, payloads, _) = segment(dir.path(), 100, 37_017);
+        let mut reader = SegmentReader::open(&meta).expect("open");
+        for (i, want) in payloads.iter().enumerate() {
+            let got = payload(reader.next(meta.len).expect("read")).expect("a record");
+            assert_eq!(&got, want, "record {i}");
+            if i % 9 == 0 {
+                reader.unread();
+                let again = payload(reader.next(meta.len).expect("read")).expect("a record");
+                assert_eq!(&again, want, "record {i} handed back");
+            }
+        }
+        assert!(matches!(reader.next(meta.len), Ok(ReadStep::End)));
+    }
+
+    #[test]
+    fn stops_at_the_published_length_and_reads_on_when_it_grows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (meta, payloads, ends) = segment(dir.path(), 10, 1000);
+        let mut reader = SegmentReader::open(&meta).expect("open");
+        // Published: four records and half of the fifth (still being written).
+        let published = ends[3] + (ends[4] - ends[3]) / 2;
+        for want in &payloads[..4] {
+            assert_eq!(
+                payload(reader.next(published).expect("read")).as_ref(),
+                Some(want)
+            );
+        }
+        assert!(matches!(reader.next(published), Ok(ReadStep::End)));
+        // The rest is published: the reader goes on from where it stopped.
+        for want in &payloads[4..] {
+            assert_eq!(
+                payload(reader.next(meta.len).expect("read")).as_ref(),
+                Some(want)
+            );
+        }
+        assert!(matches!(reader.next(meta.len), Ok(ReadStep::End)));
     }
 }
