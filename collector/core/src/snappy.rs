@@ -6,12 +6,26 @@
 //! times larger than the compressed result. Here the worst-case buffer is allocated once per
 //! thread and only the compressed bytes are copied out. The encoder is kept too: a new one
 //! allocates its 32 KiB hash table again for every input longer than a few kilobytes.
+//!
+//! A buffer that grew past [`RETAINED_BYTES`] for a rare large body is freed after that call,
+//! so a thread keeps at most a few megabytes between calls.
 
 use std::cell::RefCell;
 
 struct Compressor {
     encoder: snap::raw::Encoder,
     output: Vec<u8>,
+}
+
+/// The largest buffer a thread keeps between calls: above any usual push or spool body (a
+/// 2000-line Loki push is under 1 MB), far below the 16 MiB a single request may reach.
+pub const RETAINED_BYTES: usize = 4 << 20;
+
+/// Frees `buf` if a large body made it grow past [`RETAINED_BYTES`].
+fn trim(buf: &mut Vec<u8>) {
+    if buf.capacity() > RETAINED_BYTES {
+        *buf = Vec::new();
+    }
 }
 
 thread_local! {
@@ -31,10 +45,12 @@ pub fn with_compressed<T>(raw: &[u8], f: impl FnOnce(Result<&[u8], snap::Error>)
             if output.len() < need {
                 output.resize(need, 0);
             }
-            match encoder.compress(raw, output) {
+            let result = match encoder.compress(raw, output) {
                 Ok(n) => f(Ok(output.get(..n).unwrap_or_default())),
                 Err(e) => f(Err(e)),
-            }
+            };
+            trim(output);
+            result
         }
         // Only reachable if `f` compresses again on this thread: that call pays for its own
         // buffer.
@@ -58,7 +74,9 @@ pub fn compress_built(build: impl FnOnce(&mut Vec<u8>)) -> Result<Vec<u8>, snap:
         Ok(mut input) => {
             input.clear();
             build(&mut input);
-            compress(&input)
+            let result = compress(&input);
+            trim(&mut input);
+            result
         }
         // Only reachable if `build` compresses a built body itself.
         Err(_) => {
@@ -95,6 +113,23 @@ mod tests {
                 "same bytes as snap's own allocation, length {len}"
             );
         }
+    }
+
+    #[test]
+    fn a_buffer_grown_past_the_retained_size_is_freed_after_the_call() {
+        let large: Vec<u8> = (0..RETAINED_BYTES + 1000).map(|i| (i % 7) as u8).collect();
+        let compressed = compress_built(|b| b.extend_from_slice(&large)).expect("compresses");
+        assert_eq!(decompress(&compressed), large);
+        let kept = |cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>| {
+            cell.with(|b| b.borrow().capacity())
+        };
+        assert_eq!(kept(&INPUT), 0, "the input buffer was freed");
+        assert_eq!(COMPRESSOR.with(|c| c.borrow().output.capacity()), 0);
+        // A usual body afterwards keeps its buffers for the next call.
+        let small = vec![1u8; 10_000];
+        compress_built(|b| b.extend_from_slice(&small)).expect("compresses");
+        assert!(kept(&INPUT) >= small.len());
+        assert!(COMPRESSOR.with(|c| c.borrow().output.capacity()) >= small.len());
     }
 
     #[test]
