@@ -473,6 +473,10 @@ impl Spool {
         positions.retain(|p| p.strong_count() > 0);
         positions.push(Arc::downgrade(&shared_pos));
         drop(positions);
+        let read_from = |source: &'static str| {
+            metrics::counter!("sluice_spool_read_items_total", "pipeline" => self.shared.name.clone(),
+                "exporter" => exporter.to_owned(), "source" => source)
+        };
         Some(SpoolReader {
             shared: self.shared.clone(),
             name: exporter.to_owned(),
@@ -480,6 +484,8 @@ impl Spool {
             shared_pos,
             dispatched_before: state.dispatched,
             disk: None,
+            read_from_memory: read_from("memory"),
+            read_from_disk: read_from("disk"),
         })
     }
 
@@ -636,6 +642,10 @@ pub struct SpoolReader {
     /// How far this exporter had read before the last stop: re-reads below it may be duplicates.
     dispatched_before: u64,
     disk: Option<SegmentReader>,
+    /// `sluice_spool_read_items_total` by source: whether this reader keeps up (memory) or
+    /// reads back what the memory tail no longer holds (disk: a read and a decompression).
+    read_from_memory: metrics::Counter,
+    read_from_disk: metrics::Counter,
 }
 
 impl Shared {
@@ -736,19 +746,11 @@ impl SpoolReader {
         if !from_memory {
             self.read_disk(&mut out, max_weight, max_bytes, weight);
         }
-        // Whether this reader keeps up: records read from disk cost a read and, compressed,
-        // a decompression that the memory tail saves.
         let items: u64 = out.iter().map(|r| u64::from(r.item.count)).sum();
-        if items > 0 {
-            let labels = [
-                ("pipeline", self.shared.name.clone()),
-                ("exporter", self.name.clone()),
-                (
-                    "source",
-                    if from_memory { "memory" } else { "disk" }.to_owned(),
-                ),
-            ];
-            metrics::counter!("sluice_spool_read_items_total", &labels).increment(items);
+        if from_memory {
+            self.read_from_memory.increment(items);
+        } else {
+            self.read_from_disk.increment(items);
         }
         if let Some(last) = out.last() {
             self.pos = last.seq + 1;

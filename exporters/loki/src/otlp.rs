@@ -24,6 +24,9 @@ use prost::{DecodeError, Message};
 /// payload [`decode`] accepts; anything deeper goes to prost.
 pub const MAX_DEPTH: u32 = 64;
 
+/// The most attribute slots a record is given ahead from the record before it.
+const ATTRIBUTES_HINT_MAX: usize = 64;
+
 /// `ExportLogsServiceRequest` (and `LogsData`: same field).
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct LogsRequest<'a> {
@@ -323,8 +326,12 @@ fn merge_scope_logs<'a>(sl: &mut ScopeLogs<'a>, buf: &'a [u8], depth: u32) -> Op
         }
         2 => {
             // Records of one scope tend to carry as many attributes as the one before: sized
-            // so, the list is allocated once instead of growing through 4, 8, ...
-            let attributes = sl.log_records.last().map_or(0, |r| r.attributes.len());
+            // so, the list is allocated once instead of growing through 4, 8, ... Capped, so
+            // that one record with a huge list does not size every empty record after it.
+            let attributes = sl
+                .log_records
+                .last()
+                .map_or(0, |r| r.attributes.len().min(ATTRIBUTES_HINT_MAX));
             let mut record = LogRecord {
                 attributes: Vec::with_capacity(attributes),
                 ..LogRecord::default()

@@ -139,7 +139,7 @@ fn block_may_escape<const N: usize>(block: &[u8; N]) -> bool {
 
 /// Whether the `N` bytes at `at` may escape; true past the end.
 #[inline(always)]
-fn block<const N: usize>(bytes: &[u8], at: usize) -> bool {
+fn block_may_escape_at<const N: usize>(bytes: &[u8], at: usize) -> bool {
     bytes
         .get(at..at + N)
         .and_then(|b| <&[u8; N]>::try_from(b).ok())
@@ -152,9 +152,10 @@ fn block<const N: usize>(bytes: &[u8], at: usize) -> bool {
 fn may_escape(bytes: &[u8]) -> bool {
     let len = bytes.len();
     if len >= 16 {
-        (0..len / 16).any(|i| block::<16>(bytes, i * 16)) || block::<16>(bytes, len - 16)
+        (0..len / 16).any(|i| block_may_escape_at::<16>(bytes, i * 16))
+            || block_may_escape_at::<16>(bytes, len - 16)
     } else if len >= 8 {
-        block::<8>(bytes, 0) || block::<8>(bytes, len - 8)
+        block_may_escape_at::<8>(bytes, 0) || block_may_escape_at::<8>(bytes, len - 8)
     } else {
         bytes.iter().any(|&b| lane_may_escape(b))
     }
@@ -183,7 +184,7 @@ fn write_escaped_json_str(out: &mut String, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if !block::<16>(bytes, i) {
+        if !block_may_escape_at::<16>(bytes, i) {
             i += 16;
             continue;
         }
@@ -227,6 +228,15 @@ fn write_escaped_json_str(out: &mut String, s: &str) {
     }
     out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
+}
+
+/// Roughly the length of a value as JSON, for sizing a buffer: a string's length plus room
+/// for a few escapes, a fixed guess for anything else.
+pub fn json_len_estimate(v: Option<&AnyValue>) -> usize {
+    match kind(v) {
+        Some(Value::StringValue(s)) => s.len() + 8,
+        _ => 24,
+    }
 }
 
 /// Appends `json.Marshal(value.AsRaw())`: maps as objects with sorted keys (the last of
@@ -345,14 +355,7 @@ impl<'v, 'a> SortedMap<'v, 'a> {
     pub fn json_len_estimate(&self) -> usize {
         self.entries()
             .iter()
-            .map(|(k, v)| {
-                k.len()
-                    + 4
-                    + match kind(*v) {
-                        Some(Value::StringValue(s)) => s.len() + 8,
-                        _ => 24,
-                    }
-            })
+            .map(|(k, v)| k.len() + 4 + json_len_estimate(*v))
             .sum()
     }
 

@@ -219,11 +219,7 @@ fn json_line(
 /// Roughly the length of the JSON line (the strings plus quotes and punctuation), so that
 /// the line is written without growing its buffer.
 fn json_line_capacity(record: &LogRecord, attrs: &SortedMap, resources: Option<&str>) -> usize {
-    let body_len = match kind(record.body.as_ref()) {
-        Some(crate::otlp::any_value::Value::StringValue(s)) => s.len() + 8,
-        _ => 24,
-    };
-    160 + body_len
+    160 + value::json_len_estimate(record.body.as_ref())
         + record.severity_text.len()
         + attrs.json_len_estimate()
         + resources.map_or(0, str::len)
