@@ -191,18 +191,38 @@ fsync = "{fsync}"
 """)
 
 
+def sluice_metrics():
+    """Sluice's own /metrics text; empty when nothing answers (rotel has no such page)."""
+    try:
+        with urllib.request.urlopen(f"http://{ADMIN}/metrics", timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def metric_sum(text, name, label=""):
+    """Sum of a metric's samples, over the series whose labels contain `label`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and label in line)
+
+
 def processor_dropped(case):
     """Items Sluice's processors dropped on purpose (filter, tail sampling): they never
     reach the sink, so they count as delivered for the arrival check."""
     if "+" not in case:
         return 0
-    try:
-        with urllib.request.urlopen(f"http://{ADMIN}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("sluice_processor_dropped_items_total")))
+    return int(metric_sum(sluice_metrics(), "sluice_processor_dropped_items_total"))
+
+
+def disk_read_share(case):
+    """The share of items the exporter read back from the spool's files rather than from
+    memory (docs/spool.md, "Read path"): an exporter that keeps up reads none from disk."""
+    if case.startswith("rotel"):
+        return None
+    text = sluice_metrics()
+    memory = metric_sum(text, "sluice_spool_read_items_total", 'source="memory"')
+    disk = metric_sum(text, "sluice_spool_read_items_total", 'source="disk"')
+    return disk / (memory + disk) if memory + disk > 0 else None
 
 
 # `--binary NAME=PATH`: cases written `interval@NAME` run that Sluice binary (A/B of two builds).
@@ -254,6 +274,7 @@ def run_case(case, args, sink, workdir):
                 break
             time.sleep(0.1)
         dropped = processor_dropped(case)
+        read_from_disk = disk_read_share(case)
         arrived = sink.count() - base
         cpu1 = cpu_seconds(proc.pid)
         sink_cpu = cpu_seconds(sink.proc.pid) - sink_cpu0
@@ -278,6 +299,7 @@ def run_case(case, args, sink, workdir):
             # The load generator's and the sink's CPU: on a 2-core box they bound the ratio too.
             "harness_cpu_per_100k": (sink_cpu + loadgen_cpu) / max(arrived, 1) * 100_000,
             "rss_mib": rss,
+            "read_from_disk": read_from_disk,
             "errors": sum(report["errors"].values()),
         }
     finally:
@@ -346,10 +368,14 @@ def main():
         vals = [x[key] for x in rows if x["case"] == case and x[key] is not None]
         return statistics.median(vals) if vals else float("nan")
 
+    def disk_shares(mine):
+        shares = [x.get("read_from_disk") for x in mine]
+        return ", ".join("-" if v is None else f"{v:.0%}" for v in shares)
+
     load = f"{args.signal}, sink {args.sink}, rate {'unlimited' if args.rate == 0 else args.rate}, {args.spans_per_request} items/request, {args.concurrency} connections, {args.seconds} s"
     print(f"medians over {args.rounds} interleaved rounds ({load})")
-    print("| collector | delivered items/s (steady) | × rotel (per-round ratios) | acked items/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | errors |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| collector | delivered items/s (steady) | × rotel (per-round ratios) | acked items/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | read from disk (per round) | errors |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for case in cases:
         mine = [x for x in rows if x["case"] == case]
         ratio = ""
@@ -361,7 +387,8 @@ def main():
         label = case if case == "rotel" else f"sluice fsync={case.replace('+', ', processor ')}"
         print(f"| {label} | {med(case, 'delivered_per_s'):.0f} | {ratio} | {med(case, 'acked_per_s'):.0f} | "
               f"{max(x['not_arrived'] for x in mine)} | {med(case, 'drain_s'):.1f} | {med(case, 'cpu_per_100k'):.2f} | "
-              f"{med(case, 'rss_mib'):.0f} | {med(case, 'p50_ms'):.2f} | {med(case, 'p99_ms'):.2f} | {sum(x['errors'] for x in mine)} |")
+              f"{med(case, 'rss_mib'):.0f} | {med(case, 'p50_ms'):.2f} | {med(case, 'p99_ms'):.2f} | "
+              f"{disk_shares(mine)} | {sum(x['errors'] for x in mine)} |")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ pub struct SpoolConfig {
     /// exporters that keep up never read the disk. Records leave as soon as all readers passed
     /// them, so at moderate rates the tail stays small; the default, 64 MiB, lets an exporter
     /// trail intake by the batches it has in flight at ~1M spans/s before it reads from disk
-    /// (decompressing, which showed as 5 % of Sluice's CPU at full load with 16 MiB).
+    /// (decompressing, which showed as 5 % of Sluice's CPU at full load with 16 MiB). An
+    /// exporter that falls further behind keeps up to half of it for the records right after
+    /// its position, so that it can catch up from memory (docs/spool.md, "Read path").
     pub memory_bytes: ByteSize,
     /// Store payloads snappy-compressed on disk (`"snappy"`, the default) or as they came
     /// (`"none"`). Compression cuts disk writes 4–5× for OTLP, which is what bounds fsync'd
@@ -143,16 +145,113 @@ struct Pending {
     ack: Option<oneshot::Sender<Result<u64, Refusal>>>,
 }
 
-struct Tail {
-    /// Sequence number of `records[0]`.
+/// Records kept in memory, consecutive in sequence.
+struct Window {
+    /// Sequence number of `records[0]`; for an empty tail, the next one to be published.
     first_seq: u64,
     records: VecDeque<Record>,
     bytes: usize,
 }
 
+impl Window {
+    fn starting_at(first_seq: u64) -> Self {
+        Window {
+            first_seq,
+            records: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.first_seq + self.records.len() as u64
+    }
+
+    fn holds(&self, seq: u64) -> bool {
+        seq >= self.first_seq && seq < self.end()
+    }
+
+    fn push_back(&mut self, record: Record) {
+        self.bytes += record.item.payload.len();
+        self.records.push_back(record);
+    }
+
+    fn pop_front(&mut self) -> Option<Record> {
+        let record = self.records.pop_front()?;
+        self.bytes -= record.item.payload.len();
+        self.first_seq = record.seq + 1;
+        Some(record)
+    }
+
+    /// Drops the records below `seq`.
+    fn drop_below(&mut self, seq: u64) {
+        while self.records.front().is_some_and(|r| r.seq < seq) {
+            self.pop_front();
+        }
+    }
+
+    /// Copies records from `seq` on into `out` while `budget` admits them; true when it
+    /// stopped at the window's end rather than at the budget.
+    fn read_from(
+        &self,
+        seq: u64,
+        out: &mut Vec<Record>,
+        budget: &mut ReadBudget,
+        weight: &impl Fn(&Record) -> u64,
+    ) -> bool {
+        let start = seq.saturating_sub(self.first_seq) as usize;
+        for r in self.records.range(start.min(self.records.len())..) {
+            if !budget.admit(out.is_empty(), weight(r), r.item.payload.len()) {
+                return false;
+            }
+            out.push(r.clone());
+        }
+        true
+    }
+}
+
+/// What one read may still take, in weight (records or items) and payload bytes.
+struct ReadBudget {
+    max_weight: u64,
+    max_bytes: usize,
+    weight: u64,
+    bytes: usize,
+}
+
+impl ReadBudget {
+    fn new(max_weight: u64, max_bytes: usize) -> Self {
+        ReadBudget {
+            max_weight,
+            max_bytes,
+            weight: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Takes a record into the budget if it fits; the first record of a read always fits.
+    fn admit(&mut self, first: bool, weight: u64, bytes: usize) -> bool {
+        if !first && (self.weight + weight > self.max_weight || self.bytes + bytes > self.max_bytes)
+        {
+            return false;
+        }
+        self.weight += weight;
+        self.bytes += bytes;
+        true
+    }
+
+    fn full(&self) -> bool {
+        self.weight >= self.max_weight
+    }
+}
+
 struct State {
     segments: Vec<SegmentMeta>,
-    tail: Tail,
+    /// The newest records, for the exporters that keep up.
+    tail: Window,
+    /// Records the tail let go of while an exporter still had to read them, oldest first and
+    /// without gaps, so that an exporter that fell behind the tail reads the records right
+    /// after its position from memory: a lagging exporter that could only read disk would
+    /// spend a decompression per record more than intake and never catch up.
+    catch_up: Window,
 }
 
 struct Shared {
@@ -385,11 +484,8 @@ impl Spool {
             queue: crossbeam_queue::ArrayQueue::new(config.queue_capacity),
             state: Mutex::new(State {
                 segments,
-                tail: Tail {
-                    first_seq: next_seq,
-                    records: VecDeque::new(),
-                    bytes: 0,
-                },
+                tail: Window::starting_at(next_seq),
+                catch_up: Window::starting_at(next_seq),
             }),
             published: AtomicU64::new(next_seq),
             readers_notify: Notify::new(),
@@ -662,6 +758,39 @@ impl Shared {
     }
 }
 
+/// Trims the memory windows after an append. What every reader has read leaves (each holds its
+/// own copy until delivered), so memory is spent only on records some exporter still has to
+/// read. Past `cap` bytes the tail lets go of its oldest records; the catch-up window takes
+/// them, up to half of `cap`, for the exporter that fell behind, and keeps the oldest when
+/// full. Once that exporter has read it all, the window starts again at whatever the tail lets
+/// go of next, so the exporter reads disk only for the stretch between the two.
+fn keep_in_memory(tail: &mut Window, catch_up: &mut Window, cap: usize, passed: Option<u64>) {
+    if let Some(passed) = passed {
+        catch_up.drop_below(passed);
+    }
+    let catch_up_cap = cap / 2;
+    while let Some(front) = tail.records.front() {
+        let read_by_all = passed.is_some_and(|p| front.seq < p);
+        if !read_by_all && tail.bytes + catch_up.bytes <= cap {
+            break;
+        }
+        let Some(record) = tail.pop_front() else {
+            break;
+        };
+        if read_by_all {
+            continue;
+        }
+        if catch_up.records.is_empty() {
+            catch_up.first_seq = record.seq;
+        }
+        if record.seq == catch_up.end()
+            && catch_up.bytes + record.item.payload.len() <= catch_up_cap
+        {
+            catch_up.push_back(record);
+        }
+    }
+}
+
 impl SpoolReader {
     pub fn name(&self) -> &str {
         &self.name
@@ -721,22 +850,18 @@ impl SpoolReader {
         if self.pos >= published {
             return out;
         }
+        let mut budget = ReadBudget::new(max_weight, max_bytes);
         let from_memory = {
             let state = self.shared.state.lock();
-            if self.pos >= state.tail.first_seq {
-                let start = (self.pos - state.tail.first_seq) as usize;
-                let mut bytes = 0usize;
-                let mut taken = 0u64;
-                for r in state.tail.records.iter().skip(start) {
-                    let w = weight(r);
-                    if !out.is_empty()
-                        && (taken + w > max_weight || bytes + r.item.payload.len() > max_bytes)
-                    {
-                        break;
-                    }
-                    bytes += r.item.payload.len();
-                    taken += w;
-                    out.push(r.clone());
+            let (tail, catch_up) = (&state.tail, &state.catch_up);
+            if self.pos >= tail.first_seq {
+                tail.read_from(self.pos, &mut out, &mut budget, &weight);
+                true
+            } else if catch_up.holds(self.pos) {
+                if catch_up.read_from(self.pos, &mut out, &mut budget, &weight)
+                    && catch_up.end() == tail.first_seq
+                {
+                    tail.read_from(tail.first_seq, &mut out, &mut budget, &weight);
                 }
                 true
             } else {
@@ -744,7 +869,7 @@ impl SpoolReader {
             }
         };
         if !from_memory {
-            self.read_disk(&mut out, max_weight, max_bytes, weight);
+            self.read_disk(&mut out, &mut budget, weight);
         }
         let items: u64 = out.iter().map(|r| u64::from(r.item.count)).sum();
         if from_memory {
@@ -786,16 +911,21 @@ impl SpoolReader {
     fn read_disk(
         &mut self,
         out: &mut Vec<Record>,
-        max_weight: u64,
-        max_bytes: usize,
+        budget: &mut ReadBudget,
         weight: impl Fn(&Record) -> u64,
     ) {
-        let mut bytes = 0usize;
-        let mut taken = 0u64;
         loop {
             // Find the segment holding `pos`, reusing the open reader when it still fits.
-            let (meta, tail_first) = {
+            let (meta, in_memory_from) = {
                 let state = self.shared.state.lock();
+                // Where memory takes over: the catch-up window if it lies ahead, else the tail.
+                let catch_up = &state.catch_up;
+                let in_memory_from =
+                    if !catch_up.records.is_empty() && catch_up.first_seq > self.pos {
+                        catch_up.first_seq
+                    } else {
+                        state.tail.first_seq
+                    };
                 let idx = state.segments.partition_point(|s| s.first_seq <= self.pos);
                 let meta = if idx == 0 {
                     // Before the oldest segment: those records were delivered and deleted.
@@ -805,16 +935,16 @@ impl SpoolReader {
                             first.clone()
                         }
                         None => {
-                            self.pos = self.pos.max(state.tail.first_seq);
+                            self.pos = self.pos.max(in_memory_from);
                             return;
                         }
                     }
                 } else {
                     state.segments[idx - 1].clone()
                 };
-                (meta, state.tail.first_seq)
+                (meta, in_memory_from)
             };
-            if self.pos >= tail_first {
+            if self.pos >= in_memory_from {
                 return; // caught up with memory: the next read serves from there
             }
             if self.disk.as_ref().map(|d| d.first_seq) != Some(meta.first_seq) {
@@ -832,7 +962,7 @@ impl SpoolReader {
                 return;
             };
             loop {
-                if !out.is_empty() && taken >= max_weight {
+                if !out.is_empty() && budget.full() {
                     return;
                 }
                 match reader.next(meta.len) {
@@ -840,15 +970,14 @@ impl SpoolReader {
                         if r.seq < self.pos {
                             continue;
                         }
-                        let w = weight(&r);
-                        if !out.is_empty()
-                            && (bytes + r.item.payload.len() > max_bytes || taken + w > max_weight)
+                        // Stop where memory holds the rest (unless nothing was read yet:
+                        // a gap in the segments may have jumped past that point).
+                        if (r.seq >= in_memory_from && !out.is_empty())
+                            || !budget.admit(out.is_empty(), weight(&r), r.item.payload.len())
                         {
                             reader.unread();
                             return;
                         }
-                        bytes += r.item.payload.len();
-                        taken += w;
                         self.pos = r.seq + 1;
                         out.push(r);
                     }
@@ -1272,26 +1401,15 @@ impl Writer {
                     }
                     let cap = shared.config.memory_bytes.as_usize();
                     let passed = shared.passed_by_all_readers();
-                    let tail = &mut state.tail;
+                    let State { tail, catch_up, .. } = &mut *state;
                     for (i, p) in group.iter().enumerate() {
-                        tail.bytes += p.item.payload.len();
-                        tail.records.push_back(Record {
+                        tail.push_back(Record {
                             seq: first + i as u64,
                             appended_ms: now,
                             item: p.item.clone(),
                         });
                     }
-                    // Past `memory_bytes`, and what every reader has read already (it holds
-                    // its own copy until delivered): memory is spent only on records some
-                    // exporter still has to read, so lagging exporters need not read disk.
-                    while let Some(front) = tail.records.front() {
-                        if tail.bytes <= cap && passed.is_none_or(|p| front.seq >= p) {
-                            break;
-                        }
-                        tail.bytes -= front.item.payload.len();
-                        tail.first_seq = front.seq + 1;
-                        tail.records.pop_front();
-                    }
+                    keep_in_memory(tail, catch_up, cap, passed);
                 }
                 shared.published.store(self.next_seq, Ordering::Release);
                 shared.readers_notify.notify_waiters();

@@ -534,3 +534,237 @@ async fn memory_tail_keeps_only_what_some_reader_has_not_read() {
     assert_eq!(read_all(&mut again), (0..31).collect::<Vec<_>>());
     spool.close();
 }
+
+/// Appends `range` with payloads the test keeps: a record read back from memory shares its
+/// payload buffer with what was appended, one read from disk was decompressed into a new one.
+async fn append_kept(spool: &Spool, range: std::ops::Range<u32>, kept: &mut Vec<Bytes>) {
+    for n in range {
+        assert_eq!(kept.len(), n as usize, "kept payloads are indexed by n");
+        let payload = Bytes::from(format!("payload-{n:08}").into_bytes());
+        kept.push(payload.clone());
+        spool
+            .append(Item::new(Signal::Traces, payload, n))
+            .expect("accepted")
+            .await
+            .expect("durable");
+    }
+    eventually("published", || spool.published() == kept.len() as u64).await;
+}
+
+/// Reads everything in batches of `batch` records: (every n in order, the n served from memory).
+fn read_all_sources(
+    reader: &mut SpoolReader,
+    batch: usize,
+    kept: &[Bytes],
+) -> (Vec<u32>, Vec<u32>) {
+    let (mut all, mut from_memory) = (Vec::new(), Vec::new());
+    loop {
+        let records = reader.read(batch, 1 << 20);
+        if records.is_empty() {
+            return (all, from_memory);
+        }
+        for r in records {
+            let n = r.item.count;
+            if r.item.payload.as_ptr() == kept[n as usize].as_ptr() {
+                from_memory.push(n);
+            }
+            assert_eq!(
+                r.item.payload, kept[n as usize],
+                "record {n} reads back intact"
+            );
+            all.push(n);
+        }
+    }
+}
+
+/// Each test payload is 16 bytes: this holds ten records in memory, five of them in the
+/// catch-up window.
+fn ten_records_in_memory() -> SpoolConfig {
+    SpoolConfig {
+        memory_bytes: ByteSize(160),
+        ..cfg(Fsync::None)
+    }
+}
+
+#[tokio::test]
+async fn lagging_reader_reads_the_records_after_its_position_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open("p", dir.path(), ten_records_in_memory(), &names(&["a"])).unwrap();
+    let mut a = spool.reader("a").unwrap();
+    let mut kept = Vec::new();
+    append_kept(&spool, 0..30, &mut kept).await;
+    {
+        let state = spool.shared.state.lock();
+        assert_eq!(
+            (state.catch_up.first_seq, state.catch_up.end()),
+            (0, 5),
+            "the oldest records the reader still needs stay"
+        );
+        assert_eq!((state.tail.first_seq, state.tail.end()), (25, 30));
+    }
+    let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
+    assert_eq!(all, (0..30).collect::<Vec<_>>());
+    assert_eq!(from_memory, (0..5).chain(25..30).collect::<Vec<_>>());
+
+    // Caught up: the catch-up window emptied, and new records are read from the tail.
+    append_kept(&spool, 30..40, &mut kept).await;
+    assert!(spool.shared.state.lock().catch_up.records.is_empty());
+    let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
+    assert_eq!(all, (30..40).collect::<Vec<_>>());
+    assert_eq!(from_memory, all);
+    spool.close();
+}
+
+#[tokio::test]
+async fn catch_up_window_starts_again_where_the_tail_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open("p", dir.path(), ten_records_in_memory(), &names(&["a"])).unwrap();
+    let mut a = spool.reader("a").unwrap();
+    let mut kept = Vec::new();
+    append_kept(&spool, 0..30, &mut kept).await;
+    // The reader takes the whole window: it is released on the next append.
+    let (first, _) = read_all_sources_upto(&mut a, 5, &kept);
+    assert_eq!(first, (0..5).collect::<Vec<_>>());
+    // Until the tail alone passes the budget, it holds 25..35 and the window stays empty.
+    append_kept(&spool, 30..35, &mut kept).await;
+    {
+        let state = spool.shared.state.lock();
+        assert!(state.catch_up.records.is_empty());
+        assert_eq!((state.tail.first_seq, state.tail.end()), (25, 35));
+    }
+    let (first, from_memory) = read_all_sources_upto(&mut a, 2, &kept);
+    assert_eq!((first, from_memory), (vec![5, 6], vec![]), "from disk");
+    // One more: the tail hands its oldest to the window, half the budget, and drops one.
+    append_kept(&spool, 35..36, &mut kept).await;
+    {
+        let state = spool.shared.state.lock();
+        assert_eq!(
+            (state.catch_up.first_seq, state.catch_up.end()),
+            (25, 30),
+            "restarted at the record the tail let go of next"
+        );
+        assert_eq!((state.tail.first_seq, state.tail.end()), (31, 36));
+        assert!(state.tail.bytes + state.catch_up.bytes <= 160);
+    }
+    let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
+    assert_eq!(all, (7..36).collect::<Vec<_>>());
+    // Disk only for the stretches between the windows.
+    assert_eq!(from_memory, (25..30).chain(31..36).collect::<Vec<_>>());
+    spool.close();
+}
+
+/// One read of up to `batch` records: (the n read, the n served from memory).
+fn read_all_sources_upto(
+    reader: &mut SpoolReader,
+    batch: usize,
+    kept: &[Bytes],
+) -> (Vec<u32>, Vec<u32>) {
+    let records = reader.read(batch, 1 << 20);
+    let all = records.iter().map(|r| r.item.count).collect();
+    let from_memory = records
+        .iter()
+        .filter(|r| r.item.payload.as_ptr() == kept[r.item.count as usize].as_ptr())
+        .map(|r| r.item.count)
+        .collect();
+    (all, from_memory)
+}
+
+#[tokio::test]
+async fn a_stalled_reader_does_not_push_one_that_keeps_up_onto_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(
+        "p",
+        dir.path(),
+        ten_records_in_memory(),
+        &names(&["stalled", "live"]),
+    )
+    .unwrap();
+    let mut stalled = spool.reader("stalled").unwrap();
+    let mut live = spool.reader("live").unwrap();
+    let mut kept = Vec::new();
+    for n in 0..30 {
+        append_kept(&spool, n..n + 1, &mut kept).await;
+        let (all, from_memory) = read_all_sources(&mut live, 7, &kept);
+        assert_eq!(all, vec![n]);
+        assert_eq!(
+            from_memory,
+            vec![n],
+            "the live reader reads {n} from memory"
+        );
+    }
+    {
+        let state = spool.shared.state.lock();
+        assert!(
+            state.tail.bytes + state.catch_up.bytes <= 160,
+            "memory stays bounded"
+        );
+    }
+    let (all, from_memory) = read_all_sources(&mut stalled, 7, &kept);
+    assert_eq!(all, (0..30).collect::<Vec<_>>());
+    assert_eq!(from_memory, (0..5).chain(25..30).collect::<Vec<_>>());
+    spool.close();
+}
+
+fn window_record(seq: u64, len: usize) -> Record {
+    Record {
+        seq,
+        appended_ms: 0,
+        item: Item::new(Signal::Logs, Bytes::from(vec![b'x'; len]), 1),
+    }
+}
+
+proptest::proptest! {
+    /// Two readers at random speeds over random appends, through the memory windows alone
+    /// (a read outside them stands for a disk read): memory stays within its budget, the
+    /// windows hold consecutive records the readers still need, and the reads see every
+    /// record once, in order.
+    #[test]
+    fn memory_windows_stay_bounded_and_in_order(
+        steps in proptest::collection::vec((1usize..6, 1usize..40, 0usize..8, 0usize..8), 1..120),
+        cap in 0usize..400,
+    ) {
+        let mut tail = Window::starting_at(0);
+        let mut catch_up = Window::starting_at(0);
+        let mut next = 0u64;
+        let mut positions = [0u64; 2];
+        for (appends, len, read_a, read_b) in steps {
+            for _ in 0..appends {
+                tail.push_back(window_record(next, len));
+                next += 1;
+            }
+            let passed = positions.iter().copied().min();
+            keep_in_memory(&mut tail, &mut catch_up, cap, passed);
+            proptest::prop_assert!(tail.bytes + catch_up.bytes <= cap);
+            proptest::prop_assert!(catch_up.bytes <= cap / 2);
+            proptest::prop_assert_eq!(tail.end(), next);
+            if !catch_up.records.is_empty() {
+                proptest::prop_assert!(catch_up.end() <= tail.first_seq);
+                proptest::prop_assert!(catch_up.first_seq >= passed.unwrap_or(0));
+            }
+            for w in [&tail, &catch_up] {
+                for (i, r) in w.records.iter().enumerate() {
+                    proptest::prop_assert_eq!(r.seq, w.first_seq + i as u64);
+                }
+                proptest::prop_assert_eq!(
+                    w.bytes,
+                    w.records.iter().map(|r| r.item.payload.len()).sum::<usize>()
+                );
+            }
+            for (pos, wanted) in positions.iter_mut().zip([read_a, read_b]) {
+                for _ in 0..wanted {
+                    if *pos >= next {
+                        break;
+                    }
+                    let window = if *pos >= tail.first_seq { &tail } else { &catch_up };
+                    if window.holds(*pos) {
+                        let mut out = Vec::new();
+                        window.read_from(*pos, &mut out, &mut ReadBudget::new(1, usize::MAX), &|_| 1);
+                        proptest::prop_assert_eq!(out.len(), 1);
+                        proptest::prop_assert_eq!(out[0].seq, *pos);
+                    }
+                    *pos += 1;
+                }
+            }
+        }
+    }
+}
