@@ -220,8 +220,13 @@ impl Fleet {
     ) -> usize {
         let acked = sending.finish().await;
         assert_eq!(acked.len(), expected);
-        let (missing, duplicates) =
-            wait_delivered(&self.backend, &acked, Duration::from_secs(120)).await;
+        let (missing, duplicates) = wait_delivered(
+            &self.backend,
+            &self.broker,
+            &acked,
+            Duration::from_secs(120),
+        )
+        .await;
         assert!(
             missing.is_empty(),
             "{} spans lost {what}; {}",
@@ -252,14 +257,21 @@ fn received(backend: &OtlpTestServer) -> HashMap<u64, usize> {
     seen
 }
 
-/// Waits until every acknowledged span arrived; returns (missing, duplicates).
+/// Waits until every acknowledged span arrived; returns (missing, duplicates). A test broker
+/// whose storage service stopped is restarted, as an operator would restart a wedged broker
+/// (`Broker::storage_stopped`): Sluice keeps the spans in its spool and retries meanwhile.
 async fn wait_delivered(
     backend: &OtlpTestServer,
+    broker: &Broker,
     acked: &HashSet<u64>,
     timeout: Duration,
 ) -> (Vec<u64>, usize) {
     let deadline = Instant::now() + timeout;
     loop {
+        if broker.storage_stopped() {
+            eprintln!("the test broker's storage service stopped (tansu); restarting the broker");
+            broker.restart().await;
+        }
         let seen = received(backend);
         let missing: Vec<u64> = acked
             .iter()
@@ -388,7 +400,7 @@ async fn gateway_killed_with_sigkill_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let Some(mut fleet) = Fleet::start().await else {
+    let Some(fleet) = Fleet::start().await else {
         return;
     };
     let gateway = fleet.gateway("gateway").await;
