@@ -249,8 +249,9 @@ struct State {
     tail: Window,
     /// Records the tail let go of while an exporter still had to read them, oldest first and
     /// without gaps, so that an exporter that fell behind the tail reads the records right
-    /// after its position from memory: a lagging exporter that could only read disk would
-    /// spend a decompression per record more than intake and never catch up.
+    /// after its position from memory: one that could only read disk would spend a
+    /// decompression per record more than one that keeps up, and on a machine near its limit
+    /// could stay behind for good.
     catch_up: Window,
 }
 

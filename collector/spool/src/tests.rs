@@ -559,22 +559,44 @@ fn read_all_sources(
 ) -> (Vec<u32>, Vec<u32>) {
     let (mut all, mut from_memory) = (Vec::new(), Vec::new());
     loop {
-        let records = reader.read(batch, 1 << 20);
-        if records.is_empty() {
+        let (read, memory) = read_sources(reader, batch, kept);
+        if read.is_empty() {
             return (all, from_memory);
         }
-        for r in records {
-            let n = r.item.count;
-            if r.item.payload.as_ptr() == kept[n as usize].as_ptr() {
-                from_memory.push(n);
-            }
-            assert_eq!(
-                r.item.payload, kept[n as usize],
-                "record {n} reads back intact"
-            );
-            all.push(n);
-        }
+        all.extend(read);
+        from_memory.extend(memory);
     }
+}
+
+/// One read of up to `batch` records: (the n read, the n served from memory).
+fn read_sources(reader: &mut SpoolReader, batch: usize, kept: &[Bytes]) -> (Vec<u32>, Vec<u32>) {
+    let (mut all, mut from_memory) = (Vec::new(), Vec::new());
+    for r in reader.read(batch, 1 << 20) {
+        let n = r.item.count;
+        assert_eq!(
+            r.item.payload, kept[n as usize],
+            "record {n} reads back intact"
+        );
+        if r.item.payload.as_ptr() == kept[n as usize].as_ptr() {
+            from_memory.push(n);
+        }
+        all.push(n);
+    }
+    (all, from_memory)
+}
+
+/// The memory windows as `[first, end)`: (the catch-up window, `None` when empty; the tail).
+fn windows(spool: &Spool) -> (Option<(u64, u64)>, (u64, u64)) {
+    let state = spool.shared.state.lock();
+    assert!(
+        state.tail.bytes + state.catch_up.bytes <= spool.shared.config.memory_bytes.as_usize(),
+        "memory stays within its budget"
+    );
+    let catch_up = &state.catch_up;
+    (
+        (!catch_up.records.is_empty()).then(|| (catch_up.first_seq, catch_up.end())),
+        (state.tail.first_seq, state.tail.end()),
+    )
 }
 
 /// Each test payload is 16 bytes: this holds ten records in memory, five of them in the
@@ -593,22 +615,15 @@ async fn lagging_reader_reads_the_records_after_its_position_from_memory() {
     let mut a = spool.reader("a").unwrap();
     let mut kept = Vec::new();
     append_kept(&spool, 0..30, &mut kept).await;
-    {
-        let state = spool.shared.state.lock();
-        assert_eq!(
-            (state.catch_up.first_seq, state.catch_up.end()),
-            (0, 5),
-            "the oldest records the reader still needs stay"
-        );
-        assert_eq!((state.tail.first_seq, state.tail.end()), (25, 30));
-    }
+    // The oldest records the reader still needs stay, and the newest.
+    assert_eq!(windows(&spool), (Some((0, 5)), (25, 30)));
     let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
     assert_eq!(all, (0..30).collect::<Vec<_>>());
     assert_eq!(from_memory, (0..5).chain(25..30).collect::<Vec<_>>());
 
     // Caught up: the catch-up window emptied, and new records are read from the tail.
     append_kept(&spool, 30..40, &mut kept).await;
-    assert!(spool.shared.state.lock().catch_up.records.is_empty());
+    assert_eq!(windows(&spool).0, None);
     let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
     assert_eq!(all, (30..40).collect::<Vec<_>>());
     assert_eq!(from_memory, all);
@@ -623,50 +638,22 @@ async fn catch_up_window_starts_again_where_the_tail_lets_go() {
     let mut kept = Vec::new();
     append_kept(&spool, 0..30, &mut kept).await;
     // The reader takes the whole window: it is released on the next append.
-    let (first, _) = read_all_sources_upto(&mut a, 5, &kept);
+    let (first, _) = read_sources(&mut a, 5, &kept);
     assert_eq!(first, (0..5).collect::<Vec<_>>());
     // Until the tail alone passes the budget, it holds 25..35 and the window stays empty.
     append_kept(&spool, 30..35, &mut kept).await;
-    {
-        let state = spool.shared.state.lock();
-        assert!(state.catch_up.records.is_empty());
-        assert_eq!((state.tail.first_seq, state.tail.end()), (25, 35));
-    }
-    let (first, from_memory) = read_all_sources_upto(&mut a, 2, &kept);
+    assert_eq!(windows(&spool), (None, (25, 35)));
+    let (first, from_memory) = read_sources(&mut a, 2, &kept);
     assert_eq!((first, from_memory), (vec![5, 6], vec![]), "from disk");
-    // One more: the tail hands its oldest to the window, half the budget, and drops one.
+    // One more: the tail hands its oldest to the window, which starts again there and takes
+    // half the budget, and drops one.
     append_kept(&spool, 35..36, &mut kept).await;
-    {
-        let state = spool.shared.state.lock();
-        assert_eq!(
-            (state.catch_up.first_seq, state.catch_up.end()),
-            (25, 30),
-            "restarted at the record the tail let go of next"
-        );
-        assert_eq!((state.tail.first_seq, state.tail.end()), (31, 36));
-        assert!(state.tail.bytes + state.catch_up.bytes <= 160);
-    }
+    assert_eq!(windows(&spool), (Some((25, 30)), (31, 36)));
     let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
     assert_eq!(all, (7..36).collect::<Vec<_>>());
     // Disk only for the stretches between the windows.
     assert_eq!(from_memory, (25..30).chain(31..36).collect::<Vec<_>>());
     spool.close();
-}
-
-/// One read of up to `batch` records: (the n read, the n served from memory).
-fn read_all_sources_upto(
-    reader: &mut SpoolReader,
-    batch: usize,
-    kept: &[Bytes],
-) -> (Vec<u32>, Vec<u32>) {
-    let records = reader.read(batch, 1 << 20);
-    let all = records.iter().map(|r| r.item.count).collect();
-    let from_memory = records
-        .iter()
-        .filter(|r| r.item.payload.as_ptr() == kept[r.item.count as usize].as_ptr())
-        .map(|r| r.item.count)
-        .collect();
-    (all, from_memory)
 }
 
 #[tokio::test]
@@ -692,13 +679,8 @@ async fn a_stalled_reader_does_not_push_one_that_keeps_up_onto_disk() {
             "the live reader reads {n} from memory"
         );
     }
-    {
-        let state = spool.shared.state.lock();
-        assert!(
-            state.tail.bytes + state.catch_up.bytes <= 160,
-            "memory stays bounded"
-        );
-    }
+    // The stalled reader holds the window; the live one has the tail's half of the budget.
+    assert_eq!(windows(&spool), (Some((0, 5)), (25, 30)));
     let (all, from_memory) = read_all_sources(&mut stalled, 7, &kept);
     assert_eq!(all, (0..30).collect::<Vec<_>>());
     assert_eq!(from_memory, (0..5).chain(25..30).collect::<Vec<_>>());
