@@ -343,6 +343,46 @@ mod tests {
     }
 
     #[test]
+    fn an_unrelated_failure_before_the_fault_does_not_hide_it() {
+        // The scenario suite's "provider openai timing out" case as one CI run saw it: one
+        // schema-validation failure early in the window, many healthy attempts, then the
+        // timeouts: 5 of 26 attempts failed over the whole window.
+        let w = Window::new(1000, Duration::from_secs(600));
+        let now = crate::alert::now_ms();
+        let mut batch = vec![step("reviewer", Some("ValidationError"), now - 200)];
+        batch.extend((0..21).map(|i| step("reviewer", None, now - 190 + i)));
+        batch.extend((0..4).map(|i| step("reviewer", Some("ProviderTimeout"), now - 50 + i)));
+        w.insert(batch, now);
+        let s = Subject {
+            agent_id: Some("reviewer".into()),
+            ..Default::default()
+        };
+        let wa = analyze_window(&w, &s, now - 60_000);
+        let best = wa
+            .candidates
+            .iter()
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .expect("a hypothesis");
+        assert_eq!(best.cause, "provider_timeout", "{}", best.summary);
+
+        // Scattered failures of mixed kinds among healthy attempts (4 of 30) stay below the bar.
+        let w = Window::new(1000, Duration::from_secs(600));
+        let batch = (0..30)
+            .map(|i| {
+                let err = match i % 15 {
+                    0 => Some("ProviderTimeout"),
+                    7 => Some("ValidationError"),
+                    _ => None,
+                };
+                step("reviewer", err, now - 100 + i)
+            })
+            .collect();
+        w.insert(batch, now);
+        let wa = analyze_window(&w, &s, now - 60_000);
+        assert!(wa.candidates.is_empty(), "{:?}", wa.candidates);
+    }
+
+    #[test]
     fn a_workflow_alert_finds_the_latest_failed_execution() {
         let w = Window::new(1000, Duration::from_secs(600));
         let now = crate::alert::now_ms();

@@ -253,33 +253,35 @@ fn failed_runs(obs: &[Arc<Obs>], dim: Dim) -> Vec<&Arc<Obs>> {
 }
 
 /// A dominant error type among at least three failures, judged over all attempts and over
-/// those since the first failure.
+/// those since that type's first failure.
 fn error_pattern(wa: &mut WindowAnalysis, steps: &StepFailures) {
     let (total, nfail) = (steps.steps.len(), steps.failed.len());
+    let Some((ty, n)) = steps.types.first() else {
+        return;
+    };
     let ratio = if total > 0 {
         nfail as f64 / total as f64
     } else {
         0.0
     };
     // A fault that just started is diluted by the healthy attempts before it: also judge the
-    // attempts since the first failure (background noise stays rare there too).
-    let since_first = steps
+    // attempts since its first failure (background noise stays rare there too). The onset is
+    // the dominant type's first failure, so that one unrelated failure earlier in the window
+    // does not pull the healthy attempts before the fault back in.
+    let since_onset = steps
         .steps
         .iter()
-        .position(|o| o.error)
+        .position(|o| o.error && o.error_type.as_deref().unwrap_or("unknown") == ty)
         .map(|i| &steps.steps[i..])
         .unwrap_or(&[]);
-    let recent_ratio = if since_first.is_empty() {
+    let recent_ratio = if since_onset.is_empty() {
         0.0
     } else {
-        since_first.iter().filter(|o| o.error).count() as f64 / since_first.len() as f64
+        since_onset.iter().filter(|o| o.error).count() as f64 / since_onset.len() as f64
     };
     if nfail < 3 || (ratio < 0.2 && recent_ratio < 0.3) {
         return;
     }
-    let Some((ty, n)) = steps.types.first() else {
-        return;
-    };
     let share = *n as f64 / nfail as f64;
     let base = if nfail >= 10 { 0.9 } else { 0.7 };
     let top = |v: &[(String, usize)]| v.first().map(|a| a.0.clone()).unwrap_or_default();
