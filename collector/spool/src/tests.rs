@@ -608,13 +608,19 @@ fn ten_records_in_memory() -> SpoolConfig {
     }
 }
 
-#[tokio::test]
-async fn lagging_reader_reads_the_records_after_its_position_from_memory() {
+/// Reader `a` at the start and 30 records appended after it, ten held in memory.
+async fn thirty_records_ahead_of_a_reader() -> (tempfile::TempDir, Spool, SpoolReader, Vec<Bytes>) {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open("p", dir.path(), ten_records_in_memory(), &names(&["a"])).unwrap();
-    let mut a = spool.reader("a").unwrap();
+    let reader = spool.reader("a").unwrap();
     let mut kept = Vec::new();
     append_kept(&spool, 0..30, &mut kept).await;
+    (dir, spool, reader, kept)
+}
+
+#[tokio::test]
+async fn lagging_reader_reads_the_records_after_its_position_from_memory() {
+    let (_dir, spool, mut a, mut kept) = thirty_records_ahead_of_a_reader().await;
     // The oldest records the reader still needs stay, and the newest.
     assert_eq!(windows(&spool), (Some((0, 5)), (25, 30)));
     let (all, from_memory) = read_all_sources(&mut a, 7, &kept);
@@ -632,11 +638,7 @@ async fn lagging_reader_reads_the_records_after_its_position_from_memory() {
 
 #[tokio::test]
 async fn catch_up_window_starts_again_where_the_tail_lets_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open("p", dir.path(), ten_records_in_memory(), &names(&["a"])).unwrap();
-    let mut a = spool.reader("a").unwrap();
-    let mut kept = Vec::new();
-    append_kept(&spool, 0..30, &mut kept).await;
+    let (_dir, spool, mut a, mut kept) = thirty_records_ahead_of_a_reader().await;
     // The reader takes the whole window: it is released on the next append.
     let (first, _) = read_sources(&mut a, 5, &kept);
     assert_eq!(first, (0..5).collect::<Vec<_>>());

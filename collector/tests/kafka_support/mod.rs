@@ -309,10 +309,14 @@ impl Broker {
     /// produce with an unknown error until restarted. That is the test broker wedged, not
     /// something a Kafka client can work around.
     pub fn storage_stopped(&self) -> bool {
-        let start = self.log_start.load(std::sync::atomic::Ordering::Relaxed) as usize;
-        let text = std::fs::read(self.dir.path().join("broker.log")).unwrap_or_default();
-        let current = text.get(start..).unwrap_or_default();
-        String::from_utf8_lossy(current).contains("UnableToSend")
+        use std::io::{Read, Seek, SeekFrom};
+        let start = self.log_start.load(std::sync::atomic::Ordering::Relaxed);
+        let mut current = Vec::new();
+        let read = std::fs::File::open(self.dir.path().join("broker.log")).and_then(|mut log| {
+            log.seek(SeekFrom::Start(start))?;
+            log.read_to_end(&mut current)
+        });
+        read.is_ok() && String::from_utf8_lossy(&current).contains("UnableToSend")
     }
 
     pub fn kill9(&self) {

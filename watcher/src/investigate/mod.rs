@@ -317,6 +317,13 @@ mod tests {
         }
     }
 
+    fn most_confident(wa: &WindowAnalysis) -> &Hypothesis {
+        wa.candidates
+            .iter()
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .expect("a hypothesis")
+    }
+
     #[test]
     fn window_patterns() {
         let w = Window::new(1000, Duration::from_secs(600));
@@ -331,11 +338,7 @@ mod tests {
             ..Default::default()
         };
         let wa = analyze_window(&w, &s, now - 60_000);
-        let best = wa
-            .candidates
-            .iter()
-            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            .unwrap();
+        let best = most_confident(&wa);
         assert_eq!(best.cause, "agent_errors");
         assert!(best.confidence > 0.8);
         assert_eq!(wa.signals["error_type"], "AgentError");
@@ -358,11 +361,7 @@ mod tests {
             ..Default::default()
         };
         let wa = analyze_window(&w, &s, now - 60_000);
-        let best = wa
-            .candidates
-            .iter()
-            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            .expect("a hypothesis");
+        let best = most_confident(&wa);
         assert_eq!(best.cause, "provider_timeout", "{}", best.summary);
 
         // Scattered failures of mixed kinds among healthy attempts (4 of 30) stay below the bar.
@@ -428,11 +427,7 @@ mod tests {
         };
         let wa = analyze_window(&w, &s, now - 60_000);
         assert_eq!(wa.signals["execution_id"], "ex-3");
-        let best = wa
-            .candidates
-            .iter()
-            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            .unwrap();
+        let best = most_confident(&wa);
         assert_eq!(best.cause, "workflow_failure");
         assert!(best.summary.contains("ex-3"), "{}", best.summary);
         let listed = wa
