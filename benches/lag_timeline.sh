@@ -45,7 +45,7 @@ LOAD=$!
 
 # Busy and idle jiffies of the whole box (idle + iowait count as idle).
 cpu() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
-metric() { awk -v name="$1" -v label="$2" 'index($0, name) == 1 && index($0, label) { s += $NF } END { printf "%d", s }'; }
+metric() { awk -v name="$1" -v label="$2" 'index($0, name) == 1 && (label == "" || index($0, label)) { s += $NF } END { printf "%d", s }'; }
 start=$(date +%s%3N)
 read -r total0 idle0 < <(cpu)
 printf '%8s %6s %12s %12s %12s %12s\n' ms idle appended read_memory read_disk sent
