@@ -60,11 +60,16 @@ while :; do
         "$(metric sluice_spool_read_items_total 'source="disk"' <<< "$m")" \
         "$(metric sluice_exporter_sent_items_total '' <<< "$m")"
     total0=$total1 idle0=$idle1
-    # Stop once the load is over and everything appended was sent.
+    # Stop once the load is over and everything appended was sent, or 60 s after the load.
     if ! kill -0 $LOAD 2>/dev/null; then
         appended=$(metric sluice_spool_appended_items_total '' <<< "$m")
         sent=$(metric sluice_exporter_sent_items_total '' <<< "$m")
         [ "$sent" -ge "$appended" ] && break
+        ended=${ended:-$(date +%s)}
+        if [ $(( $(date +%s) - ended )) -ge 60 ]; then
+            echo "not everything appended was sent 60 s after the load stopped" >&2
+            break
+        fi
     fi
 done
 wait $LOAD || true
