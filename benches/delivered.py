@@ -12,6 +12,10 @@ Counts what ARRIVES at the sink, not what the load generator got acknowledged. P
 * the load generator's and the sink's CPU per 100k delivered (`harness_cpu_per_100k` in the
   JSON lines): they share the box, so they bound what any collector can reach on it.
 
+With `--timeline`, every half second of each run also goes to stderr: the box's idle share,
+the items appended to Sluice's spool, read back from memory or from disk, and arrived at the
+sink — where an exporter falls behind (benches/RESULTS.md, "Session 11").
+
 Usage (from the repository root, after `cargo build --release -p sluice`):
 
     python3 benches/delivered.py --rounds 3 --seconds 15 [--cases rotel,interval,always,none]
@@ -38,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -225,6 +230,32 @@ def disk_read_share(case):
     return disk / (memory + disk) if memory + disk > 0 else None
 
 
+def box_busy_idle():
+    """Jiffies of the whole box since boot: (all, idle + iowait)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def print_timeline(case, sink, base, stop):
+    """`--timeline`: one line per half second until `stop` is set (see the module docstring)."""
+    print(f"timeline {case}: ms idle appended read_memory read_disk arrived", file=sys.stderr)
+    start = time.time()
+    total0, idle0 = box_busy_idle()
+    while not stop.wait(0.5):
+        total1, idle1 = box_busy_idle()
+        text = sluice_metrics()
+        # The sink's last report before the scrape (it reports every 100 ms).
+        arrived = (sink.count_at(time.time()) or (0, base))[1] - base
+        idle = (idle1 - idle0) * 100 // max(total1 - total0, 1)
+        total0, idle0 = total1, idle1
+        appended = metric_sum(text, "sluice_spool_appended_items_total")
+        memory = metric_sum(text, "sluice_spool_read_items_total", 'source="memory"')
+        disk = metric_sum(text, "sluice_spool_read_items_total", 'source="disk"')
+        print(f"timeline {case}: {int((time.time() - start) * 1000)} {idle}% {appended:.0f} "
+              f"{memory:.0f} {disk:.0f} {arrived}", file=sys.stderr, flush=True)
+
+
 # `--binary NAME=PATH`: cases written `interval@NAME` run that Sluice binary (A/B of two builds).
 BINARIES = {}
 
@@ -256,6 +287,10 @@ def run_case(case, args, sink, workdir):
         cpu0 = cpu_seconds(proc.pid)
         sink_cpu0 = cpu_seconds(sink.proc.pid)
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if args.timeline:
+            timeline_stop = threading.Event()
+            timeline = threading.Thread(target=print_timeline, args=(case, sink, base, timeline_stop))
+            timeline.start()
         start = time.time()
         load = subprocess.run(
             [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317", "--signal", args.signal,
@@ -273,6 +308,9 @@ def run_case(case, args, sink, workdir):
                 drained_at = time.time()
                 break
             time.sleep(0.1)
+        if args.timeline:
+            timeline_stop.set()
+            timeline.join()
         dropped = processor_dropped(case)
         read_from_disk = disk_read_share(case)
         arrived = sink.count() - base
@@ -331,6 +369,9 @@ def main():
     p.add_argument("--sink", choices=["sluice", "grpcio", "grpc-js"], default="sluice",
                    help="the counting backend: `sluice sink`, or an independent one on gRPC C-core or grpc-js")
     p.add_argument("--jsonl", help="also append every run as a JSON line to this file")
+    p.add_argument("--timeline", action="store_true",
+                   help="print every half second of each run to stderr: box idle, items appended, "
+                        "read from memory or disk, and arrived")
     p.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
                    help="another Sluice build; cases written `interval@NAME` run it (A/B runs)")
     args = p.parse_args()
