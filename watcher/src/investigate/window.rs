@@ -86,11 +86,7 @@ impl<'a> StepFailures<'a> {
         let steps: Vec<&Arc<Obs>> = obs.iter().filter(|o| o.name == "awf.step").collect();
         let failed: Vec<&Arc<Obs>> = steps.iter().copied().filter(|o| o.error).collect();
         StepFailures {
-            types: count(
-                failed
-                    .iter()
-                    .map(|o| o.error_type.as_deref().unwrap_or("unknown")),
-            ),
+            types: count(failed.iter().map(|o| error_type(o))),
             agents: count(failed.iter().filter_map(|o| o.agent_id.as_deref())),
             failing_steps: count(failed.iter().filter_map(|o| o.step_id.as_deref())),
             providers: count(failed.iter().filter_map(|o| o.provider.as_deref())),
@@ -271,7 +267,7 @@ fn error_pattern(wa: &mut WindowAnalysis, steps: &StepFailures) {
     let since_onset = steps
         .steps
         .iter()
-        .position(|o| o.error && o.error_type.as_deref().unwrap_or("unknown") == ty)
+        .position(|o| o.error && error_type(o) == ty)
         .map(|i| &steps.steps[i..])
         .unwrap_or(&[]);
     let recent_ratio = if since_onset.is_empty() {
@@ -354,6 +350,11 @@ fn cost_pattern(wa: &mut WindowAnalysis, obs: &[Arc<Obs>]) {
         summary: format!("agent {agent} costs ×{r:.1} per invocation (output tokens surged)"),
         confidence: (0.5 + 0.08 * r).min(0.9),
     });
+}
+
+/// A failed attempt's error type as the pattern rules count it.
+fn error_type(o: &Obs) -> &str {
+    o.error_type.as_deref().unwrap_or("unknown")
 }
 
 fn count<'a>(it: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
