@@ -231,19 +231,34 @@ def disk_read_share(case):
 
 
 def box_busy_idle():
-    """Jiffies of the whole box since boot: (all, idle + iowait)."""
+    """Jiffies of the whole box since boot: (all, idle + iowait, steal)."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
-    return sum(values), values[3] + values[4]
+    return sum(values), values[3] + values[4], values[7]
+
+
+def cpu_model():
+    """The box's CPU as the kernel names it: per-item CPU seconds compare only on one model."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    # A VM may name only the vendor ("AMD EPYC"): family and model tell the generation.
+    return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {fields.get('cpu MHz', '?')} MHz)")
 
 
 def print_timeline(case, sink, base, stop):
     """`--timeline`: one line per half second until `stop` is set (see the module docstring)."""
     print(f"timeline {case}: ms idle appended read_memory read_disk arrived", file=sys.stderr)
     start = time.time()
-    total0, idle0 = box_busy_idle()
+    total0, idle0, _ = box_busy_idle()
     while not stop.wait(0.5):
-        total1, idle1 = box_busy_idle()
+        total1, idle1, _ = box_busy_idle()
         text = sluice_metrics()
         # The sink's last report before the scrape (it reports every 100 ms).
         arrived = (sink.count_at(time.time()) or (0, base))[1] - base
@@ -292,6 +307,7 @@ def run_case(case, args, sink, workdir):
             timeline = threading.Thread(target=print_timeline, args=(case, sink, base, timeline_stop))
             timeline.start()
         start = time.time()
+        box0 = box_busy_idle()
         load = subprocess.run(
             [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317", "--signal", args.signal,
              "--concurrency", str(args.concurrency), "--spans-per-request",
@@ -299,6 +315,7 @@ def run_case(case, args, sink, workdir):
              "--duration", f"{args.seconds}s", "--json"],
             capture_output=True, text=True, check=True)
         stop = time.time()
+        box1 = box_busy_idle()
         report = json.loads(load.stdout)
         acked = report["spans_accepted"]
         # Drain: wait until everything acknowledged has arrived, or the limit.
@@ -339,6 +356,10 @@ def run_case(case, args, sink, workdir):
             "rss_mib": rss,
             "read_from_disk": read_from_disk,
             "errors": sum(report["errors"].values()),
+            # While the load ran: the box's idle share, and the share the hypervisor gave to
+            # other guests (steal), which slows everything on the box alike.
+            "box_idle": (box1[1] - box0[1]) / max(box1[0] - box0[0], 1),
+            "box_steal": (box1[2] - box0[2]) / max(box1[0] - box0[0], 1),
         }
     finally:
         proc.terminate()
@@ -415,6 +436,9 @@ def main():
 
     load = f"{args.signal}, sink {args.sink}, rate {'unlimited' if args.rate == 0 else args.rate}, {args.spans_per_request} items/request, {args.concurrency} connections, {args.seconds} s"
     print(f"medians over {args.rounds} interleaved rounds ({load})")
+    print(f"box: {cpu_model()}, {os.cpu_count()} CPUs; during the load, idle "
+          f"{statistics.median(x['box_idle'] for x in rows):.0%} and steal "
+          f"{statistics.median(x['box_steal'] for x in rows):.0%} (medians of all runs)")
     print("| collector | delivered items/s (steady) | × rotel (per-round ratios) | acked items/s | not arrived 10 s after stop | drain s | CPU s / 100k delivered | peak RSS MiB | p50 ms | p99 ms | read from disk (per round) | errors |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for case in cases:

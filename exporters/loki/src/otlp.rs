@@ -387,8 +387,8 @@ fn push_attribute<'a>(
 ) -> Option<()> {
     let body = nested(wire, buf, depth)?;
     // Each branch pushes its own value. One value built by both branches and pushed after
-    // them went through a stack temporary reloaded wider than it was stored, a
-    // store-forwarding stall: this way the Loki conversion is ~5 % faster
+    // them went through a stack temporary reloaded wider than it was stored (a
+    // store-forwarding stall); this way the loadgen-shaped conversion bench is ~5 % faster
     // (benches/RESULTS.md, session 12).
     match sluice_otlp::ShortStringAttribute::parse_str(body) {
         Some((key, text)) => attributes.push(KeyValue {
