@@ -386,10 +386,9 @@ fn push_attribute<'a>(
     depth: u32,
 ) -> Option<()> {
     let body = nested(wire, buf, depth)?;
-    // Each branch pushes its own value. One value built by both branches and pushed after
-    // them went through a stack temporary reloaded wider than it was stored (a
-    // store-forwarding stall); this way the loadgen-shaped conversion bench is ~5 % faster
-    // (benches/RESULTS.md, session 12).
+    // Each branch pushes its own value instead of both building one that is pushed after
+    // them: a copy through a shared temporary less, and the loadgen-shaped conversion bench
+    // ~5 % faster (benches/RESULTS.md, session 12).
     match sluice_otlp::ShortStringAttribute::parse_str(body) {
         Some((key, text)) => attributes.push(KeyValue {
             key,
