@@ -10,7 +10,9 @@ Counts what ARRIVES at the sink, not what the load generator got acknowledged. P
 * CPU seconds of the collector per 100k delivered spans, over the whole run including the drain;
 * peak RSS of the collector (VmHWM);
 * the load generator's and the sink's CPU per 100k delivered (`harness_cpu_per_100k` in the
-  JSON lines): they share the box, so they bound what any collector can reach on it.
+  JSON lines): they share the box, so they bound what any collector can reach on it;
+* the box's idle and steal shares while the load ran (`box_idle`, `box_steal`), and with each
+  table the CPU's model: CPU seconds per item compare only on one CPU (RESULTS, "Session 12").
 
 With `--timeline`, every half second of each run also goes to stderr: the box's idle share,
 the items appended to Sluice's spool, read back from memory or from disk, and arrived at the
