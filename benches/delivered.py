@@ -232,7 +232,7 @@ def disk_read_share(case):
     return disk / (memory + disk) if memory + disk > 0 else None
 
 
-def box_busy_idle():
+def box_jiffies():
     """Jiffies of the whole box since boot: (all, idle + iowait, steal)."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -258,9 +258,9 @@ def print_timeline(case, sink, base, stop):
     """`--timeline`: one line per half second until `stop` is set (see the module docstring)."""
     print(f"timeline {case}: ms idle appended read_memory read_disk arrived", file=sys.stderr)
     start = time.time()
-    total0, idle0, _ = box_busy_idle()
+    total0, idle0, _ = box_jiffies()
     while not stop.wait(0.5):
-        total1, idle1, _ = box_busy_idle()
+        total1, idle1, _ = box_jiffies()
         text = sluice_metrics()
         # The sink's last report before the scrape (it reports every 100 ms).
         arrived = (sink.count_at(time.time()) or (0, base))[1] - base
@@ -309,7 +309,7 @@ def run_case(case, args, sink, workdir):
             timeline = threading.Thread(target=print_timeline, args=(case, sink, base, timeline_stop))
             timeline.start()
         start = time.time()
-        box0 = box_busy_idle()
+        box0 = box_jiffies()
         load = subprocess.run(
             [SLUICE, "loadgen", "--endpoint", "http://127.0.0.1:4317", "--signal", args.signal,
              "--concurrency", str(args.concurrency), "--spans-per-request",
@@ -317,7 +317,7 @@ def run_case(case, args, sink, workdir):
              "--duration", f"{args.seconds}s", "--json"],
             capture_output=True, text=True, check=True)
         stop = time.time()
-        box1 = box_busy_idle()
+        box1 = box_jiffies()
         report = json.loads(load.stdout)
         acked = report["spans_accepted"]
         # Drain: wait until everything acknowledged has arrived, or the limit.
