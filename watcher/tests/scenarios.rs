@@ -483,6 +483,13 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
         speed: 20.0,
         workers,
         worker_capacity: capacity,
+        // These scenarios verify one execution (the resumed or restarted one) and pick the
+        // failed one to alert on: only the injected fault may fail an execution for good,
+        // or a 1-in-100 rejected input decides the outcome instead of the watcher.
+        input_error_rate: match s.rule {
+            Rule::WorkflowFailed { .. } | Rule::WorkflowFailureRate { .. } => 0.0,
+            _ => SimConfig::default().input_error_rate,
+        },
         ..SimConfig::default()
     };
     let dep = Deployment::start(&job, sim_cfg, pipe.clone()).await;
@@ -692,7 +699,11 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
 
     // What the scenario expects.
     for inc in &incidents {
-        let ctx = format!("{}: {inc:#}", s.name);
+        // The outcome and what verification saw first: CI keeps only the start of a message.
+        let ctx = format!(
+            "{}: outcome {}, verification {}: {inc:#}",
+            s.name, inc["outcome"], inc["verification"]["detail"]
+        );
         assert_eq!(inc["decision"]["chosen"], s.script, "{ctx}");
         assert_eq!(inc["outcome"], s.outcome, "{ctx}");
         let took = inc["finding"]["took_ms"].as_u64().expect("took");

@@ -54,6 +54,10 @@ pub struct SimConfig {
     /// SSE keep-alive comment period. Default 15 s.
     #[serde(with = "secs")]
     pub keepalive: Duration,
+    /// Share of agent invocations that reject their input (`InputError`): not retried, the
+    /// execution fails at once. Default `0.0025` (about 1 % of executions). `0` leaves the
+    /// injected faults as the only way an execution fails for good.
+    pub input_error_rate: f64,
 }
 
 mod secs {
@@ -81,6 +85,7 @@ impl Default for SimConfig {
             worker_capacity: 50,
             retain_executions: 2000,
             keepalive: Duration::from_secs(15),
+            input_error_rate: world::DEFAULT_INPUT_ERROR_RATE,
         }
     }
 }
@@ -95,6 +100,12 @@ impl SimConfig {
         }
         if !(self.speed.is_finite() && self.speed > 0.0) {
             return Err(InvalidConfig::new("speed", "must be a number > 0"));
+        }
+        if !(0.0..=1.0).contains(&self.input_error_rate) {
+            return Err(InvalidConfig::new(
+                "input_error_rate",
+                "must be a number from 0 to 1",
+            ));
         }
         if self.push_batch == 0 {
             return Err(InvalidConfig::new("push_batch", "must be greater than 0"));
@@ -205,13 +216,15 @@ async fn serve(
         }
         None => (None, None),
     };
+    let mut world = World::new(
+        cfg.seed,
+        cfg.workers,
+        cfg.worker_capacity,
+        cfg.retain_executions,
+    );
+    world.input_error_rate = cfg.input_error_rate;
     let sim = Arc::new(Sim {
-        world: Mutex::new(World::new(
-            cfg.seed,
-            cfg.workers,
-            cfg.worker_capacity,
-            cfg.retain_executions,
-        )),
+        world: Mutex::new(world),
         started: Instant::now(),
         started_unix_ns: sluice_core::time::now_unix_nanos(),
         push_tx,
@@ -372,6 +385,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "speed");
+        let bad = SimConfig {
+            input_error_rate: 1.5,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "input_error_rate");
         assert!(toml::from_str::<SimConfig>("typo = 1").is_err());
     }
 }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
-/// Chance that an invocation fails for good (bad input): no retry, no fallback, the
+/// Default chance that an invocation fails for good (bad input): no retry, no fallback, the
 /// workflow fails. About 1 % of executions, so success-rate SLOs have something to show.
-const HARD_FAILURE_RATE: f64 = 0.0025;
+pub const DEFAULT_INPUT_ERROR_RATE: f64 = 0.0025;
 const NON_RETRYABLE: &str = "InputError";
 
 /// A fault scenario, switchable at runtime (`POST /sim/faults`).
@@ -178,6 +178,8 @@ pub struct World {
     next_exec: u64,
     prefix: String,
     retain: usize,
+    /// Chance that an invocation rejects its input (see [`DEFAULT_INPUT_ERROR_RATE`]).
+    pub input_error_rate: f64,
     pub stats: SimStats,
 }
 
@@ -207,6 +209,7 @@ impl World {
             next_exec: 0,
             prefix: format!("{:04x}", seed & 0xffff),
             retain: retain.max(1),
+            input_error_rate: DEFAULT_INPUT_ERROR_RATE,
             stats: SimStats::default(),
         }
     }
@@ -723,7 +726,7 @@ impl World {
                 "AgentError",
                 format!("agent {} returned an error", agent.id),
             ));
-        } else if self.rng.random::<f64>() < HARD_FAILURE_RATE {
+        } else if self.rng.random::<f64>() < self.input_error_rate {
             error = Some((
                 NON_RETRYABLE,
                 "input rejected by the agent (not retryable)".to_owned(),
@@ -1168,6 +1171,31 @@ mod tests {
                     && e.error.is_some()
             })
             .count()
+    }
+
+    #[test]
+    fn input_error_rate_sets_how_often_an_execution_fails_for_good() {
+        let input_errors = |rate: f64| {
+            let mut d = Driver::new(7);
+            d.w.input_error_rate = rate;
+            for _ in 0..200 {
+                d.start("support-triage");
+            }
+            d.run();
+            d.take()
+                .iter()
+                .filter(|e| {
+                    e.kind == EventKind::WorkflowFailed
+                        && e.error.as_ref().and_then(|x| x.kind.as_deref()) == Some(NON_RETRYABLE)
+                })
+                .count()
+        };
+        assert_eq!(input_errors(0.0), 0);
+        assert_eq!(
+            input_errors(1.0),
+            200,
+            "the first invocation rejects its input"
+        );
     }
 
     #[test]
