@@ -227,27 +227,38 @@ impl Backends {
         parse_loki(&v)
     }
 
-    /// `GET /api/traces/<id>`: (span count, error spans, slowest span "name (ms)").
+    /// `GET /api/traces/<id>`: (span count, error spans, slowest span "name (ms)"), or `None`
+    /// when Tempo answers 404 (it does not hold the trace).
     pub async fn tempo_trace(
         &self,
         trace_id: &str,
         start_s: i64,
         end_s: i64,
         timeout: Duration,
-    ) -> Result<TraceSummary, BackendError> {
+    ) -> Result<Option<TraceSummary>, BackendError> {
         let url = endpoint(
             self.tempo.as_deref(),
             "tempo_url",
             &format!("/api/traces/{trace_id}"),
         )?;
-        let v = self
+        match self
             .get_json(
                 url,
                 &[("start", start_s.to_string()), ("end", end_s.to_string())],
                 timeout,
             )
-            .await?;
-        Ok(summarize_trace(&v))
+            .await
+        {
+            Ok(v) => Ok(Some(summarize_trace(&v))),
+            // Tempo's answer for a trace it does not hold (yet): spans reach it only after
+            // the pipeline's batching, later than the watcher sees them in the live window.
+            Err(BackendError::Status { status, .. })
+                if status == reqwest::StatusCode::NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `GET /api/search?tags=…`: trace ids, newest first as Tempo returns them.

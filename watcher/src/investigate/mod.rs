@@ -156,10 +156,13 @@ impl Investigator {
 
         // 1. The live window (in memory, fast).
         let mut wa = self.window_check(&mut f, &subject, since);
-        let trace_for_tempo = subject
+        // The alert's own trace, else the window's failing traces, newest first.
+        let traces_for_tempo: Vec<String> = subject
             .trace_id
-            .clone()
-            .or_else(|| wa.failing_traces.first().cloned());
+            .iter()
+            .chain(&wa.failing_traces)
+            .cloned()
+            .collect();
 
         // 2. Remote sources, concurrently, each with its own deadline.
         let per_source = self
@@ -168,7 +171,7 @@ impl Investigator {
         let (prom, loki, tempo, mcp) = futures::join!(
             self.prometheus_checks(&subject, alert_query, since, per_source),
             self.loki_check(&subject, since, per_source),
-            self.tempo_check(&subject, trace_for_tempo.as_deref(), since, per_source),
+            self.tempo_check(&subject, &traces_for_tempo, since, per_source),
             self.mcp_check(alert_query, per_source),
         );
         resolve_failed_execution(&mut wa, &subject, &loki, &tempo);
@@ -473,6 +476,90 @@ mod tests {
         let l = line(&[], r#"event_type=workflow.failed execution_id="ex-3""#);
         assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-3"));
         assert_eq!(loki_field(&l, "step_id"), None);
+    }
+
+    /// A Tempo that holds only `held`: 404 for any other trace, as Tempo answers.
+    async fn tempo_holding(held: &'static str) -> String {
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let app = axum::Router::new().route(
+            "/api/traces/{id}",
+            axum::routing::get(move |Path(id): Path<String>| async move {
+                if id == held {
+                    let span = serde_json::json!({"name": "awf.step", "status": {"code": 2, "message": "boom"}});
+                    axum::Json(serde_json::json!({"batches": [{"scopeSpans": [{"spans": [span]}]}]}))
+                        .into_response()
+                } else {
+                    (StatusCode::NOT_FOUND, "trace not found").into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_failing_trace_not_in_tempo_yet_is_no_failed_source() {
+        const NEWEST: &str = "11111111111111111111111111111111";
+        const OLDER: &str = "22222222222222222222222222222222";
+        let now = crate::alert::now_ms();
+        let failing = |trace: &str, t: i64| Obs {
+            trace_id: Some(trace.into()),
+            ..step("planner", Some("ProviderTimeout"), t)
+        };
+        let investigate = |tempo: String| {
+            let window = Arc::new(Window::new(100, Duration::from_secs(600)));
+            window.insert(
+                vec![failing(OLDER, now - 50), failing(NEWEST, now - 10)],
+                now,
+            );
+            async move {
+                let inv = Investigator {
+                    backends: Backends {
+                        http: reqwest::Client::new(),
+                        prometheus: None,
+                        loki: None,
+                        tempo: Some(tempo),
+                        tenant: None,
+                    },
+                    mcp: None,
+                    window,
+                    budget: Duration::from_secs(5),
+                    source_timeout: Duration::from_secs(2),
+                    lookback: Duration::from_secs(600),
+                };
+                let alert = Alert {
+                    labels: BTreeMap::from([("agent_id".to_owned(), "planner".to_owned())]),
+                    ..serde_json::from_str("{}").unwrap()
+                };
+                inv.investigate(&alert, None).await
+            }
+        };
+
+        // The newest failing trace is not in Tempo yet: the next one is looked up instead.
+        let f = investigate(tempo_holding(OLDER).await).await;
+        let tempo = f.checked.iter().find(|c| c.source == "tempo").unwrap();
+        assert_eq!(tempo.status, CheckStatus::Ok, "{f:?}");
+        assert!(!f.degraded, "{f:?}");
+        let found = f
+            .evidence
+            .iter()
+            .find(|e| e.source == "tempo")
+            .expect("tempo evidence");
+        assert_eq!(found.trace_ids, [OLDER]);
+        assert_eq!(found.result[0], "1 spans, 1 with errors");
+
+        // None of them is there yet: said so, and the source is still not degraded.
+        let f = investigate(tempo_holding("33333333333333333333333333333333").await).await;
+        let tempo = f.checked.iter().find(|c| c.source == "tempo").unwrap();
+        assert_eq!(tempo.status, CheckStatus::Ok, "{f:?}");
+        assert!(!f.degraded, "{f:?}");
+        let missing = f.evidence.iter().find(|e| e.source == "tempo").unwrap();
+        assert_eq!(missing.trace_ids, [NEWEST, OLDER]);
+        assert_eq!(missing.result, ["none of the 2 traces is in Tempo yet"]);
     }
 
     #[tokio::test]
