@@ -61,6 +61,8 @@ EXPORTERS = {
     "metrics": f'type = "prometheus_remote_write"\nurl = "http://{SINK_PUSH}/api/v1/write"',
     "logs": f'type = "loki"\nurl = "http://{SINK_PUSH}/loki/api/v1/push"',
 }
+# Logs to Loki's native OTLP endpoint (Loki >= 3.0) instead of its push API: case `:lokiotlp`.
+LOKI_OTLP = f'type = "loki"\nurl = "http://{SINK_PUSH}/otlp/v1/logs"\nencoding = "otlp"'
 
 
 def rotel_binary():
@@ -163,10 +165,16 @@ class Sink:
 
 def sluice_config(path, case, signal):
     """`case` is an fsync level, optionally with `:novalidate` (intake validation off),
-    `:nocompress` (spool compression off) or `:memoryN` (an N MiB spool memory tail), and
-    `+PROCESSOR` (the processor of `benches/processors/PROCESSOR.toml` in the pipeline)."""
+    `:nocompress` (spool compression off), `:memoryN` (an N MiB spool memory tail) or
+    `:lokiotlp` (logs to Loki's native OTLP endpoint), and `+PROCESSOR` (the processor of
+    `benches/processors/PROCESSOR.toml` in the pipeline)."""
     case, _, processor = case.partition("+")
     fsync, _, option = case.partition(":")
+    exporter = EXPORTERS[signal]
+    if option == "lokiotlp":
+        if signal != "logs":
+            sys.exit(f"case {case!r}: `:lokiotlp` is for --signal logs")
+        exporter = LOKI_OTLP
     validation = "[receivers.otlp.validation]\nenabled = false" if option == "novalidate" else ""
     spool_compression = 'compression = "none"' if option == "nocompress" else ""
     if option.startswith("memory"):
@@ -184,7 +192,7 @@ type = "otlp"
 endpoint = "127.0.0.1:4317"
 {validation}
 [exporters.sink]
-{EXPORTERS[signal]}
+{exporter}
 [[pipelines]]
 name = "{signal}"
 signals = ["{signal}"]
@@ -385,7 +393,8 @@ def main():
     p.add_argument("--cases", default="rotel,interval,always,none",
                    help="rotel, and Sluice's fsync levels; `interval:novalidate` turns intake "
                         "validation off, `interval:nocompress` the spool's compression, "
-                        "`interval:memory128` sets a 128 MiB spool memory tail")
+                        "`interval:memory128` sets a 128 MiB spool memory tail, `interval:lokiotlp` "
+                        "sends logs to Loki's native OTLP endpoint instead of its push API")
     p.add_argument("--signal", choices=["traces", "metrics", "logs"], default="traces",
                    help="traces go to the sink over OTLP; metrics by remote-write and logs by "
                         "Loki push (Sluice only: rotel is compared on traces)")

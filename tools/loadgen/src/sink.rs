@@ -3,8 +3,9 @@
 //! request (HTTP/2, validation) is what a real backend's front door does, and no more.
 //!
 //! With `--push ADDR` it also takes Prometheus remote-write (`POST /api/v1/write`, 1.0 and 2.0)
-//! and Loki push (`POST /loki/api/v1/push`, snappy protobuf), decoding each body fully, as Mimir
-//! and Loki do, and counting samples and log entries.
+//! and Loki push (`POST /loki/api/v1/push`, snappy protobuf; `POST /otlp/v1/logs`, Loki's
+//! native OTLP endpoint, uncompressed protobuf), walking every field of each body and counting
+//! samples and log entries.
 
 use futures::future::BoxFuture;
 use sluice_core::{Consumer, Item, Receiver, ReceiverContext, Refusal, Signal};
@@ -155,6 +156,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
 fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
     use axum::routing::post;
     let rw = counter.clone();
+    let otlp = counter.clone();
     axum::Router::new()
         .route(
             "/api/v1/write",
@@ -171,6 +173,13 @@ fn push_routes(counter: Arc<CountingConsumer>) -> axum::Router {
             post(move |body: bytes::Bytes| {
                 let counter = counter.clone();
                 async move { count_push(&counter, loki_entries(&body)) }
+            }),
+        )
+        .route(
+            "/otlp/v1/logs",
+            post(move |body: bytes::Bytes| {
+                let counter = otlp.clone();
+                async move { count_push(&counter, otlp_log_records(&body)) }
             }),
         )
         // Exporters send up to several MiB per request; axum's default cap is 2 MB.
@@ -236,6 +245,19 @@ pub fn remote_write_samples(content_type: Option<&str>, body: &[u8]) -> Result<u
 /// Entries in a Loki push body (`PushRequest.streams` = 1, `StreamAdapter.entries` = 2).
 pub fn loki_entries(body: &[u8]) -> Result<u64, MalformedPush> {
     count_nested(&unsnappy(body)?, 1, &[2])
+}
+
+/// Log records in an OTLP `ExportLogsServiceRequest` (`resource_logs` = 1, `scope_logs` = 2,
+/// `log_records` = 2), as Loki's `/otlp/v1/logs` takes it.
+pub fn otlp_log_records(body: &[u8]) -> Result<u64, MalformedPush> {
+    let mut total = 0;
+    for field in Fields(body) {
+        if let (1, value) = field? {
+            let resource_logs = value.ok_or(MalformedPush::NotLengthDelimited(1))?;
+            total += count_nested(resource_logs, 2, &[2])?;
+        }
+    }
+    Ok(total)
 }
 
 /// Occurrences of the `inner` fields inside every `outer` field of a message.
@@ -379,5 +401,30 @@ mod tests {
             streams: vec![stream(4), stream(0), stream(9)],
         };
         assert_eq!(loki_entries(&snappy(&request)), Ok(13));
+    }
+
+    #[test]
+    fn counts_otlp_log_records() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let scope = |n: usize| ScopeLogs {
+            log_records: vec![LogRecord::default(); n],
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![
+                ResourceLogs {
+                    scope_logs: vec![scope(3), scope(0)],
+                    ..Default::default()
+                },
+                ResourceLogs {
+                    scope_logs: vec![scope(5)],
+                    ..Default::default()
+                },
+            ],
+        };
+        let body = request.encode_to_vec();
+        assert_eq!(otlp_log_records(&body), Ok(8));
+        assert!(otlp_log_records(&body[..body.len() - 1]).is_err());
     }
 }
