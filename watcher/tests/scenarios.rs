@@ -18,7 +18,7 @@ use sluice_watcher::{Config, Watcher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::pipeline::{Backends, Deployment, Pipe};
+use support::pipeline::{Backends, Deployment, LokiPath, Pipe};
 use support::prometheus::Prometheus;
 use support::tempo::TempoTestServer;
 use support::*;
@@ -475,7 +475,15 @@ async fn heal(sim: &str, faults: &[Value]) {
 async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
     let t0 = Instant::now();
     let job = format!("awf-s{n:02}");
-    let pipe = Pipe::new(&env.backends);
+    // Half the scenarios write logs the way the shipped configs do (the Loki exporter's push
+    // API mapping), half through Loki's native OTLP endpoint: the watcher's queries must find
+    // the lines under both.
+    let loki_path = if n.is_multiple_of(2) {
+        LokiPath::Push
+    } else {
+        LokiPath::NativeOtlp
+    };
+    let pipe = Pipe::new(&env.backends, loki_path);
     let (workers, capacity) = s.workers.unwrap_or((8, 50));
     let sim_cfg = SimConfig {
         seed: 1000 + n as u64,
@@ -543,7 +551,9 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
             };
             // Grafana's Loki alert rule fires once the failure is in Loki.
             let logql = format!(
-                "{{service_name=\"{job}\"}} | event_type=\"workflow.failed\" | execution_id=\"{failed}\""
+                "{{service_name=\"{job}\"}} | json \
+                 | (event_type=\"workflow.failed\" or attributes_event_type=\"workflow.failed\") \
+                 | (execution_id=\"{failed}\" or attributes_execution_id=\"{failed}\")"
             );
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
@@ -701,7 +711,7 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
     for inc in &incidents {
         // The outcome and what verification saw first: CI keeps only the start of a message.
         let ctx = format!(
-            "{}: outcome {}, verification {}: {inc:#}",
+            "{} (logs by {loki_path:?}): outcome {}, verification {}: {inc:#}",
             s.name, inc["outcome"], inc["verification"]["detail"]
         );
         assert_eq!(inc["decision"]["chosen"], s.script, "{ctx}");
@@ -709,6 +719,21 @@ async fn run(env: Arc<Env>, n: usize, s: Scenario) -> Report {
         let took = inc["finding"]["took_ms"].as_u64().expect("took");
         assert!(took < 5000, "{ctx}");
         assert_eq!(inc["finding"]["degraded"], s.broken_loki, "{ctx}");
+        // Failures leave error records: Loki's evidence must have found them.
+        let failures = matches!(
+            s.rule,
+            Rule::Failures { .. } | Rule::WorkflowFailed { .. } | Rule::WorkflowFailureRate { .. }
+        );
+        if failures && !s.broken_loki {
+            let loki = inc["finding"]["evidence"]
+                .as_array()
+                .and_then(|e| e.iter().find(|e| e["source"] == "loki"))
+                .unwrap_or_else(|| panic!("no Loki evidence: {ctx}"));
+            assert!(
+                loki["log_lines"].as_array().is_some_and(|l| !l.is_empty()),
+                "no error lines from Loki: {ctx}"
+            );
+        }
     }
     let state = sim_get(&sim, "/sim/state").await;
     match s.script {
@@ -845,6 +870,7 @@ async fn alert_scenarios_are_investigated_remediated_and_verified() {
     let env = Arc::new(Env {
         backends: Backends {
             prometheus_write: prom.write_url(),
+            loki_push: loki.push_url(),
             loki_otlp: loki.otlp_url(),
             tempo_otlp: format!("{tempo_url}/v1/traces"),
         },

@@ -20,10 +20,7 @@ impl Investigator {
             ("workflow_id", &s.workflow_id),
         ]
         .iter()
-        .filter_map(|(k, v)| {
-            v.as_ref()
-                .map(|v| format!(" | {k}=\"{}\"", escape_query_string(v)))
-        })
+        .filter_map(|(k, v)| v.as_ref().map(|v| field_filter(k, v)))
         .collect();
         if filters.is_empty() && s.service.is_none() {
             part.skip("no execution/agent/step/provider/workflow/service label");
@@ -33,7 +30,7 @@ impl Investigator {
             Some(svc) => format!("{{service_name=\"{}\"}}", escape_query_string(svc)),
             None => "{service_name=~\".+\"}".to_owned(),
         };
-        let logql = format!("{selector}{} | severity_text=\"ERROR\"", filters.concat());
+        let logql = format!("{selector} | json{}{ERROR_LINES}", filters.concat());
         let end_ns = crate::alert::now_ms().saturating_mul(1_000_000);
         match self
             .backends
@@ -86,14 +83,36 @@ impl Investigator {
     }
 }
 
-/// A field of a Loki line: a stream label or structured metadata (Loki returns both as the
-/// stream's labels), else a key of the line as JSON or logfmt.
+/// Error records: `severity_text` is structured metadata on the native OTLP endpoint and
+/// `severity` a key of the push mapping's JSON line.
+const ERROR_LINES: &str = r#" | (severity_text="ERROR" or severity="ERROR")"#;
+
+/// A LogQL label filter (after `| json`) for a record attribute under either mapping of OTLP
+/// logs to Loki: a stream label or structured metadata (Loki's native OTLP endpoint, or an
+/// attribute promoted to a label), or the attribute inside the JSON line of the push API's
+/// default mapping (`{"attributes":{"key":…}}`, which `| json` flattens to `attributes_key`).
+/// On a line that is not JSON, `| json` only adds `__error__`; the line stays, and so do its
+/// labels and structured metadata.
+fn field_filter(key: &str, value: &str) -> String {
+    let v = escape_query_string(value);
+    format!(" | ({key}=\"{v}\" or attributes_{key}=\"{v}\")")
+}
+
+/// A field of a Loki line: a stream label, structured metadata or a label `| json` extracted
+/// (Loki returns them all as the stream's labels), else a key of the line as JSON (top level,
+/// then the push mapping's `attributes` and `resources`) or logfmt.
 pub(super) fn loki_field(l: &crate::backends::LokiLine, key: &str) -> Option<String> {
-    if let Some(v) = l.labels.get(key) {
-        return Some(v.clone());
+    for k in [key.to_owned(), format!("attributes_{key}")] {
+        if let Some(v) = l.labels.get(&k) {
+            return Some(v.clone());
+        }
     }
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&l.line) {
-        return match o.get(key)? {
+        let v = o
+            .get(key)
+            .or_else(|| o.get("attributes")?.get(key))
+            .or_else(|| o.get("resources")?.get(key))?;
+        return match v {
             serde_json::Value::String(v) => Some(v.clone()),
             other => Some(other.to_string()),
         };

@@ -473,6 +473,15 @@ mod tests {
             r#"{"event_type":"workflow.failed","execution_id":"ex-2"}"#,
         );
         assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-2"));
+        // The push API's JSON line, and the label `| json` made of it.
+        let l = line(
+            &[],
+            r#"{"body":"workflow.failed","attributes":{"execution_id":"ex-4"},"resources":{"service.name":"awf"}}"#,
+        );
+        assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-4"));
+        assert_eq!(loki_field(&l, "service.name").as_deref(), Some("awf"));
+        let l = line(&[("attributes_execution_id", "ex-5")], "{}");
+        assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-5"));
         let l = line(&[], r#"event_type=workflow.failed execution_id="ex-3""#);
         assert_eq!(loki_field(&l, "execution_id").as_deref(), Some("ex-3"));
         assert_eq!(loki_field(&l, "step_id"), None);

@@ -1,13 +1,15 @@
 //! A miniature Sluice for the scenario suite: the AWF simulator pushes its events to the real
 //! AWF receiver component; what the receiver emits passes the watcher's processor (the live
 //! window) and goes out through the real Prometheus remote-write exporter (to the real
-//! Prometheus), to Loki's native OTLP endpoint (the testkit Loki) and to the Tempo stand-in.
+//! Prometheus), to the testkit Loki — through the real Loki exporter's push API mapping (the
+//! shipped configs' choice) or to Loki's native OTLP endpoint — and to the Tempo stand-in.
 
 use futures::future::BoxFuture;
 use sluice_awf_sim::{SimConfig, SimHandle, start_simulator};
 use sluice_core::{
     Batch, Consumer, Exporter, Item, Processor, ReceiverContext, Refusal, SendOutcome, Signal,
 };
+use sluice_exporter_loki::LokiExporter;
 use sluice_exporter_prometheus::RemoteWriteExporter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,9 +35,20 @@ impl Processor for ProcessorSlot {
     }
 }
 
+/// How logs reach Loki.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LokiPath {
+    /// The Loki exporter's default: streams and JSON lines, `POST /loki/api/v1/push`.
+    Push,
+    /// The records unchanged to `/otlp/v1/logs`; Loki maps them itself.
+    NativeOtlp,
+}
+
 pub struct Pipe {
     pub processor: ProcessorSlot,
     pub remote_write: Arc<RemoteWriteExporter>,
+    pub loki_push: Arc<LokiExporter>,
+    pub loki_path: LokiPath,
     pub http: reqwest::Client,
     pub loki_otlp: String,
     pub tempo_otlp: String,
@@ -50,27 +63,15 @@ impl Consumer for Pipe {
             Err(r) => return Box::pin(async move { Err(r) }),
         };
         let rw = self.remote_write.clone();
+        let loki_push = self.loki_push.clone();
+        let push_logs = self.loki_path == LokiPath::Push;
         let http = self.http.clone();
         let (loki, tempo) = (self.loki_otlp.clone(), self.tempo_otlp.clone());
         let failures = self.failures.clone();
         Box::pin(async move {
             let ok = match item.signal {
-                Signal::Metrics => {
-                    let batch = Batch {
-                        signal: Signal::Metrics,
-                        tenant: None,
-                        items: vec![item],
-                    };
-                    let mut all = true;
-                    for req in rw.build_requests(&batch) {
-                        let mut o = rw.send(&req).await;
-                        if matches!(o, SendOutcome::Retryable { .. }) {
-                            o = rw.send(&req).await;
-                        }
-                        all &= o == SendOutcome::Sent;
-                    }
-                    all
-                }
+                Signal::Metrics => export(&*rw, item).await,
+                Signal::Logs if push_logs => export(&*loki_push, item).await,
                 Signal::Logs | Signal::Traces => {
                     let url = if item.signal == Signal::Logs {
                         loki
@@ -97,6 +98,24 @@ impl Consumer for Pipe {
     }
 }
 
+/// One item through a real exporter, retried once; whether every request was sent.
+async fn export<E: Exporter>(exporter: &E, item: Item) -> bool {
+    let batch = Batch {
+        signal: item.signal,
+        tenant: None,
+        items: vec![item],
+    };
+    let mut all = true;
+    for req in exporter.build_requests(&batch) {
+        let mut o = exporter.send(&req).await;
+        if matches!(o, SendOutcome::Retryable { .. }) {
+            o = exporter.send(&req).await;
+        }
+        all &= o == SendOutcome::Sent;
+    }
+    all
+}
+
 /// One simulated AWF deployment feeding the backends through the watcher's processor.
 pub struct Deployment {
     pub sim: Option<SimHandle>,
@@ -109,19 +128,26 @@ pub struct Deployment {
 
 pub struct Backends {
     pub prometheus_write: String,
+    pub loki_push: String,
     pub loki_otlp: String,
     pub tempo_otlp: String,
 }
 
 impl Pipe {
-    pub fn new(b: &Backends) -> Arc<Pipe> {
+    pub fn new(b: &Backends, loki_path: LokiPath) -> Arc<Pipe> {
         let rw_cfg = sluice_exporter_prometheus::Config::new(b.prometheus_write.clone());
+        let loki_cfg: sluice_exporter_loki::Config =
+            toml::from_str(&format!("url = \"{}\"", b.loki_push)).expect("loki config");
         Arc::new(Pipe {
             processor: ProcessorSlot::default(),
             remote_write: Arc::new(
                 sluice_exporter_prometheus::build(&rw_cfg, "exporters.prometheus")
                     .expect("exporter"),
             ),
+            loki_push: Arc::new(
+                sluice_exporter_loki::build(&loki_cfg, "exporters.loki").expect("exporter"),
+            ),
+            loki_path,
             http: reqwest::Client::new(),
             loki_otlp: b.loki_otlp.clone(),
             tempo_otlp: b.tempo_otlp.clone(),
