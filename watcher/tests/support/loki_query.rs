@@ -183,7 +183,10 @@ fn parse(q: &str) -> Result<(Vec<Matcher>, Vec<Stage>), ParseError> {
                         rest = after;
                         break;
                     }
-                    a = after.strip_prefix("or").ok_or("expected `or` or `)`")?;
+                    a = after
+                        .strip_prefix("or")
+                        .filter(|a| a.starts_with(char::is_whitespace))
+                        .ok_or("expected `or` or `)`")?;
                 }
                 stages.push(Stage::AnyOf(any));
             } else {
@@ -324,6 +327,7 @@ mod tests {
         assert!(parse(r#"{service_name=~".*"}"#).is_err());
         assert!(parse(r#"{a="b"} | json x="y""#).is_err());
         assert!(parse(r#"{a="b"} | (x="1" and y="2")"#).is_err());
+        assert!(parse(r#"{a="b"} | (x="1" order="2")"#).is_err());
         assert!(parse(r#"{a="b"} | logfmt"#).is_err());
     }
 
