@@ -526,25 +526,9 @@ mod tests {
                 now,
             );
             async move {
-                let inv = Investigator {
-                    backends: Backends {
-                        http: reqwest::Client::new(),
-                        prometheus: None,
-                        loki: None,
-                        tempo: Some(tempo),
-                        tenant: None,
-                    },
-                    mcp: None,
-                    window,
-                    budget: Duration::from_secs(5),
-                    source_timeout: Duration::from_secs(2),
-                    lookback: Duration::from_secs(600),
-                };
-                let alert = Alert {
-                    labels: BTreeMap::from([("agent_id".to_owned(), "planner".to_owned())]),
-                    ..serde_json::from_str("{}").unwrap()
-                };
-                inv.investigate(&alert, None).await
+                investigator(None, Some(tempo), window)
+                    .investigate(&agent_alert("planner"), None)
+                    .await
             }
         };
 
@@ -571,27 +555,41 @@ mod tests {
         assert_eq!(missing.result, ["none of the 2 traces is in Tempo yet"]);
     }
 
-    #[tokio::test]
-    async fn no_backends_and_empty_window_still_give_a_finding() {
-        let inv = Investigator {
+    /// An investigator of `window` with only the given backends.
+    fn investigator(
+        prometheus: Option<&str>,
+        tempo: Option<String>,
+        window: Arc<Window>,
+    ) -> Investigator {
+        Investigator {
             backends: Backends {
                 http: reqwest::Client::new(),
-                prometheus: Some("http://127.0.0.1:9".into()),
+                prometheus: prometheus.map(str::to_owned),
                 loki: None,
-                tempo: None,
+                tempo,
                 tenant: None,
             },
             mcp: None,
-            window: Arc::new(Window::new(10, Duration::from_secs(60))),
+            window,
             budget: Duration::from_secs(2),
             source_timeout: Duration::from_millis(500),
             lookback: Duration::from_secs(600),
-        };
-        let alert = Alert {
-            labels: BTreeMap::from([("agent_id".to_owned(), "a".to_owned())]),
+        }
+    }
+
+    fn agent_alert(agent: &str) -> Alert {
+        Alert {
+            labels: BTreeMap::from([("agent_id".to_owned(), agent.to_owned())]),
             ..serde_json::from_str("{}").unwrap()
-        };
-        let f = inv.investigate(&alert, Some("up == 0")).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn no_backends_and_empty_window_still_give_a_finding() {
+        let window = Arc::new(Window::new(10, Duration::from_secs(60)));
+        let f = investigator(Some("http://127.0.0.1:9"), None, window)
+            .investigate(&agent_alert("a"), Some("up == 0"))
+            .await;
         assert!(f.degraded, "{f:?}");
         assert_eq!(f.hypothesis.cause, "unknown");
         let prom = f.checked.iter().find(|c| c.source == "prometheus").unwrap();
